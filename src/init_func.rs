@@ -1,0 +1,163 @@
+//! Which exported function runs as the init function.
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use wasmparser::ComponentExternalKind;
+use wasmparser::component_types::ComponentEntityType;
+
+use crate::names;
+use crate::parse::Parsed;
+
+/// An exported function, named as `name` (a function exported by the
+/// component) or `interface#name` (a function of an exported instance, such
+/// as `my:pkg/setup#init`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitFunc {
+    /// The exported instance holding the function, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// The function's name.
+    pub name: String,
+}
+
+impl InitFunc {
+    /// Parses `NAME`, `NAME()`, `IFACE#NAME` or `IFACE#NAME()`.
+    pub fn parse(spec: &str) -> Result<InitFunc> {
+        let spec = spec.trim();
+        let path = match spec.find('(') {
+            None => spec,
+            Some(open) if &spec[open..] == "()" => &spec[..open],
+            Some(_) => bail!(
+                "init function `{spec}`: arguments are not supported; name a function that \
+                 takes no parameters, as `NAME` or `NAME()`"
+            ),
+        };
+        let (interface, name) = match path.rsplit_once('#') {
+            Some((interface, name)) => (Some(interface.to_string()), name),
+            None => (None, path),
+        };
+        if name.is_empty() || interface.as_deref() == Some("") {
+            bail!("init function `{spec}` is not of the form `NAME` or `INTERFACE#NAME`");
+        }
+        Ok(InitFunc {
+            interface,
+            name: name.to_string(),
+        })
+    }
+
+    fn top_level(name: &str) -> InitFunc {
+        InitFunc {
+            interface: None,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for InitFunc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.interface {
+            Some(interface) => write!(f, "{interface}#{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// The init function as found in the component.
+pub struct ResolvedInit {
+    /// What the runtime calls.
+    pub func: InitFunc,
+    /// Index into [`Parsed::exports`] of the export that the rewrite removes,
+    /// when the function is a top-level export.
+    pub export: Option<usize>,
+}
+
+/// Finds the init function among the component's exports and checks its
+/// type: it takes no parameters (results are ignored).
+pub fn resolve(parsed: &Parsed<'_>, requested: Option<&InitFunc>) -> Result<ResolvedInit> {
+    let func = match requested {
+        Some(func) => func.clone(),
+        None => {
+            let default = find(parsed, names::DEFAULT_INIT_FUNC);
+            let wizer = find(parsed, names::WIZER_INIT_FUNC);
+            match (default, wizer) {
+                (Some(_), _) | (None, None) => InitFunc::top_level(names::DEFAULT_INIT_FUNC),
+                (None, Some(_)) => InitFunc::top_level(names::WIZER_INIT_FUNC),
+            }
+        }
+    };
+    let types = parsed.types.as_ref();
+    match &func.interface {
+        None => {
+            let Some(i) = find(parsed, &func.name) else {
+                bail!(
+                    "the component has no export named `{}`{}",
+                    func.name,
+                    hint(parsed, requested.is_none())
+                );
+            };
+            let export = &parsed.exports[i];
+            if export.kind != ComponentExternalKind::Func {
+                bail!("export `{}` is not a function", func.name);
+            }
+            let ty = &types[types.component_function_at(export.defines)];
+            check_params(&func, ty.params.len())?;
+            Ok(ResolvedInit {
+                func,
+                export: Some(i),
+            })
+        }
+        Some(interface) => {
+            let Some(i) = find(parsed, interface) else {
+                bail!("the component has no export named `{interface}`");
+            };
+            let export = &parsed.exports[i];
+            if export.kind != ComponentExternalKind::Instance {
+                bail!("export `{interface}` is not an instance");
+            }
+            let instance = &types[types.component_instance_at(export.defines)];
+            let Some(item) = instance.exports.get(&func.name) else {
+                bail!("exported instance `{interface}` has no function `{}`", func.name);
+            };
+            let ComponentEntityType::Func(id) = item.ty else {
+                bail!("`{func}` is not a function");
+            };
+            check_params(&func, types[id].params.len())?;
+            Ok(ResolvedInit { func, export: None })
+        }
+    }
+}
+
+fn find(parsed: &Parsed<'_>, name: &str) -> Option<usize> {
+    parsed.exports.iter().position(|e| e.name == name)
+}
+
+fn check_params(func: &InitFunc, params: usize) -> Result<()> {
+    if params != 0 {
+        bail!(
+            "init function `{func}` takes {params} parameter{}; the init function must take none",
+            if params == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
+fn hint(parsed: &Parsed<'_>, defaulted: bool) -> String {
+    let funcs: Vec<&str> = parsed
+        .exports
+        .iter()
+        .filter(|e| e.kind == ComponentExternalKind::Func)
+        .map(|e| e.name.as_str())
+        .collect();
+    let mut hint = String::new();
+    if defaulted {
+        hint.push_str(&format!(
+            " (nor `{}`); pass `--init-func NAME` to pick one",
+            names::WIZER_INIT_FUNC
+        ));
+    }
+    if !funcs.is_empty() {
+        hint.push_str(&format!("; exported functions: {}", funcs.join(", ")));
+    }
+    hint
+}

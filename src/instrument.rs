@@ -1,0 +1,497 @@
+//! Phase 2, instrument: make every piece of mutable state readable from
+//! outside, through one exported instance of synthesized accessor functions.
+//!
+//! Every original section stays where it is (modules that own state gain core
+//! exports for it); everything new is appended, so original indices never
+//! move. New indices are the validator's final counts plus the position in
+//! what is appended.
+
+use anyhow::{Context, Result};
+use wasm_encoder::{
+    Alias, CanonicalFunctionSection, CanonicalOption, Component, ComponentAliasSection,
+    ComponentExportKind, ComponentExportSection, ComponentInstanceSection, ComponentTypeSection,
+    ComponentValType, EntityType, ExportKind, Function, GlobalType, ImportSection, Instruction,
+    InstanceSection, MemArg, MemoryType, ModuleArg, ModuleSection, PrimitiveValType, RawSection,
+    TypeSection, ValType,
+};
+use wasmparser::types::TypesRef;
+
+use crate::init_func::{self, InitFunc};
+use crate::module::{self, ModuleEdit};
+use crate::names;
+use crate::parse::{self, Parsed, SectionKind};
+use crate::plan::{Accessor, InputId, PLAN_FORMAT, Plan, ScalarType, State};
+use crate::wit;
+
+/// Options for [`instrument`].
+#[derive(Clone, Debug, Default)]
+pub struct InstrumentOptions {
+    /// The init function; `None` picks `component-init`, or `wizer-initialize`
+    /// when only that is exported.
+    pub init_func: Option<InitFunc>,
+    /// Keep the init function's export in the output.
+    pub keep_init_func: bool,
+}
+
+/// An instrumented component and the plan for reading its state.
+pub struct Instrumented {
+    /// The instrumented component: the original plus the accessor instance.
+    pub component: Vec<u8>,
+    /// Which accessor reads what.
+    pub plan: Plan,
+}
+
+/// Instruments `bytes`, a component, for pre-initialization.
+pub fn instrument(bytes: &[u8], options: &InstrumentOptions) -> Result<Instrumented> {
+    let parsed = parse::parse(bytes)?;
+    let init = init_func::resolve(&parsed, options.init_func.as_ref())?;
+    let plan = Plan {
+        format: PLAN_FORMAT,
+        input: InputId::of(bytes),
+        // An init function inside an exported interface stays: removing it
+        // would break the interface the component claims to implement.
+        remove_init_export: !options.keep_init_func && init.export.is_some(),
+        init: init.func,
+        interface: names::ACCESSOR_INSTANCE_EXPORT.to_string(),
+        accessors: accessors(&parsed),
+    };
+    let component = encode(&parsed, &plan)?;
+    wit::check(&component, &plan).context("instrumentation produced an ill-typed component")?;
+    Ok(Instrumented { component, plan })
+}
+
+/// One accessor per memory and mutable global of every instantiated module,
+/// memories first, in core instance order.
+fn accessors(parsed: &Parsed<'_>) -> Vec<Accessor> {
+    let mut memories = Vec::new();
+    let mut globals = Vec::new();
+    for instance in &parsed.instances {
+        let module = &parsed.modules[instance.module];
+        for memory in &module.memories {
+            memories.push(Accessor {
+                func: names::memory_accessor(memories.len()),
+                instance: instance.index,
+                module: module.index,
+                state: State::Memory {
+                    index: memory.index,
+                    memory64: memory.ty.memory64,
+                    page_size_log2: memory.ty.page_size_log2.unwrap_or(16),
+                },
+            });
+        }
+        for global in &module.globals {
+            let ty = match global.ty {
+                wasmparser::ValType::I32 => ScalarType::I32,
+                wasmparser::ValType::I64 => ScalarType::I64,
+                wasmparser::ValType::F32 => ScalarType::F32,
+                // parse rejects every other mutable global type
+                _ => ScalarType::F64,
+            };
+            globals.push(Accessor {
+                func: names::global_accessor(globals.len()),
+                instance: instance.index,
+                module: module.index,
+                state: State::Global {
+                    index: global.index,
+                    ty,
+                },
+            });
+        }
+    }
+    memories.extend(globals);
+    memories
+}
+
+/// Core export names that expose `state` from its module.
+fn core_export(state: &State) -> (String, ExportKind, u32) {
+    match *state {
+        State::Memory { index, .. } => (names::core_memory_export(index), ExportKind::Memory, index),
+        State::Global { index, .. } => (names::core_global_export(index), ExportKind::Global, index),
+    }
+}
+
+fn encode(parsed: &Parsed<'_>, plan: &Plan) -> Result<Vec<u8>> {
+    let mut component = Component::new();
+    for section in &parsed.sections {
+        let data = &parsed.bytes[section.range.clone()];
+        match section.kind {
+            SectionKind::Module(m) => {
+                let module = &parsed.modules[m];
+                let mut exports: Vec<_> = plan
+                    .accessors
+                    .iter()
+                    .filter(|a| a.module == module.index)
+                    .map(|a| core_export(&a.state))
+                    .collect();
+                exports.sort_by_key(|(_, _, index)| *index);
+                exports.dedup();
+                if exports.is_empty() {
+                    component.section(&RawSection { id: section.id, data });
+                } else {
+                    let edit = ModuleEdit {
+                        exports,
+                        ..ModuleEdit::default()
+                    };
+                    let edited = module::edit(data, &edit)
+                        .with_context(|| format!("failed to instrument core module {}", module.index))?;
+                    component.section(&RawSection { id: 1, data: &edited });
+                }
+            }
+            _ => {
+                component.section(&RawSection { id: section.id, data });
+            }
+        }
+    }
+    append_accessors(&mut component, parsed.types.as_ref(), plan);
+    Ok(component.finish())
+}
+
+
+/// Appends the accessor module, its instantiation, the lifted accessors and
+/// the exported accessor instance.
+fn append_accessors(component: &mut Component, types: TypesRef<'_>, plan: &Plan) {
+    let module_index = types.module_count();
+    let core_instance_base = types.core_instance_count();
+    let core_memory_base = types.memory_count();
+    let core_global_base = types.global_count();
+    let core_func_base = types.function_count();
+    let type_base = types.component_type_count();
+    let func_base = types.component_function_count();
+    let instance_base = types.component_instance_count();
+
+    // The accessor module.
+    let accessor_module = accessor_module(plan);
+    component.section(&ModuleSection(&accessor_module));
+
+    // Alias each piece of state out of the instance that owns it.
+    let mut aliases = ComponentAliasSection::new();
+    let mut memories = 0;
+    let mut globals = 0;
+    let mut state_items = Vec::new();
+    for accessor in &plan.accessors {
+        let (name, kind, _) = core_export(&accessor.state);
+        aliases.alias(Alias::CoreInstanceExport {
+            instance: accessor.instance,
+            kind,
+            name: &name,
+        });
+        let index = match kind {
+            ExportKind::Memory => {
+                memories += 1;
+                core_memory_base + memories - 1
+            }
+            _ => {
+                globals += 1;
+                core_global_base + globals - 1
+            }
+        };
+        state_items.push((names::accessor_import(state_items.len()), kind, index));
+    }
+    if !plan.accessors.is_empty() {
+        component.section(&aliases);
+    }
+
+    // Bundle the state into one core instance and instantiate the accessor
+    // module with it.
+    let mut instances = InstanceSection::new();
+    instances.export_items(
+        state_items
+            .iter()
+            .map(|(name, kind, index)| (name.as_str(), *kind, *index)),
+    );
+    let bundle = core_instance_base;
+    instances.instantiate(
+        module_index,
+        [("state", ModuleArg::Instance(bundle))],
+    );
+    let accessor_instance = core_instance_base + 1;
+    component.section(&instances);
+
+    // Alias the accessor functions and the accessor module's memory.
+    let mut aliases = ComponentAliasSection::new();
+    for accessor in &plan.accessors {
+        aliases.alias(Alias::CoreInstanceExport {
+            instance: accessor_instance,
+            kind: ExportKind::Func,
+            name: &accessor.func,
+        });
+    }
+    aliases.alias(Alias::CoreInstanceExport {
+        instance: accessor_instance,
+        kind: ExportKind::Memory,
+        name: "memory",
+    });
+    let accessor_memory = core_memory_base + memories;
+    component.section(&aliases);
+
+    // Types: list<u8>, the memory accessor type, one type per global type.
+    let mut type_section = ComponentTypeSection::new();
+    type_section
+        .defined_type()
+        .list(ComponentValType::Primitive(PrimitiveValType::U8));
+    let list_u8 = type_base;
+    type_section
+        .function()
+        .params([
+            ("offset", ComponentValType::Primitive(PrimitiveValType::U64)),
+            ("len", ComponentValType::Primitive(PrimitiveValType::U32)),
+        ])
+        .result(Some(ComponentValType::Type(list_u8)));
+    let memory_func_type = type_base + 1;
+    let scalars = [
+        ScalarType::I32,
+        ScalarType::I64,
+        ScalarType::F32,
+        ScalarType::F64,
+    ];
+    for scalar in scalars {
+        type_section
+            .function()
+            .params(std::iter::empty::<(&str, ComponentValType)>())
+            .result(Some(ComponentValType::Primitive(match scalar {
+                ScalarType::I32 => PrimitiveValType::S32,
+                ScalarType::I64 => PrimitiveValType::S64,
+                ScalarType::F32 => PrimitiveValType::F32,
+                ScalarType::F64 => PrimitiveValType::F64,
+            })));
+    }
+    let scalar_func_type = |ty: ScalarType| {
+        type_base + 2 + scalars.iter().position(|s| *s == ty).unwrap_or(0) as u32
+    };
+    component.section(&type_section);
+
+    // Lift each accessor.
+    let mut canon = CanonicalFunctionSection::new();
+    for (i, accessor) in plan.accessors.iter().enumerate() {
+        let core_func = core_func_base + i as u32;
+        match accessor.state {
+            State::Memory { .. } => canon.lift(
+                core_func,
+                memory_func_type,
+                [CanonicalOption::Memory(accessor_memory)],
+            ),
+            State::Global { ty, .. } => canon.lift(core_func, scalar_func_type(ty), []),
+        };
+    }
+    if !plan.accessors.is_empty() {
+        component.section(&canon);
+    }
+
+    // Export them as one instance.
+    let mut instance = ComponentInstanceSection::new();
+    instance.export_items(
+        plan.accessors
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.func.as_str(), ComponentExportKind::Func, func_base + i as u32)),
+    );
+    component.section(&instance);
+    let mut exports = ComponentExportSection::new();
+    exports.export(
+        &plan.interface,
+        ComponentExportKind::Instance,
+        instance_base,
+        None,
+    );
+    component.section(&exports);
+}
+
+/// The core module that reads state: it imports every piece of state from
+/// the instance `state` and exports one function per accessor, plus its own
+/// memory, which holds what memory accessors return.
+fn accessor_module(plan: &Plan) -> wasm_encoder::Module {
+    let mut types = TypeSection::new();
+    // 0: (offset: i64, len: i32) -> retptr
+    types.ty().function([ValType::I64, ValType::I32], [ValType::I32]);
+    // 1..=4: () -> scalar
+    for ty in [ValType::I32, ValType::I64, ValType::F32, ValType::F64] {
+        types.ty().function([], [ty]);
+    }
+
+    let own_memory = plan
+        .accessors
+        .iter()
+        .filter(|a| matches!(a.state, State::Memory { .. }))
+        .count() as u32;
+    let mut imports = ImportSection::new();
+    let mut imported_memories = 0u32;
+    let mut imported_globals = 0u32;
+    // (function type, body)
+    let mut funcs = Vec::new();
+    for (n, accessor) in plan.accessors.iter().enumerate() {
+        let import = names::accessor_import(n);
+        match accessor.state {
+            State::Memory {
+                memory64,
+                page_size_log2,
+                ..
+            } => {
+                imports.import(
+                    "state",
+                    &import,
+                    EntityType::Memory(MemoryType {
+                        minimum: 0,
+                        maximum: None,
+                        memory64,
+                        shared: false,
+                        page_size_log2: (page_size_log2 != 16).then_some(page_size_log2),
+                    }),
+                );
+                funcs.push((
+                    0,
+                    memory_reader(imported_memories, own_memory, memory64, page_size_log2),
+                ));
+                imported_memories += 1;
+            }
+            State::Global { ty, .. } => {
+                let (val_type, type_index) = match ty {
+                    ScalarType::I32 => (ValType::I32, 1),
+                    ScalarType::I64 => (ValType::I64, 2),
+                    ScalarType::F32 => (ValType::F32, 3),
+                    ScalarType::F64 => (ValType::F64, 4),
+                };
+                imports.import(
+                    "state",
+                    &import,
+                    EntityType::Global(GlobalType {
+                        val_type,
+                        mutable: true,
+                        shared: false,
+                    }),
+                );
+                let mut f = Function::new([]);
+                f.instruction(&Instruction::GlobalGet(imported_globals));
+                f.instruction(&Instruction::End);
+                funcs.push((type_index, f));
+                imported_globals += 1;
+            }
+        }
+    }
+
+    let mut functions = wasm_encoder::FunctionSection::new();
+    let mut code = wasm_encoder::CodeSection::new();
+    let mut exports = wasm_encoder::ExportSection::new();
+    for (i, (ty, body)) in funcs.iter().enumerate() {
+        functions.function(*ty);
+        code.function(body);
+        exports.export(&plan.accessors[i].func, ExportKind::Func, i as u32);
+    }
+    let mut memory = wasm_encoder::MemorySection::new();
+    memory.memory(MemoryType {
+        minimum: 1,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    exports.export("memory", ExportKind::Memory, own_memory);
+
+    let mut module = wasm_encoder::Module::new();
+    module.section(&types);
+    module.section(&imports);
+    module.section(&functions);
+    module.section(&memory);
+    module.section(&exports);
+    module.section(&code);
+    module
+}
+
+/// `(offset: i64, len: i32) -> retptr`: copies up to `len` bytes of imported
+/// memory `memory` from `offset` into the accessor's own memory `own`,
+/// stopping at the end of the memory, and returns a pointer to `(ptr, len)`
+/// as the canonical ABI wants for a `list<u8>` result.
+fn memory_reader(memory: u32, own: u32, memory64: bool, page_size_log2: u32) -> Function {
+    use Instruction as I;
+    // params: 0 offset i64, 1 len i32; locals: 2 size i64, 3 n i32, 4 pages i32
+    let mut f = Function::new([(1, ValType::I64), (2, ValType::I32)]);
+    let own_arg = |offset| {
+        I::I32Store(MemArg {
+            offset,
+            align: 2,
+            memory_index: own,
+        })
+    };
+    let mut code = vec![I::MemorySize(memory)];
+    if !memory64 {
+        code.push(I::I64ExtendI32U);
+    }
+    code.extend([
+        // size = memory.size(memory) << page_size_log2
+        I::I64Const(i64::from(page_size_log2)),
+        I::I64Shl,
+        I::LocalSet(2),
+        // n = offset >= size ? 0 : min(size - offset, len)
+        I::LocalGet(0),
+        I::LocalGet(2),
+        I::I64GeU,
+        I::If(wasm_encoder::BlockType::Result(ValType::I32)),
+        I::I32Const(0),
+        I::Else,
+        I::LocalGet(2),
+        I::LocalGet(0),
+        I::I64Sub,
+        I::LocalGet(1),
+        I::I64ExtendI32U,
+        I::LocalGet(2),
+        I::LocalGet(0),
+        I::I64Sub,
+        I::LocalGet(1),
+        I::I64ExtendI32U,
+        I::I64LtU,
+        I::Select,
+        I::I32WrapI64,
+        I::End,
+        I::LocalSet(3),
+        // pages = (n + 8 + 0xffff) >> 16; grow the own memory to that many
+        I::LocalGet(3),
+        I::I64ExtendI32U,
+        I::I64Const(8 + 0xffff),
+        I::I64Add,
+        I::I64Const(16),
+        I::I64ShrU,
+        I::I32WrapI64,
+        I::LocalTee(4),
+        I::MemorySize(own),
+        I::I32GtU,
+        I::If(wasm_encoder::BlockType::Empty),
+        I::LocalGet(4),
+        I::MemorySize(own),
+        I::I32Sub,
+        I::MemoryGrow(own),
+        I::I32Const(-1),
+        I::I32Eq,
+        I::If(wasm_encoder::BlockType::Empty),
+        I::Unreachable,
+        I::End,
+        I::End,
+        // if n != 0: copy memory[offset..offset + n] to own[8..8 + n]
+        I::LocalGet(3),
+        I::If(wasm_encoder::BlockType::Empty),
+        I::I32Const(8),
+        I::LocalGet(0),
+    ]);
+    if !memory64 {
+        code.push(I::I32WrapI64);
+    }
+    code.extend([
+        I::LocalGet(3),
+        I::MemoryCopy {
+            src_mem: memory,
+            dst_mem: own,
+        },
+        I::End,
+        // own[0..8] = (8, n); return 0
+        I::I32Const(0),
+        I::I32Const(8),
+        own_arg(0),
+        I::I32Const(0),
+        I::LocalGet(3),
+        own_arg(4),
+        I::I32Const(0),
+        I::End,
+    ]);
+    for i in &code {
+        f.instruction(i);
+    }
+    f
+}

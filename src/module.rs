@@ -1,0 +1,291 @@
+//! Editing one core module: copy its sections through unchanged (code stays
+//! byte-identical) except the few an edit touches.
+//!
+//! Used by instrument (to export a module's state) and by rewrite (to bake a
+//! snapshot into it).
+
+use anyhow::{Context, Result};
+use std::borrow::Cow;
+use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
+use wasm_encoder::{ConstExpr, Encode};
+use wasmparser::{Chunk, DataKind, Parser, Payload};
+
+use crate::plan::GlobalValue;
+
+/// What to change in a module; an empty edit reproduces the module.
+#[derive(Default)]
+pub struct ModuleEdit<'a> {
+    /// Exports to add: name, kind, index.
+    pub exports: Vec<(String, wasm_encoder::ExportKind, u32)>,
+    /// Drop the start section.
+    pub drop_start: bool,
+    /// New minimum sizes, in pages, for memories (module memory index, pages).
+    pub memory_minimums: Vec<(u32, u64)>,
+    /// New values for globals (module global index, value).
+    pub globals: Vec<(u32, GlobalValue)>,
+    /// Replace every active data segment with an empty passive one and
+    /// append these active segments.
+    pub data: Option<Vec<Segment<'a>>>,
+}
+
+/// An active data segment to add.
+pub struct Segment<'a> {
+    /// The module's memory index.
+    pub memory: u32,
+    /// Whether that memory uses 64-bit addresses.
+    pub memory64: bool,
+    /// Where the bytes go.
+    pub offset: u64,
+    /// The bytes.
+    pub bytes: &'a [u8],
+}
+
+/// The order in which non-custom sections must appear in a module.
+fn rank(id: u8) -> Option<u8> {
+    Some(match id {
+        1 => 1,   // type
+        2 => 2,   // import
+        3 => 3,   // function
+        4 => 4,   // table
+        5 => 5,   // memory
+        13 => 6,  // tag
+        6 => 7,   // global
+        7 => 8,   // export
+        8 => 9,   // start
+        9 => 10,  // element
+        12 => 11, // data count
+        10 => 12, // code
+        11 => 13, // data
+        _ => return None,
+    })
+}
+
+const EXPORT: u8 = 7;
+const DATA: u8 = 11;
+
+struct Out<'a> {
+    id: u8,
+    data: Cow<'a, [u8]>,
+}
+
+/// Applies `edit` to the module in `bytes`.
+pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
+    let mut out: Vec<Out<'_>> = Vec::new();
+    let mut parser = Parser::new(0);
+    let mut remaining = bytes;
+    let mut offset = 0usize;
+    let mut data_segments = None;
+    loop {
+        let (consumed, payload) = match parser.parse(remaining, true)? {
+            Chunk::Parsed { consumed, payload } => (consumed, payload),
+            Chunk::NeedMoreData(_) => anyhow::bail!("module is truncated"),
+        };
+        let section = payload.as_section();
+        let mut skip = 0;
+        match payload {
+            Payload::Version { .. } | Payload::CodeSectionEntry(_) => {}
+            Payload::End(_) => break,
+            Payload::CodeSectionStart { size, .. } => {
+                parser.skip_section();
+                skip = size as usize;
+            }
+            Payload::ExportSection(reader) => {
+                let mut section = wasm_encoder::ExportSection::new();
+                for export in reader {
+                    let export = export?;
+                    section.export(
+                        export.name,
+                        RoundtripReencoder.export_kind(export.kind)?,
+                        export.index,
+                    );
+                }
+                add_exports(&mut section, edit);
+                push(&mut out, EXPORT, &section);
+            }
+            Payload::StartSection { .. } if edit.drop_start => {}
+            Payload::MemorySection(reader) if !edit.memory_minimums.is_empty() => {
+                let imported = imported_before(&out, bytes, |ty| {
+                    matches!(ty, wasmparser::TypeRef::Memory(_))
+                })?;
+                let mut section = wasm_encoder::MemorySection::new();
+                for (i, memory) in reader.into_iter().enumerate() {
+                    let mut ty = RoundtripReencoder.memory_type(memory?)?;
+                    let index = imported + i as u32;
+                    if let Some(&(_, pages)) =
+                        edit.memory_minimums.iter().find(|(m, _)| *m == index)
+                    {
+                        ty.minimum = ty.minimum.max(pages);
+                    }
+                    section.memory(ty);
+                }
+                push(&mut out, 5, &section);
+            }
+            Payload::GlobalSection(reader) if !edit.globals.is_empty() => {
+                let imported = imported_before(&out, bytes, |ty| {
+                    matches!(ty, wasmparser::TypeRef::Global(_))
+                })?;
+                let mut section = wasm_encoder::GlobalSection::new();
+                for (i, global) in reader.into_iter().enumerate() {
+                    let global = global?;
+                    let index = imported + i as u32;
+                    let init = match edit.globals.iter().find(|(g, _)| *g == index) {
+                        Some(&(_, value)) => const_expr(value),
+                        None => RoundtripReencoder.const_expr(global.init_expr)?,
+                    };
+                    section.global(RoundtripReencoder.global_type(global.ty)?, &init);
+                }
+                push(&mut out, 6, &section);
+            }
+            Payload::DataSection(reader) if edit.data.is_some() => {
+                let mut section = wasm_encoder::DataSection::new();
+                let mut count = 0u32;
+                for data in reader {
+                    let data = data?;
+                    match data.kind {
+                        DataKind::Active { .. } => section.passive(Vec::<u8>::new()),
+                        DataKind::Passive => section.raw(&bytes[data.range.clone()]),
+                    };
+                    count += 1;
+                }
+                data_segments = Some((out.len(), section, count));
+                out.push(Out {
+                    id: DATA,
+                    data: Cow::Borrowed(&[]),
+                });
+            }
+            _ => {
+                if let Some((id, range)) = section {
+                    out.push(Out {
+                        id,
+                        data: Cow::Borrowed(&bytes[range]),
+                    });
+                }
+            }
+        }
+        remaining = &remaining[consumed + skip..];
+        offset += consumed + skip;
+    }
+    let _ = offset;
+
+    if !edit.exports.is_empty() && !out.iter().any(|s| s.id == EXPORT) {
+        let mut section = wasm_encoder::ExportSection::new();
+        add_exports(&mut section, edit);
+        insert(&mut out, EXPORT, encode(&section));
+    }
+    if let Some(segments) = &edit.data {
+        let (at, mut section, mut count) = match data_segments.take() {
+            Some(found) => found,
+            None => {
+                insert(&mut out, DATA, Vec::new());
+                let at = out.iter().position(|s| s.id == DATA).unwrap_or(0);
+                (at, wasm_encoder::DataSection::new(), 0)
+            }
+        };
+        for segment in segments {
+            let offset = if segment.memory64 {
+                ConstExpr::i64_const(segment.offset as i64)
+            } else {
+                ConstExpr::i32_const(segment.offset as u32 as i32)
+            };
+            section.active(segment.memory, &offset, segment.bytes.iter().copied());
+            count += 1;
+        }
+        out[at].data = Cow::Owned(encode(&section));
+        for s in out.iter_mut().filter(|s| s.id == 12) {
+            let mut data = Vec::new();
+            count.encode(&mut data);
+            s.data = Cow::Owned(data);
+        }
+    }
+
+    let mut module = wasm_encoder::Module::new();
+    for s in &out {
+        module.section(&wasm_encoder::RawSection {
+            id: s.id,
+            data: &s.data,
+        });
+    }
+    Ok(module.finish())
+}
+
+fn add_exports(section: &mut wasm_encoder::ExportSection, edit: &ModuleEdit<'_>) {
+    for (name, kind, index) in &edit.exports {
+        section.export(name, *kind, *index);
+    }
+}
+
+fn encode(section: &impl wasm_encoder::Section) -> Vec<u8> {
+    let mut sized = Vec::new();
+    section.encode(&mut sized);
+    strip_size(sized)
+}
+
+/// A section encodes as its size followed by its contents; keeps the contents.
+pub fn strip_size(mut sized: Vec<u8>) -> Vec<u8> {
+    let mut reader = wasmparser::BinaryReader::new(&sized, 0);
+    let start = reader
+        .read_var_u32()
+        .map(|_| reader.original_position())
+        .unwrap_or(0);
+    sized.split_off(start)
+}
+
+fn push(out: &mut Vec<Out<'_>>, id: u8, section: &impl wasm_encoder::Section) {
+    out.push(Out {
+        id,
+        data: Cow::Owned(encode(section)),
+    });
+}
+
+/// Inserts a new section with `id` where the binary format wants it: before
+/// the first section that must follow it, else after the last known section.
+fn insert(out: &mut Vec<Out<'_>>, id: u8, data: Vec<u8>) {
+    let want = rank(id);
+    let at = out
+        .iter()
+        .position(|s| rank(s.id) > want)
+        .unwrap_or_else(|| {
+            out.iter()
+                .rposition(|s| rank(s.id).is_some())
+                .map_or(out.len(), |i| i + 1)
+        });
+    out.insert(
+        at,
+        Out {
+            id,
+            data: Cow::Owned(data),
+        },
+    );
+}
+
+/// Counts the imports matching `is_kind` in the import section already copied.
+fn imported_before(
+    out: &[Out<'_>],
+    _bytes: &[u8],
+    is_kind: impl Fn(&wasmparser::TypeRef) -> bool,
+) -> Result<u32> {
+    let Some(imports) = out.iter().find(|s| s.id == 2) else {
+        return Ok(0);
+    };
+    let reader = wasmparser::ImportSectionReader::new(wasmparser::BinaryReader::new(
+        &imports.data,
+        0,
+    ))?;
+    let mut n = 0;
+    for import in reader.into_imports() {
+        if is_kind(&import.context("failed to read an import")?.ty) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn const_expr(value: GlobalValue) -> ConstExpr {
+    match value {
+        GlobalValue::I32(v) => ConstExpr::i32_const(v),
+        GlobalValue::I64(v) => ConstExpr::i64_const(v),
+        GlobalValue::F32(bits) => ConstExpr::f32_const(f32::from_bits(bits).into()),
+        GlobalValue::F64(bits) => ConstExpr::f64_const(f64::from_bits(bits).into()),
+    }
+}
+

@@ -1,0 +1,66 @@
+//! Every name this crate invents, in one place.
+//!
+//! Names are built from indices only, never from user strings, so they are
+//! always valid; each carries a reserved prefix, and [`check_unused`] rejects
+//! inputs that already use one.
+
+use anyhow::{Result, bail};
+
+/// The fixed WIT package that ships in `wit/`.
+pub const WIT_PACKAGE_SOURCE: &str = include_str!("../wit/component-init.wit");
+
+/// Package of the fixed WIT and of the synthesized interface.
+pub const WIT_PACKAGE: &str = "component-init:snapshot@0.1.0";
+
+/// Name of the synthesized interface inside [`WIT_PACKAGE`].
+pub const ACCESSOR_INTERFACE_NAME: &str = "accessors";
+
+/// Component-level export name of the instance holding the accessors.
+pub const ACCESSOR_INSTANCE_EXPORT: &str = "component-init:snapshot/accessors@0.1.0";
+
+/// The default init function (the `initializable` world's export).
+pub const DEFAULT_INIT_FUNC: &str = "component-init";
+
+/// Fallback init function, used by components made for `wasmtime wizer`.
+pub const WIZER_INIT_FUNC: &str = "wizer-initialize";
+
+/// Prefix of every core export that instrumentation adds to a module.
+pub const CORE_EXPORT_PREFIX: &str = "component-init:";
+
+/// Name under which this tool records itself in the `producers` section.
+pub const PRODUCER_NAME: &str = "component-init";
+
+/// Accessor function for memory number `n` of the plan.
+pub fn memory_accessor(n: usize) -> String {
+    format!("get-memory-{n}")
+}
+
+/// Accessor function for global number `n` of the plan.
+pub fn global_accessor(n: usize) -> String {
+    format!("get-global-{n}")
+}
+
+/// Core export that instrumentation adds to a module for its memory `index`.
+pub fn core_memory_export(index: u32) -> String {
+    format!("{CORE_EXPORT_PREFIX}memory-{index}")
+}
+
+/// Core export that instrumentation adds to a module for its global `index`.
+pub fn core_global_export(index: u32) -> String {
+    format!("{CORE_EXPORT_PREFIX}global-{index}")
+}
+
+/// Import name, inside the accessor module, of accessor state number `n`.
+pub fn accessor_import(n: usize) -> String {
+    n.to_string()
+}
+
+/// Fails when a module already exports a name in our reserved namespace.
+pub fn check_unused(export_name: &str, what: &str) -> Result<()> {
+    if export_name.starts_with(CORE_EXPORT_PREFIX) {
+        bail!(
+            "{what} already exports `{export_name}`, a name reserved for component-init's instrumentation"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! The plan: which accessor reads which piece of state, and the snapshot
+//! that reading them produces. Both are plain data (serde), so the phases may
+//! run in different processes.
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::init_func::InitFunc;
+
+/// Version of the plan format; bumped on incompatible changes.
+pub const PLAN_FORMAT: u32 = 1;
+
+/// What instrumentation added and how to read it back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// [`PLAN_FORMAT`] when the plan was made.
+    pub format: u32,
+    /// Identifies the original component the plan was made for.
+    pub input: InputId,
+    /// The init function that runs before the accessors are read.
+    pub init: InitFunc,
+    /// Whether the rewrite removes the init function's export.
+    pub remove_init_export: bool,
+    /// Component-level export name of the accessor instance.
+    pub interface: String,
+    /// The accessors, in the order of [`Snapshot::values`].
+    pub accessors: Vec<Accessor>,
+}
+
+/// Length and FNV-1a hash of the original component's bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputId {
+    /// Length in bytes.
+    pub len: u64,
+    /// 64-bit FNV-1a of the bytes, in hex.
+    pub fnv1a: String,
+}
+
+impl InputId {
+    /// The id of `bytes`.
+    pub fn of(bytes: &[u8]) -> InputId {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        InputId {
+            len: bytes.len() as u64,
+            fnv1a: format!("{hash:016x}"),
+        }
+    }
+}
+
+/// One accessor function of the synthesized interface.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accessor {
+    /// Function name inside the accessor interface (`get-memory-N`, ...).
+    pub func: String,
+    /// The core instance whose state it reads.
+    pub instance: u32,
+    /// The core module that instance instantiates.
+    pub module: u32,
+    /// Which state of the module it reads.
+    pub state: State,
+}
+
+/// A piece of state defined by a module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum State {
+    /// Memory `index` of the module (its memory index space, imports included).
+    Memory {
+        /// The module's memory index.
+        index: u32,
+        /// Whether the memory uses 64-bit addresses.
+        memory64: bool,
+        /// log2 of the page size (16 for 64 KiB pages).
+        page_size_log2: u32,
+    },
+    /// Mutable global `index` of the module.
+    Global {
+        /// The module's global index.
+        index: u32,
+        /// The global's type.
+        ty: ScalarType,
+    },
+}
+
+/// Value types of globals that accessors read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScalarType {
+    /// `i32`, read as WIT `s32`.
+    I32,
+    /// `i64`, read as WIT `s64`.
+    I64,
+    /// `f32`, read as WIT `f32`.
+    F32,
+    /// `f64`, read as WIT `f64`.
+    F64,
+}
+
+impl ScalarType {
+    /// The WIT type of the accessor's result.
+    pub fn wit(self) -> &'static str {
+        match self {
+            ScalarType::I32 => "s32",
+            ScalarType::I64 => "s64",
+            ScalarType::F32 => "f32",
+            ScalarType::F64 => "f64",
+        }
+    }
+}
+
+/// The state read back after init, one value for each accessor of the plan,
+/// in the same order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    /// The values.
+    pub values: Vec<Value>,
+}
+
+/// The value of one piece of state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A memory's whole contents; its length is the memory's size.
+    Memory(Vec<u8>),
+    /// A global's value.
+    Global(GlobalValue),
+}
+
+/// A global's value; floats are kept as bits, so NaN payloads survive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GlobalValue {
+    /// An `i32`.
+    I32(i32),
+    /// An `i64`.
+    I64(i64),
+    /// The bits of an `f32`.
+    F32(u32),
+    /// The bits of an `f64`.
+    F64(u64),
+}
+
+impl GlobalValue {
+    /// The value's type.
+    pub fn ty(self) -> ScalarType {
+        match self {
+            GlobalValue::I32(_) => ScalarType::I32,
+            GlobalValue::I64(_) => ScalarType::I64,
+            GlobalValue::F32(_) => ScalarType::F32,
+            GlobalValue::F64(_) => ScalarType::F64,
+        }
+    }
+}
+
+impl Plan {
+    /// Checks that `snapshot` has one value of the right kind per accessor.
+    pub fn check_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        if snapshot.values.len() != self.accessors.len() {
+            bail!(
+                "the snapshot has {} values but the plan lists {} accessors",
+                snapshot.values.len(),
+                self.accessors.len()
+            );
+        }
+        for (accessor, value) in self.accessors.iter().zip(&snapshot.values) {
+            match (accessor.state, value) {
+                (
+                    State::Memory {
+                        page_size_log2,
+                        memory64,
+                        ..
+                    },
+                    Value::Memory(bytes),
+                ) => {
+                    let page = 1u64 << page_size_log2;
+                    let len = bytes.len() as u64;
+                    if len % page != 0 {
+                        bail!(
+                            "snapshot of `{}` is {len} bytes, not a whole number of {page}-byte pages",
+                            accessor.func
+                        );
+                    }
+                    if !memory64 && len > 1 << 32 {
+                        bail!("snapshot of `{}` exceeds 4 GiB", accessor.func);
+                    }
+                }
+                (State::Global { ty, .. }, Value::Global(v)) if v.ty() == ty => {}
+                _ => bail!(
+                    "snapshot value for `{}` does not match the accessor's type",
+                    accessor.func
+                ),
+            }
+        }
+        Ok(())
+    }
+}

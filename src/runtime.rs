@@ -1,0 +1,34 @@
+//! The seam between this crate and whatever runs the instrumented component.
+
+use anyhow::Result;
+
+use crate::init_func::InitFunc;
+use crate::plan::{GlobalValue, ScalarType};
+
+/// Runs an instrumented component: instantiates it, calls its init function,
+/// then calls accessors by name. Implement this to pre-initialize with a
+/// runtime other than Wasmtime (the crate's `wasmtime` feature ships one).
+///
+/// Every method returns `Result`: a trap while reading state is an error,
+/// never a panic.
+#[allow(async_fn_in_trait)]
+pub trait Runtime {
+    /// Instantiates the instrumented `component`.
+    async fn instantiate(&mut self, component: &[u8]) -> Result<()>;
+
+    /// Calls the init function (it takes no parameters; results are ignored).
+    async fn call_init(&mut self, init: &InitFunc) -> Result<()>;
+
+    /// Calls `interface#func`, a `func(offset: u64, len: u32) -> list<u8>`.
+    async fn read_memory(
+        &mut self,
+        interface: &str,
+        func: &str,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>>;
+
+    /// Calls `interface#func`, a `func() -> s32|s64|f32|f64` as `ty` says.
+    async fn read_global(&mut self, interface: &str, func: &str, ty: ScalarType)
+    -> Result<GlobalValue>;
+}

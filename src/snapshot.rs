@@ -1,0 +1,50 @@
+//! Phase 3, snapshot: read every piece of state through the accessors.
+
+use anyhow::{Context, Result};
+
+use crate::plan::{Plan, Snapshot, State, Value};
+use crate::runtime::Runtime;
+
+/// Bytes read from a memory per accessor call. Wasmtime bounds how much one
+/// host call may copy; reading in chunks keeps memories of any size (up to
+/// the 32-bit and 64-bit limits) readable.
+pub const CHUNK: u32 = 16 << 20;
+
+/// Reads the state `plan` lists from an instantiated and initialized
+/// component.
+pub async fn read<R: Runtime>(runtime: &mut R, plan: &Plan) -> Result<Snapshot> {
+    let mut values = Vec::with_capacity(plan.accessors.len());
+    for accessor in &plan.accessors {
+        let value = match accessor.state {
+            State::Memory { .. } => {
+                let mut bytes = Vec::new();
+                loop {
+                    let chunk = runtime
+                        .read_memory(&plan.interface, &accessor.func, bytes.len() as u64, CHUNK)
+                        .await
+                        .with_context(|| format!("failed to call accessor `{}`", accessor.func))?;
+                    let done = chunk.len() < CHUNK as usize;
+                    if bytes.is_empty() && done {
+                        bytes = chunk;
+                    } else {
+                        bytes.extend_from_slice(&chunk);
+                    }
+                    if done {
+                        break;
+                    }
+                }
+                Value::Memory(bytes)
+            }
+            State::Global { ty, .. } => Value::Global(
+                runtime
+                    .read_global(&plan.interface, &accessor.func, ty)
+                    .await
+                    .with_context(|| format!("failed to call accessor `{}`", accessor.func))?,
+            ),
+        };
+        values.push(value);
+    }
+    let snapshot = Snapshot { values };
+    plan.check_snapshot(&snapshot)?;
+    Ok(snapshot)
+}
