@@ -117,7 +117,10 @@ pub fn resolve(parsed: &Parsed<'_>, requested: Option<&InitFunc>) -> Result<Reso
             }
             let instance = &types[types.component_instance_at(export.defines)];
             let Some(item) = instance.exports.get(&func.name) else {
-                bail!("exported instance `{interface}` has no function `{}`", func.name);
+                bail!(
+                    "exported instance `{interface}` has no function `{}`",
+                    func.name
+                );
             };
             let ComponentEntityType::Func(id) = item.ty else {
                 bail!("`{func}` is not a function");

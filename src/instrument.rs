@@ -10,8 +10,8 @@ use anyhow::{Context, Result};
 use wasm_encoder::{
     Alias, CanonicalFunctionSection, CanonicalOption, Component, ComponentAliasSection,
     ComponentExportKind, ComponentExportSection, ComponentInstanceSection, ComponentTypeSection,
-    ComponentValType, EntityType, ExportKind, Function, GlobalType, ImportSection, Instruction,
-    InstanceSection, MemArg, MemoryType, ModuleArg, ModuleSection, PrimitiveValType, RawSection,
+    ComponentValType, EntityType, ExportKind, Function, GlobalType, ImportSection, InstanceSection,
+    Instruction, MemArg, MemoryType, ModuleArg, ModuleSection, PrimitiveValType, RawSection,
     TypeSection, ValType,
 };
 use wasmparser::types::TypesRef;
@@ -105,8 +105,12 @@ fn accessors(parsed: &Parsed<'_>) -> Vec<Accessor> {
 /// Core export names that expose `state` from its module.
 fn core_export(state: &State) -> (String, ExportKind, u32) {
     match *state {
-        State::Memory { index, .. } => (names::core_memory_export(index), ExportKind::Memory, index),
-        State::Global { index, .. } => (names::core_global_export(index), ExportKind::Global, index),
+        State::Memory { index, .. } => {
+            (names::core_memory_export(index), ExportKind::Memory, index)
+        }
+        State::Global { index, .. } => {
+            (names::core_global_export(index), ExportKind::Global, index)
+        }
     }
 }
 
@@ -126,26 +130,35 @@ fn encode(parsed: &Parsed<'_>, plan: &Plan) -> Result<Vec<u8>> {
                 exports.sort_by_key(|(_, _, index)| *index);
                 exports.dedup();
                 if exports.is_empty() {
-                    component.section(&RawSection { id: section.id, data });
+                    component.section(&RawSection {
+                        id: section.id,
+                        data,
+                    });
                 } else {
                     let edit = ModuleEdit {
                         exports,
                         ..ModuleEdit::default()
                     };
-                    let edited = module::edit(data, &edit)
-                        .with_context(|| format!("failed to instrument core module {}", module.index))?;
-                    component.section(&RawSection { id: 1, data: &edited });
+                    let edited = module::edit(data, &edit).with_context(|| {
+                        format!("failed to instrument core module {}", module.index)
+                    })?;
+                    component.section(&RawSection {
+                        id: 1,
+                        data: &edited,
+                    });
                 }
             }
             _ => {
-                component.section(&RawSection { id: section.id, data });
+                component.section(&RawSection {
+                    id: section.id,
+                    data,
+                });
             }
         }
     }
     append_accessors(&mut component, parsed.types.as_ref(), plan);
     Ok(component.finish())
 }
-
 
 /// Appends the accessor module, its instantiation, the lifted accessors and
 /// the exported accessor instance.
@@ -200,10 +213,7 @@ fn append_accessors(component: &mut Component, types: TypesRef<'_>, plan: &Plan)
             .map(|(name, kind, index)| (name.as_str(), *kind, *index)),
     );
     let bundle = core_instance_base;
-    instances.instantiate(
-        module_index,
-        [("state", ModuleArg::Instance(bundle))],
-    );
+    instances.instantiate(module_index, [("state", ModuleArg::Instance(bundle))]);
     let accessor_instance = core_instance_base + 1;
     component.section(&instances);
 
@@ -255,9 +265,8 @@ fn append_accessors(component: &mut Component, types: TypesRef<'_>, plan: &Plan)
                 ScalarType::F64 => PrimitiveValType::F64,
             })));
     }
-    let scalar_func_type = |ty: ScalarType| {
-        type_base + 2 + scalars.iter().position(|s| *s == ty).unwrap_or(0) as u32
-    };
+    let scalar_func_type =
+        |ty: ScalarType| type_base + 2 + scalars.iter().position(|s| *s == ty).unwrap_or(0) as u32;
     component.section(&type_section);
 
     // Lift each accessor.
@@ -279,12 +288,13 @@ fn append_accessors(component: &mut Component, types: TypesRef<'_>, plan: &Plan)
 
     // Export them as one instance.
     let mut instance = ComponentInstanceSection::new();
-    instance.export_items(
-        plan.accessors
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.func.as_str(), ComponentExportKind::Func, func_base + i as u32)),
-    );
+    instance.export_items(plan.accessors.iter().enumerate().map(|(i, a)| {
+        (
+            a.func.as_str(),
+            ComponentExportKind::Func,
+            func_base + i as u32,
+        )
+    }));
     component.section(&instance);
     let mut exports = ComponentExportSection::new();
     exports.export(
@@ -302,7 +312,9 @@ fn append_accessors(component: &mut Component, types: TypesRef<'_>, plan: &Plan)
 fn accessor_module(plan: &Plan) -> wasm_encoder::Module {
     let mut types = TypeSection::new();
     // 0: (offset: i64, len: i32) -> retptr
-    types.ty().function([ValType::I64, ValType::I32], [ValType::I32]);
+    types
+        .ty()
+        .function([ValType::I64, ValType::I32], [ValType::I32]);
     // 1..=4: () -> scalar
     for ty in [ValType::I32, ValType::I64, ValType::F32, ValType::F64] {
         types.ty().function([], [ty]);

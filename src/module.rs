@@ -73,7 +73,6 @@ pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
     let mut out: Vec<Out<'_>> = Vec::new();
     let mut parser = Parser::new(0);
     let mut remaining = bytes;
-    let mut offset = 0usize;
     let mut data_segments = None;
     loop {
         let (consumed, payload) = match parser.parse(remaining, true)? {
@@ -85,9 +84,14 @@ pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
         match payload {
             Payload::Version { .. } | Payload::CodeSectionEntry(_) => {}
             Payload::End(_) => break,
-            Payload::CodeSectionStart { size, .. } => {
+            Payload::CodeSectionStart { size, range, .. } => {
+                // Copied whole: function bodies stay byte-identical.
                 parser.skip_section();
                 skip = size as usize;
+                out.push(Out {
+                    id: 10,
+                    data: Cow::Borrowed(&bytes[range]),
+                });
             }
             Payload::ExportSection(reader) => {
                 let mut section = wasm_encoder::ExportSection::new();
@@ -163,9 +167,7 @@ pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
             }
         }
         remaining = &remaining[consumed + skip..];
-        offset += consumed + skip;
     }
-    let _ = offset;
 
     if !edit.exports.is_empty() && !out.iter().any(|s| s.id == EXPORT) {
         let mut section = wasm_encoder::ExportSection::new();
@@ -267,10 +269,8 @@ fn imported_before(
     let Some(imports) = out.iter().find(|s| s.id == 2) else {
         return Ok(0);
     };
-    let reader = wasmparser::ImportSectionReader::new(wasmparser::BinaryReader::new(
-        &imports.data,
-        0,
-    ))?;
+    let reader =
+        wasmparser::ImportSectionReader::new(wasmparser::BinaryReader::new(&imports.data, 0))?;
     let mut n = 0;
     for import in reader.into_imports() {
         if is_kind(&import.context("failed to read an import")?.ty) {
@@ -288,4 +288,3 @@ fn const_expr(value: GlobalValue) -> ConstExpr {
         GlobalValue::F64(bits) => ConstExpr::f64_const(f64::from_bits(bits).into()),
     }
 }
-

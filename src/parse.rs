@@ -226,19 +226,17 @@ impl Walker {
             }
             return Ok(());
         }
-        if top_level {
-            if let Some((id, range)) = payload.as_section() {
-                let kind = match payload {
-                    Payload::ModuleSection { .. } => SectionKind::Module(self.modules.len()),
-                    Payload::ComponentExportSection(s) => SectionKind::Exports {
-                        start: self.exports.len(),
-                        len: s.count() as usize,
-                    },
-                    Payload::CustomSection(c) if c.name() == "producers" => SectionKind::Producers,
-                    _ => SectionKind::Other,
-                };
-                self.sections.push(Section { id, range, kind });
-            }
+        if let Some((id, range)) = payload.as_section().filter(|_| top_level) {
+            let kind = match payload {
+                Payload::ModuleSection { .. } => SectionKind::Module(self.modules.len()),
+                Payload::ComponentExportSection(s) => SectionKind::Exports {
+                    start: self.exports.len(),
+                    len: s.count() as usize,
+                },
+                Payload::CustomSection(c) if c.name() == "producers" => SectionKind::Producers,
+                _ => SectionKind::Other,
+            };
+            self.sections.push(Section { id, range, kind });
         }
         let types = validator.types(0);
         match payload {
@@ -330,7 +328,9 @@ impl Walker {
                 }
             }
             Payload::ComponentStartSection { .. } => {
-                bail!("component start functions are not supported: the component has a start section")
+                bail!(
+                    "component start functions are not supported: the component has a start section"
+                )
             }
             Payload::End(_) => self.end(validator)?,
             _ => {}

@@ -177,7 +177,7 @@ impl Plan {
                 ) => {
                     let page = 1u64 << page_size_log2;
                     let len = bytes.len() as u64;
-                    if len % page != 0 {
+                    if !len.is_multiple_of(page) {
                         bail!(
                             "snapshot of `{}` is {len} bytes, not a whole number of {page}-byte pages",
                             accessor.func

@@ -30,9 +30,11 @@ pub fn apply(original: &[u8], plan: &Plan, snapshot: &Snapshot) -> Result<Vec<u8
     let parsed = parse::parse(original)?;
     let states = instance_states(&parsed, plan, snapshot)?;
     let removed = if plan.remove_init_export {
-        let Some(i) = parsed.exports.iter().position(|e| {
-            plan.init.interface.is_none() && e.name == plan.init.name
-        }) else {
+        let Some(i) = parsed
+            .exports
+            .iter()
+            .position(|e| plan.init.interface.is_none() && e.name == plan.init.name)
+        else {
             bail!("the component has no export `{}` to remove", plan.init);
         };
         Some(i)
@@ -97,7 +99,9 @@ fn instance_states<'a>(
         }
     }
     if let Some(instance) = by_instance.keys().next() {
-        bail!("the plan reads core instance {instance}, which does not instantiate a module of this component");
+        bail!(
+            "the plan reads core instance {instance}, which does not instantiate a module of this component"
+        );
     }
     Ok(by_module.into_iter().map(|(m, (_, s))| (m, s)).collect())
 }
@@ -124,10 +128,16 @@ fn encode(
                     let edited = rewrite_module(bytes, state).with_context(|| {
                         format!("failed to rewrite core module {}", module.index)
                     })?;
-                    component.section(&RawSection { id: 1, data: &edited });
+                    component.section(&RawSection {
+                        id: 1,
+                        data: &edited,
+                    });
                 }
                 None => {
-                    component.section(&RawSection { id: section.id, data });
+                    component.section(&RawSection {
+                        id: section.id,
+                        data,
+                    });
                 }
             },
             SectionKind::Exports { start, len }
@@ -151,21 +161,35 @@ fn encode(
                 remapping = true;
             }
             SectionKind::Producers => {
-                let mut producers = wasm_metadata::Producers::from_bytes(data, section.range.start)
-                    .context("failed to read the producers section")?;
+                let reader = wasmparser::CustomSectionReader::new(wasmparser::BinaryReader::new(
+                    data,
+                    section.range.start,
+                ))?;
+                let mut producers =
+                    wasm_metadata::Producers::from_bytes(reader.data(), reader.data_offset())
+                        .context("failed to read the producers section")?;
                 add_processed_by(&mut producers);
                 component.section(&RawSection {
-            id: 0,
-            data: &module::strip_size(producers.raw_custom_section()),
-        });
+                    id: 0,
+                    data: &module::strip_size(producers.raw_custom_section()),
+                });
                 wrote_producers = true;
             }
             SectionKind::Exports { .. } | SectionKind::Other if remapping => {
                 let reencoder = remap.as_mut().context("no remap")?;
-                reencode_section(reencoder, &mut component, parsed, section.id, &section.range)?;
+                reencode_section(
+                    reencoder,
+                    &mut component,
+                    parsed,
+                    section.id,
+                    &section.range,
+                )?;
             }
             _ => {
-                component.section(&RawSection { id: section.id, data });
+                component.section(&RawSection {
+                    id: section.id,
+                    data,
+                });
             }
         }
     }
@@ -290,4 +314,3 @@ fn rewrite_module(bytes: &[u8], state: &InstanceState<'_>) -> Result<Vec<u8>> {
     };
     module::edit(bytes, &edit)
 }
-

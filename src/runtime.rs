@@ -29,6 +29,10 @@ pub trait Runtime {
     ) -> Result<Vec<u8>>;
 
     /// Calls `interface#func`, a `func() -> s32|s64|f32|f64` as `ty` says.
-    async fn read_global(&mut self, interface: &str, func: &str, ty: ScalarType)
-    -> Result<GlobalValue>;
+    async fn read_global(
+        &mut self,
+        interface: &str,
+        func: &str,
+        ty: ScalarType,
+    ) -> Result<GlobalValue>;
 }

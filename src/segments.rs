@@ -60,7 +60,7 @@ fn merge(runs: &[Range<usize>], gap: usize) -> Vec<Range<usize>> {
 /// skips zeros a word at a time.
 fn next_nonzero(memory: &[u8], mut i: usize) -> usize {
     let n = memory.len();
-    while i < n && i % 8 != 0 {
+    while i < n && !i.is_multiple_of(8) {
         if memory[i] != 0 {
             return i;
         }

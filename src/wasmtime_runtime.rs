@@ -67,7 +67,11 @@ impl Runtime for WasmtimeRuntime {
         let component = Component::new(&self.engine, component)?;
         let mut linker = Linker::<()>::new(&self.engine);
         linker.define_unknown_imports_as_traps(&component)?;
-        self.instance = Some(linker.instantiate_async(&mut self.store, &component).await?);
+        self.instance = Some(
+            linker
+                .instantiate_async(&mut self.store, &component)
+                .await?,
+        );
         Ok(())
     }
 

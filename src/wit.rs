@@ -15,8 +15,8 @@ pub fn interface_source(plan: &Plan) -> String {
     let mut wit = String::new();
     let _ = writeln!(
         wit,
-        "/// Reads the state of `{}` after its init function `{}` ran.",
-        "the component", plan.init
+        "/// Reads the component's state after its init function `{}` ran.",
+        plan.init
     );
     let _ = writeln!(wit, "interface {} {{", names::ACCESSOR_INTERFACE_NAME);
     for accessor in &plan.accessors {
@@ -96,14 +96,17 @@ pub fn check(instrumented: &[u8], plan: &Plan) -> Result<()> {
         .exports
         .iter()
         .find_map(|(key, item)| match item {
-            WorldItem::Interface { id, .. }
-                if resolve.name_world_key(key) == plan.interface =>
-            {
+            WorldItem::Interface { id, .. } if resolve.name_world_key(key) == plan.interface => {
                 Some(*id)
             }
             _ => None,
         })
-        .with_context(|| format!("the instrumented component does not export `{}`", plan.interface))?;
+        .with_context(|| {
+            format!(
+                "the instrumented component does not export `{}`",
+                plan.interface
+            )
+        })?;
     let expected_funcs = &expected_resolve.interfaces[expected].functions;
     let actual_funcs = &resolve.interfaces[actual].functions;
     if expected_funcs.len() != actual_funcs.len() {
@@ -121,7 +124,10 @@ pub fn check(instrumented: &[u8], plan: &Plan) -> Result<()> {
             .map(|f| signature(resolve, f))
             .with_context(|| format!("`{}` lacks `{name}`", plan.interface))?;
         if want != got {
-            bail!("`{}#{name}` has type `{got}`, the synthesized WIT says `{want}`", plan.interface);
+            bail!(
+                "`{}#{name}` has type `{got}`, the synthesized WIT says `{want}`",
+                plan.interface
+            );
         }
     }
     Ok(())

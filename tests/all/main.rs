@@ -1,1 +1,11 @@
+//! End-to-end tests: a component goes in, its exports are called before and
+//! after pre-initialization, and the observed behaviour is compared.
 
+mod support;
+
+mod basics;
+mod cli;
+mod errors;
+mod large_memory;
+mod shapes;
+mod wit;

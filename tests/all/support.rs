@@ -1,0 +1,105 @@
+//! Helpers shared by the tests.
+
+use anyhow::Result;
+use component_init::{InitFunc, InstrumentOptions};
+use wasmtime::component::{Component, Linker, Val};
+use wasmtime::{Config, Engine, Store};
+
+/// Parses a component written in WebAssembly text.
+pub fn wat(text: &str) -> Vec<u8> {
+    wat::parse_str(text).expect("test WAT parses")
+}
+
+/// Pre-initializes with the library's Wasmtime helper.
+pub fn pre_init(component: &[u8]) -> Result<Vec<u8>> {
+    component_init::initialize_with_wasmtime(component, &InstrumentOptions::default())
+}
+
+/// Pre-initializes with options.
+pub fn pre_init_with(
+    component: &[u8],
+    init_func: Option<&str>,
+    keep_init_func: bool,
+) -> Result<Vec<u8>> {
+    let options = InstrumentOptions {
+        init_func: init_func.map(|f| InitFunc::parse(f).unwrap()),
+        keep_init_func,
+    };
+    component_init::initialize_with_wasmtime(component, &options)
+}
+
+fn engine() -> Engine {
+    let mut config = Config::new();
+    config.wasm_multi_memory(true);
+    config.wasm_memory64(true);
+    Engine::new(&config).unwrap()
+}
+
+/// Instantiates `component` once and calls each `(export, args)` in order,
+/// returning each call's results, or the first error (a trap).
+/// An export `iface#func` names a function of an exported instance.
+pub fn run(component: &[u8], calls: &[(&str, &[Val])]) -> Result<Vec<Vec<Val>>> {
+    let engine = engine();
+    let component = Component::new(&engine, component)?;
+    let mut linker = Linker::<()>::new(&engine);
+    linker.define_unknown_imports_as_traps(&component)?;
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &component)?;
+    let mut out = Vec::new();
+    for (name, args) in calls {
+        let index = match name.split_once('#') {
+            Some((iface, func)) => {
+                let parent = instance
+                    .get_export_index(&mut store, None, iface)
+                    .ok_or_else(|| anyhow::anyhow!("no export {iface}"))?;
+                instance.get_export_index(&mut store, Some(&parent), func)
+            }
+            None => instance.get_export_index(&mut store, None, name),
+        }
+        .ok_or_else(|| anyhow::anyhow!("no export {name}"))?;
+        let func = instance
+            .get_func(&mut store, index)
+            .ok_or_else(|| anyhow::anyhow!("{name} is not a function"))?;
+        let mut results = vec![Val::Bool(false); func.ty(&store).results().len()];
+        func.call(&mut store, args, &mut results)?;
+        out.push(results);
+    }
+    Ok(out)
+}
+
+/// Calls one export with no arguments and returns its single result.
+pub fn call1(component: &[u8], calls: &[&str]) -> Result<Val> {
+    let calls: Vec<(&str, &[Val])> = calls.iter().map(|c| (*c, &[][..])).collect();
+    let mut results = run(component, &calls)?;
+    let last = results.pop().unwrap_or_default();
+    last.into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("last call returned nothing"))
+}
+
+/// The names of a component's top-level exports.
+pub fn export_names(component: &[u8]) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut depth = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        match payload.unwrap() {
+            wasmparser::Payload::ModuleSection { .. }
+            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth -= 1,
+            wasmparser::Payload::ComponentExportSection(s) if depth == 0 => {
+                for e in s {
+                    names.push(e.unwrap().name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+/// Asserts the component validates.
+pub fn validate(component: &[u8]) {
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(component)
+        .expect("output validates");
+}

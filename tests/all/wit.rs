@@ -1,0 +1,66 @@
+//! The accessor interface as WIT, and the WIT of outputs.
+
+use crate::support::*;
+use component_init::{InstrumentOptions, instrument};
+
+const INPUT: &str = r#"(component
+  (core module $m
+    (memory (export "memory") 1)
+    (global $a (mut i32) (i32.const 0))
+    (global $b (mut f64) (f64.const 0))
+    (func (export "init")))
+  (core instance $i (instantiate $m))
+  (func (export "component-init") (canon lift (core func $i "init")))
+  (func (export "other") (canon lift (core func $i "init"))))"#;
+
+fn world_text(component: &[u8]) -> String {
+    let decoded = wit_component::decode(component).unwrap();
+    let resolve = decoded.resolve();
+    // Like `wasm-tools component wit`: the root package, then the others.
+    let others: Vec<_> = resolve
+        .packages
+        .iter()
+        .map(|(id, _)| id)
+        .filter(|id| *id != decoded.package())
+        .collect();
+    let mut printer = wit_component::WitPrinter::default();
+    printer.print(resolve, decoded.package(), &others).unwrap();
+    printer.output.to_string()
+}
+
+#[test]
+fn instrumented_component_exports_the_synthesized_interface() {
+    let instrumented = instrument(&wat(INPUT), &InstrumentOptions::default()).unwrap();
+    let wit = component_init::wit::print(&instrumented.plan).unwrap();
+    assert!(
+        wit.contains("package component-init:snapshot@0.1.0;"),
+        "{wit}"
+    );
+    assert!(wit.contains("interface accessors {"), "{wit}");
+    assert!(
+        wit.contains("get-memory-0: func(offset: u64, len: u32) -> list<u8>;"),
+        "{wit}"
+    );
+    assert!(wit.contains("get-global-0: func() -> s32;"), "{wit}");
+    assert!(wit.contains("get-global-1: func() -> f64;"), "{wit}");
+    assert!(wit.contains("export component-init: func();"), "{wit}");
+
+    // What wit-component sees in the instrumented component.
+    let seen = world_text(&instrumented.component);
+    assert!(
+        seen.contains("export component-init:snapshot/accessors@0.1.0;"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("get-memory-0: func(offset: u64, len: u32) -> list<u8>;"),
+        "{seen}"
+    );
+}
+
+#[test]
+fn output_world_is_the_input_world_minus_the_init_export() {
+    let input = wat(INPUT);
+    let output = pre_init(&input).unwrap();
+    let expected = world_text(&input).replace("  export component-init: func();\n", "");
+    assert_eq!(world_text(&output), expected);
+}
