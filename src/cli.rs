@@ -190,6 +190,11 @@ fn write_output(path: Option<&Path>, wasm: &[u8], wat: bool) -> Result<()> {
                 .with_context(|| format!("failed to create a file in `{}`", dir.display()))?;
             file.write_all(bytes)
                 .with_context(|| format!("failed to write `{}`", path.display()))?;
+            if let Some(permissions) = output_permissions(path) {
+                file.as_file()
+                    .set_permissions(permissions)
+                    .with_context(|| format!("failed to write `{}`", path.display()))?;
+            }
             file.persist(path)
                 .with_context(|| format!("failed to write `{}`", path.display()))?;
         }
@@ -208,4 +213,19 @@ fn write_output(path: Option<&Path>, wasm: &[u8], wat: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The permissions the output gets: those of the file it replaces, else
+/// rw-r--r-- on Unix (a temporary file starts out private).
+fn output_permissions(path: &Path) -> Option<std::fs::Permissions> {
+    if let Ok(existing) = std::fs::metadata(path) {
+        return Some(existing.permissions());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Some(std::fs::Permissions::from_mode(0o644))
+    }
+    #[cfg(not(unix))]
+    None
 }
