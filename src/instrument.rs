@@ -84,8 +84,9 @@ fn accessors(parsed: &Parsed<'_>) -> Vec<Accessor> {
                 wasmparser::ValType::I32 => ScalarType::I32,
                 wasmparser::ValType::I64 => ScalarType::I64,
                 wasmparser::ValType::F32 => ScalarType::F32,
+                wasmparser::ValType::F64 => ScalarType::F64,
                 // parse rejects every other mutable global type
-                _ => ScalarType::F64,
+                _ => ScalarType::V128,
             };
             globals.push(Accessor {
                 func: names::global_accessor(globals.len()),
@@ -248,25 +249,31 @@ fn append_accessors(component: &mut Component, types: TypesRef<'_>, plan: &Plan)
         ])
         .result(Some(ComponentValType::Type(list_u8)));
     let memory_func_type = type_base + 1;
+    // v128 is read as tuple<u64, u64>: (low 64 bits, high 64 bits)
+    let u64_pair = ComponentValType::Primitive(PrimitiveValType::U64);
+    type_section.defined_type().tuple([u64_pair, u64_pair]);
+    let tuple_u64_u64 = type_base + 2;
     let scalars = [
         ScalarType::I32,
         ScalarType::I64,
         ScalarType::F32,
         ScalarType::F64,
+        ScalarType::V128,
     ];
     for scalar in scalars {
         type_section
             .function()
             .params(std::iter::empty::<(&str, ComponentValType)>())
-            .result(Some(ComponentValType::Primitive(match scalar {
-                ScalarType::I32 => PrimitiveValType::S32,
-                ScalarType::I64 => PrimitiveValType::S64,
-                ScalarType::F32 => PrimitiveValType::F32,
-                ScalarType::F64 => PrimitiveValType::F64,
-            })));
+            .result(Some(match scalar {
+                ScalarType::I32 => ComponentValType::Primitive(PrimitiveValType::S32),
+                ScalarType::I64 => ComponentValType::Primitive(PrimitiveValType::S64),
+                ScalarType::F32 => ComponentValType::Primitive(PrimitiveValType::F32),
+                ScalarType::F64 => ComponentValType::Primitive(PrimitiveValType::F64),
+                ScalarType::V128 => ComponentValType::Type(tuple_u64_u64),
+            }));
     }
     let scalar_func_type =
-        |ty: ScalarType| type_base + 2 + scalars.iter().position(|s| *s == ty).unwrap_or(0) as u32;
+        |ty: ScalarType| type_base + 3 + scalars.iter().position(|s| *s == ty).unwrap_or(0) as u32;
     component.section(&type_section);
 
     // Lift each accessor.
@@ -277,6 +284,14 @@ fn append_accessors(component: &mut Component, types: TypesRef<'_>, plan: &Plan)
             State::Memory { .. } => canon.lift(
                 core_func,
                 memory_func_type,
+                [CanonicalOption::Memory(accessor_memory)],
+            ),
+            State::Global {
+                ty: ScalarType::V128,
+                ..
+            } => canon.lift(
+                core_func,
+                scalar_func_type(ScalarType::V128),
                 [CanonicalOption::Memory(accessor_memory)],
             ),
             State::Global { ty, .. } => canon.lift(core_func, scalar_func_type(ty), []),
@@ -315,10 +330,11 @@ fn accessor_module(plan: &Plan) -> wasm_encoder::Module {
     types
         .ty()
         .function([ValType::I64, ValType::I32], [ValType::I32]);
-    // 1..=4: () -> scalar
+    // 1..=4: () -> scalar; 5: () -> retptr (v128, stored in own memory)
     for ty in [ValType::I32, ValType::I64, ValType::F32, ValType::F64] {
         types.ty().function([], [ty]);
     }
+    types.ty().function([], [ValType::I32]);
 
     let own_memory = plan
         .accessors
@@ -361,6 +377,7 @@ fn accessor_module(plan: &Plan) -> wasm_encoder::Module {
                     ScalarType::I64 => (ValType::I64, 2),
                     ScalarType::F32 => (ValType::F32, 3),
                     ScalarType::F64 => (ValType::F64, 4),
+                    ScalarType::V128 => (ValType::V128, 5),
                 };
                 imports.import(
                     "state",
@@ -372,7 +389,19 @@ fn accessor_module(plan: &Plan) -> wasm_encoder::Module {
                     }),
                 );
                 let mut f = Function::new([]);
-                f.instruction(&Instruction::GlobalGet(imported_globals));
+                if ty == ScalarType::V128 {
+                    // own[0..16] = value; return 0
+                    f.instruction(&Instruction::I32Const(0));
+                    f.instruction(&Instruction::GlobalGet(imported_globals));
+                    f.instruction(&Instruction::V128Store(MemArg {
+                        offset: 0,
+                        align: 4,
+                        memory_index: own_memory,
+                    }));
+                    f.instruction(&Instruction::I32Const(0));
+                } else {
+                    f.instruction(&Instruction::GlobalGet(imported_globals));
+                }
                 f.instruction(&Instruction::End);
                 funcs.push((type_index, f));
                 imported_globals += 1;

@@ -286,5 +286,6 @@ fn const_expr(value: GlobalValue) -> ConstExpr {
         GlobalValue::I64(v) => ConstExpr::i64_const(v),
         GlobalValue::F32(bits) => ConstExpr::f32_const(f32::from_bits(bits).into()),
         GlobalValue::F64(bits) => ConstExpr::f64_const(f64::from_bits(bits).into()),
+        GlobalValue::V128(bits) => ConstExpr::v128_const(bits as i128),
     }
 }

@@ -370,10 +370,14 @@ impl Walker {
                         bail!("mutable global {index} is shared; shared globals are not supported");
                     }
                     match content_type {
-                        ValType::I32 | ValType::I64 | ValType::F32 | ValType::F64 => {}
+                        ValType::I32
+                        | ValType::I64
+                        | ValType::F32
+                        | ValType::F64
+                        | ValType::V128 => {}
                         other => bail!(
                             "mutable global {index} has type `{other}`, which component-init \
-                             cannot snapshot yet (supported: i32, i64, f32, f64)"
+                             cannot snapshot yet (supported: i32, i64, f32, f64, v128)"
                         ),
                     }
                     globals.push(GlobalDef {

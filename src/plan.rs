@@ -98,6 +98,9 @@ pub enum ScalarType {
     F32,
     /// `f64`, read as WIT `f64`.
     F64,
+    /// `v128`, read as WIT `tuple<u64, u64>`: the low 64 bits (lanes in
+    /// little-endian order, as `v128.store` lays them out), then the high.
+    V128,
 }
 
 impl ScalarType {
@@ -108,6 +111,7 @@ impl ScalarType {
             ScalarType::I64 => "s64",
             ScalarType::F32 => "f32",
             ScalarType::F64 => "f64",
+            ScalarType::V128 => "tuple<u64, u64>",
         }
     }
 }
@@ -141,6 +145,8 @@ pub enum GlobalValue {
     F32(u32),
     /// The bits of an `f64`.
     F64(u64),
+    /// The bits of a `v128`, as a little-endian integer.
+    V128(u128),
 }
 
 impl GlobalValue {
@@ -151,6 +157,7 @@ impl GlobalValue {
             GlobalValue::I64(_) => ScalarType::I64,
             GlobalValue::F32(_) => ScalarType::F32,
             GlobalValue::F64(_) => ScalarType::F64,
+            GlobalValue::V128(_) => ScalarType::V128,
         }
     }
 }

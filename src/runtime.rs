@@ -28,7 +28,8 @@ pub trait Runtime {
         len: u32,
     ) -> Result<Vec<u8>>;
 
-    /// Calls `interface#func`, a `func() -> s32|s64|f32|f64` as `ty` says.
+    /// Calls `interface#func`, a `func() -> s32|s64|f32|f64|tuple<u64, u64>`
+    /// as `ty` says (the tuple holds a `v128`: low 64 bits, then high).
     async fn read_global(
         &mut self,
         interface: &str,

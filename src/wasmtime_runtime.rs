@@ -120,6 +120,11 @@ impl Runtime for WasmtimeRuntime {
                 let f = func.typed::<(), (f32,)>(&self.store)?;
                 GlobalValue::F32(f.call_async(&mut self.store, ()).await?.0.to_bits())
             }
+            ScalarType::V128 => {
+                let f = func.typed::<(), ((u64, u64),)>(&self.store)?;
+                let ((low, high),) = f.call_async(&mut self.store, ()).await?;
+                GlobalValue::V128(u128::from(low) | (u128::from(high) << 64))
+            }
             ScalarType::F64 => {
                 let f = func.typed::<(), (f64,)>(&self.store)?;
                 GlobalValue::F64(f.call_async(&mut self.store, ()).await?.0.to_bits())

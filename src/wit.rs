@@ -150,6 +150,10 @@ fn type_name(resolve: &Resolve, ty: &Type) -> String {
         Type::Id(id) => match &resolve.types[*id].kind {
             TypeDefKind::List(t) => format!("list<{}>", type_name(resolve, t)),
             TypeDefKind::Type(t) => type_name(resolve, t),
+            TypeDefKind::Tuple(t) => {
+                let types: Vec<String> = t.types.iter().map(|t| type_name(resolve, t)).collect();
+                format!("tuple<{}>", types.join(", "))
+            }
             other => format!("{other:?}"),
         },
         other => format!("{other:?}").to_lowercase(),

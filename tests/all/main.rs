@@ -8,4 +8,5 @@ mod cli;
 mod errors;
 mod large_memory;
 mod shapes;
+mod state_kinds;
 mod wit;

@@ -32,6 +32,7 @@ fn engine() -> Engine {
     let mut config = Config::new();
     config.wasm_multi_memory(true);
     config.wasm_memory64(true);
+    config.wasm_custom_page_sizes(true);
     Engine::new(&config).unwrap()
 }
 
