@@ -109,6 +109,7 @@ async fn pre_initialize(input: &[u8], options: &InstrumentOptions) -> Result<Vec
                 format!("memory {index}: {} bytes", bytes.len())
             }
             (State::Global { index, .. }, Value::Global(v)) => format!("global {index}: {v:?}"),
+            (State::Probe { probe, .. }, Value::Global(v)) => format!("probe {probe:?}: {v:?}"),
             _ => continue,
         };
         log::debug!(

@@ -16,11 +16,15 @@ use wasm_encoder::{
 };
 use wasmparser::types::TypesRef;
 
+use std::collections::BTreeMap;
+
 use crate::init_func::{self, InitFunc};
 use crate::module::{self, ModuleEdit};
 use crate::names;
 use crate::parse::{self, Parsed, SectionKind};
+use crate::plan::GlobalValue;
 use crate::plan::{Accessor, InputId, PLAN_FORMAT, Plan, ScalarType, State};
+use crate::probe::{self, Probed};
 use crate::wit;
 
 /// Options for [`instrument`].
@@ -45,6 +49,21 @@ pub struct Instrumented {
 pub fn instrument(bytes: &[u8], options: &InstrumentOptions) -> Result<Instrumented> {
     let parsed = parse::parse(bytes)?;
     let init = init_func::resolve(&parsed, options.init_func.as_ref())?;
+    let mut probed = BTreeMap::new();
+    for instance in &parsed.instances {
+        if let std::collections::btree_map::Entry::Vacant(entry) = probed.entry(instance.module) {
+            let module = &parsed.modules[instance.module];
+            let found = probe::probe(
+                &bytes[module.range.clone()],
+                module.global_count,
+                module.imported_funcs,
+            )
+            .with_context(|| format!("failed to scan the code of core module {}", module.index))?;
+            if let Some(found) = found {
+                entry.insert(found);
+            }
+        }
+    }
     let plan = Plan {
         format: PLAN_FORMAT,
         input: InputId::of(bytes),
@@ -53,20 +72,34 @@ pub fn instrument(bytes: &[u8], options: &InstrumentOptions) -> Result<Instrumen
         remove_init_export: !options.keep_init_func && init.export.is_some(),
         init: init.func,
         interface: names::ACCESSOR_INSTANCE_EXPORT.to_string(),
-        accessors: accessors(&parsed),
+        accessors: accessors(&parsed, &probed),
     };
-    let component = encode(&parsed, &plan)?;
+    let component = encode(&parsed, &plan, &probed)?;
     wit::check(&component, &plan).context("instrumentation produced an ill-typed component")?;
     Ok(Instrumented { component, plan })
 }
 
-/// One accessor per memory and mutable global of every instantiated module,
-/// memories first, in core instance order.
-fn accessors(parsed: &Parsed<'_>) -> Vec<Accessor> {
+/// One accessor per memory, mutable global and probe of every instantiated
+/// module: memories first, then globals, then probes, in core instance order.
+fn accessors(parsed: &Parsed<'_>, probed: &BTreeMap<usize, Probed>) -> Vec<Accessor> {
     let mut memories = Vec::new();
     let mut globals = Vec::new();
+    let mut probes = Vec::new();
     for instance in &parsed.instances {
         let module = &parsed.modules[instance.module];
+        if let Some(found) = probed.get(&instance.module) {
+            for (k, probe) in found.probes.iter().enumerate() {
+                probes.push(Accessor {
+                    func: names::probe_accessor(probes.len()),
+                    instance: instance.index,
+                    module: module.index,
+                    state: State::Probe {
+                        index: found.first_global + k as u32,
+                        probe: *probe,
+                    },
+                });
+            }
+        }
         for memory in &module.memories {
             memories.push(Accessor {
                 func: names::memory_accessor(memories.len()),
@@ -100,6 +133,7 @@ fn accessors(parsed: &Parsed<'_>) -> Vec<Accessor> {
         }
     }
     memories.extend(globals);
+    memories.extend(probes);
     memories
 }
 
@@ -109,13 +143,13 @@ fn core_export(state: &State) -> (String, ExportKind, u32) {
         State::Memory { index, .. } => {
             (names::core_memory_export(index), ExportKind::Memory, index)
         }
-        State::Global { index, .. } => {
+        State::Global { index, .. } | State::Probe { index, .. } => {
             (names::core_global_export(index), ExportKind::Global, index)
         }
     }
 }
 
-fn encode(parsed: &Parsed<'_>, plan: &Plan) -> Result<Vec<u8>> {
+fn encode(parsed: &Parsed<'_>, plan: &Plan, probed: &BTreeMap<usize, Probed>) -> Result<Vec<u8>> {
     let mut component = Component::new();
     for section in &parsed.sections {
         let data = &parsed.bytes[section.range.clone()];
@@ -136,8 +170,12 @@ fn encode(parsed: &Parsed<'_>, plan: &Plan) -> Result<Vec<u8>> {
                         data,
                     });
                 } else {
+                    let found = probed.get(&m);
                     let edit = ModuleEdit {
                         exports,
+                        new_globals: found
+                            .map_or(Vec::new(), |f| vec![GlobalValue::I32(0); f.probes.len()]),
+                        code: found.map(|f| f.code.clone()),
                         ..ModuleEdit::default()
                     };
                     let edited = module::edit(data, &edit).with_context(|| {
@@ -286,6 +324,7 @@ fn append_accessors(component: &mut Component, types: TypesRef<'_>, plan: &Plan)
                 memory_func_type,
                 [CanonicalOption::Memory(accessor_memory)],
             ),
+            State::Probe { .. } => canon.lift(core_func, scalar_func_type(ScalarType::I32), []),
             State::Global {
                 ty: ScalarType::V128,
                 ..
@@ -371,7 +410,11 @@ fn accessor_module(plan: &Plan) -> wasm_encoder::Module {
                 ));
                 imported_memories += 1;
             }
-            State::Global { ty, .. } => {
+            State::Global { .. } | State::Probe { .. } => {
+                let ty = accessor
+                    .state
+                    .global()
+                    .map_or(ScalarType::I32, |(_, ty)| ty);
                 let (val_type, type_index) = match ty {
                     ScalarType::I32 => (ValType::I32, 1),
                     ScalarType::I64 => (ValType::I64, 2),

@@ -32,6 +32,7 @@ mod module;
 pub mod names;
 pub mod parse;
 pub mod plan;
+pub mod probe;
 pub mod rewrite;
 pub mod runtime;
 mod segments;

@@ -23,6 +23,14 @@ pub struct ModuleEdit<'a> {
     pub memory_minimums: Vec<(u32, u64)>,
     /// New values for globals (module global index, value).
     pub globals: Vec<(u32, GlobalValue)>,
+    /// Mutable globals to append, with their initial values.
+    pub new_globals: Vec<GlobalValue>,
+    /// A replacement for the code section's contents.
+    pub code: Option<Vec<u8>>,
+    /// Passive data segments to empty (they were dropped).
+    pub empty_data: Vec<u32>,
+    /// Element segments to make empty passive ones (they were dropped).
+    pub empty_elems: Vec<u32>,
     /// Replace every active data segment with an empty passive one and
     /// append these active segments.
     pub data: Option<Vec<Segment<'a>>>,
@@ -85,13 +93,39 @@ pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
             Payload::Version { .. } | Payload::CodeSectionEntry(_) => {}
             Payload::End(_) => break,
             Payload::CodeSectionStart { size, range, .. } => {
-                // Copied whole: function bodies stay byte-identical.
+                // Copied whole, unless replaced: function bodies stay
+                // byte-identical.
                 parser.skip_section();
                 skip = size as usize;
                 out.push(Out {
                     id: 10,
-                    data: Cow::Borrowed(&bytes[range]),
+                    data: match &edit.code {
+                        Some(code) => Cow::Owned(code.clone()),
+                        None => Cow::Borrowed(&bytes[range]),
+                    },
                 });
+            }
+            Payload::ElementSection(reader) if !edit.empty_elems.is_empty() => {
+                let mut section = wasm_encoder::ElementSection::new();
+                for (i, element) in reader.into_iter().enumerate() {
+                    let element = element?;
+                    if !edit.empty_elems.contains(&(i as u32)) {
+                        section.raw(&bytes[element.range.clone()]);
+                        continue;
+                    }
+                    match element.items {
+                        wasmparser::ElementItems::Functions(_) => {
+                            section.passive(wasm_encoder::Elements::Functions(Cow::Borrowed(&[])))
+                        }
+                        wasmparser::ElementItems::Expressions(ty, _) => {
+                            section.passive(wasm_encoder::Elements::Expressions(
+                                RoundtripReencoder.ref_type(ty)?,
+                                Cow::Borrowed(&[]),
+                            ))
+                        }
+                    };
+                }
+                push(&mut out, 9, &section);
             }
             Payload::ExportSection(reader) => {
                 let mut section = wasm_encoder::ExportSection::new();
@@ -124,7 +158,9 @@ pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
                 }
                 push(&mut out, 5, &section);
             }
-            Payload::GlobalSection(reader) if !edit.globals.is_empty() => {
+            Payload::GlobalSection(reader)
+                if !edit.globals.is_empty() || !edit.new_globals.is_empty() =>
+            {
                 let imported = imported_before(&out, bytes, |ty| {
                     matches!(ty, wasmparser::TypeRef::Global(_))
                 })?;
@@ -138,6 +174,7 @@ pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
                     };
                     section.global(RoundtripReencoder.global_type(global.ty)?, &init);
                 }
+                add_globals(&mut section, edit);
                 push(&mut out, 6, &section);
             }
             Payload::DataSection(reader) if edit.data.is_some() => {
@@ -146,8 +183,12 @@ pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
                 for data in reader {
                     let data = data?;
                     match data.kind {
-                        DataKind::Active { .. } => section.passive(Vec::<u8>::new()),
-                        DataKind::Passive => section.raw(&bytes[data.range.clone()]),
+                        DataKind::Passive if !edit.empty_data.contains(&count) => {
+                            section.raw(&bytes[data.range.clone()])
+                        }
+                        // active segments were applied and dropped at
+                        // instantiation; dropped passive ones are gone too
+                        _ => section.passive(Vec::<u8>::new()),
                     };
                     count += 1;
                 }
@@ -169,6 +210,11 @@ pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
         remaining = &remaining[consumed + skip..];
     }
 
+    if !edit.new_globals.is_empty() && !out.iter().any(|s| s.id == 6) {
+        let mut section = wasm_encoder::GlobalSection::new();
+        add_globals(&mut section, edit);
+        insert(&mut out, 6, encode(&section));
+    }
     if !edit.exports.is_empty() && !out.iter().any(|s| s.id == EXPORT) {
         let mut section = wasm_encoder::ExportSection::new();
         add_exports(&mut section, edit);
@@ -208,6 +254,24 @@ pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
         });
     }
     Ok(module.finish())
+}
+
+fn add_globals(section: &mut wasm_encoder::GlobalSection, edit: &ModuleEdit<'_>) {
+    for value in &edit.new_globals {
+        let val_type = match value {
+            GlobalValue::I32(_) => wasm_encoder::ValType::I32,
+            GlobalValue::I64(_) => wasm_encoder::ValType::I64,
+            GlobalValue::F32(_) => wasm_encoder::ValType::F32,
+            GlobalValue::F64(_) => wasm_encoder::ValType::F64,
+            GlobalValue::V128(_) => wasm_encoder::ValType::V128,
+        };
+        let ty = wasm_encoder::GlobalType {
+            val_type,
+            mutable: true,
+            shared: false,
+        };
+        section.global(ty, &const_expr(*value));
+    }
 }
 
 fn add_exports(section: &mut wasm_encoder::ExportSection, edit: &ModuleEdit<'_>) {

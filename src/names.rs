@@ -40,6 +40,11 @@ pub fn global_accessor(n: usize) -> String {
     format!("get-global-{n}")
 }
 
+/// Accessor function for probe number `n` of the plan.
+pub fn probe_accessor(n: usize) -> String {
+    format!("get-probe-{n}")
+}
+
 /// Core export that instrumentation adds to a module for its memory `index`.
 pub fn core_memory_export(index: u32) -> String {
     format!("{CORE_EXPORT_PREFIX}memory-{index}")

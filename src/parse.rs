@@ -72,6 +72,10 @@ pub struct ModuleInfo {
     pub memories: Vec<MemoryDef>,
     /// Mutable globals the module defines.
     pub globals: Vec<GlobalDef>,
+    /// Size of the module's global index space.
+    pub global_count: u32,
+    /// Number of functions the module imports.
+    pub imported_funcs: u32,
 }
 
 /// A memory defined by a module.
@@ -164,6 +168,7 @@ struct ModuleFrame {
     range: Range<usize>,
     imported_memories: u32,
     imported_globals: u32,
+    imported_funcs: u32,
 }
 
 #[derive(Default)]
@@ -270,6 +275,7 @@ impl Walker {
                         match import.context("failed to parse an import")?.ty {
                             TypeRef::Memory(_) => frame.imported_memories += 1,
                             TypeRef::Global(_) => frame.imported_globals += 1,
+                            TypeRef::Func(_) | TypeRef::FuncExact(_) => frame.imported_funcs += 1,
                             _ => {}
                         }
                     }
@@ -391,6 +397,8 @@ impl Walker {
                         range: frame.range,
                         memories,
                         globals,
+                        global_count: types.global_count(),
+                        imported_funcs: frame.imported_funcs,
                     });
                 }
             }

@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::init_func::InitFunc;
+use crate::probe::Probe;
 
 /// Version of the plan format; bumped on incompatible changes.
 pub const PLAN_FORMAT: u32 = 1;
@@ -76,6 +77,14 @@ pub enum State {
         memory64: bool,
         /// log2 of the page size (16 for 64 KiB pages).
         page_size_log2: u32,
+    },
+    /// A probe global that instrumentation added to the module (read as
+    /// `s32`; see [`crate::probe`]).
+    Probe {
+        /// The probe global's index in the instrumented module.
+        index: u32,
+        /// What it records.
+        probe: Probe,
     },
     /// Mutable global `index` of the module.
     Global {
@@ -162,6 +171,17 @@ impl GlobalValue {
     }
 }
 
+impl State {
+    /// For state read as a global: the global's index and type.
+    pub fn global(&self) -> Option<(u32, ScalarType)> {
+        match *self {
+            State::Global { index, ty } => Some((index, ty)),
+            State::Probe { index, .. } => Some((index, ScalarType::I32)),
+            State::Memory { .. } => None,
+        }
+    }
+}
+
 impl Plan {
     /// Checks that `snapshot` has one value of the right kind per accessor.
     pub fn check_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
@@ -195,6 +215,7 @@ impl Plan {
                     }
                 }
                 (State::Global { ty, .. }, Value::Global(v)) if v.ty() == ty => {}
+                (State::Probe { .. }, Value::Global(GlobalValue::I32(_))) => {}
                 _ => bail!(
                     "snapshot value for `{}` does not match the accessor's type",
                     accessor.func

@@ -18,6 +18,7 @@ use crate::module::{self, ModuleEdit, Segment};
 use crate::names;
 use crate::parse::{self, Parsed, SectionKind};
 use crate::plan::{GlobalValue, InputId, Plan, Snapshot, State, Value};
+use crate::probe::{self, Probe};
 use crate::segments;
 
 /// Applies `snapshot`, read according to `plan`, to `original`, the
@@ -55,6 +56,10 @@ struct InstanceState<'a> {
     memories: Vec<(u32, u32, bool, &'a [u8])>,
     /// (module global index, value)
     globals: Vec<(u32, GlobalValue)>,
+    /// Passive data segments dropped during init.
+    dropped_data: Vec<u32>,
+    /// Element segments dropped during init.
+    dropped_elems: Vec<u32>,
 }
 
 /// For each instantiated module (by index into `parsed.modules`), the state
@@ -79,6 +84,29 @@ fn instance_states<'a>(
                 .memories
                 .push((index, page_size_log2, memory64, bytes)),
             (State::Global { index, .. }, Value::Global(v)) => state.globals.push((index, *v)),
+            (State::Probe { probe, .. }, Value::Global(GlobalValue::I32(v))) => match probe {
+                _ if *v == 0 => {}
+                Probe::TableWrite => {
+                    let module = parsed
+                        .modules
+                        .iter()
+                        .find(|m| m.index == accessor.module)
+                        .context("the plan names a module the component lacks")?;
+                    let (op, func) = probe::decode_table_write(*v).unwrap_or(("table", 0));
+                    let name = probe::function_name(&parsed.bytes[module.range.clone()], func)
+                        .map(|n| format!(" (`{n}`)"))
+                        .unwrap_or_default();
+                    bail!(
+                        "`{op}` ran during init, in function {func}{name} of core module {} \
+                         (core instance {}); tables cannot be snapshotted, so init must not \
+                         change them",
+                        accessor.module,
+                        accessor.instance
+                    );
+                }
+                Probe::DataDropped { segment } => state.dropped_data.push(segment),
+                Probe::ElemDropped { segment } => state.dropped_elems.push(segment),
+            },
             _ => bail!("snapshot value for `{}` has the wrong kind", accessor.func),
         }
     }
@@ -309,6 +337,8 @@ fn rewrite_module(bytes: &[u8], state: &InstanceState<'_>) -> Result<Vec<u8>> {
         drop_start: true,
         memory_minimums: minimums,
         globals: state.globals.clone(),
+        empty_data: state.dropped_data.clone(),
+        empty_elems: state.dropped_elems.clone(),
         data: Some(data),
         ..ModuleEdit::default()
     };

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 
-use crate::plan::{Plan, Snapshot, State, Value};
+use crate::plan::{Plan, ScalarType, Snapshot, State, Value};
 use crate::runtime::Runtime;
 
 /// Bytes read from a memory per accessor call. Wasmtime bounds how much one
@@ -35,9 +35,16 @@ pub async fn read<R: Runtime>(runtime: &mut R, plan: &Plan) -> Result<Snapshot> 
                 }
                 Value::Memory(bytes)
             }
-            State::Global { ty, .. } => Value::Global(
+            State::Global { .. } | State::Probe { .. } => Value::Global(
                 runtime
-                    .read_global(&plan.interface, &accessor.func, ty)
+                    .read_global(
+                        &plan.interface,
+                        &accessor.func,
+                        accessor
+                            .state
+                            .global()
+                            .map_or(ScalarType::I32, |(_, ty)| ty),
+                    )
                     .await
                     .with_context(|| format!("failed to call accessor `{}`", accessor.func))?,
             ),

@@ -42,6 +42,14 @@ pub fn interface_source(plan: &Plan) -> String {
                 );
                 let _ = writeln!(wit, "  {}: func() -> {};", accessor.func, ty.wit());
             }
+            State::Probe { probe, .. } => {
+                let _ = writeln!(
+                    wit,
+                    "  /// Probe of core instance {} (core module {}): {probe:?}.",
+                    accessor.instance, accessor.module
+                );
+                let _ = writeln!(wit, "  {}: func() -> s32;", accessor.func);
+            }
         }
     }
     wit.push_str("}\n");

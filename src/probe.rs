@@ -1,0 +1,207 @@
+//! Probes: instructions whose effects a snapshot of memories and globals
+//! cannot carry (table mutation) or must carry specially (`data.drop`,
+//! `elem.drop`) may exist in a module's code. Instead of rejecting such
+//! modules, the instrumented copy records when one of them runs: before each,
+//! it sets a probe global, which is read back with the rest of the state.
+//!
+//! Only function bodies that contain such an instruction are re-encoded; all
+//! others are copied byte for byte.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
+use wasm_encoder::{Function, Instruction};
+use wasmparser::{Operator, Parser, Payload};
+
+/// What a probe global records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Probe {
+    /// 0 when no table instruction ran, else [`TableOp`] code of the last one
+    /// that ran, times 2^24, plus 1 + the index of the function it is in.
+    TableWrite,
+    /// Nonzero when `data.drop` ran on the data segment.
+    DataDropped {
+        /// The data segment's index.
+        segment: u32,
+    },
+    /// Nonzero when `elem.drop` ran on the element segment.
+    ElemDropped {
+        /// The element segment's index.
+        segment: u32,
+    },
+}
+
+/// The table instructions a probe reports, by code.
+pub const TABLE_OPS: [&str; 5] = [
+    "table.set",
+    "table.grow",
+    "table.fill",
+    "table.copy",
+    "table.init",
+];
+
+/// Decodes a [`Probe::TableWrite`] value: (instruction, function index).
+pub fn decode_table_write(value: i32) -> Option<(&'static str, u32)> {
+    let value = value as u32;
+    if value == 0 {
+        return None;
+    }
+    let op = TABLE_OPS
+        .get((value >> 24) as usize)
+        .copied()
+        .unwrap_or("table instruction");
+    Some((op, (value & 0x00ff_ffff).saturating_sub(1)))
+}
+
+/// The probes of one module and the code that sets them.
+pub struct Probed {
+    /// Probes, one mutable i32 global each, at global indices
+    /// `first_global..first_global + probes.len()`.
+    pub probes: Vec<Probe>,
+    /// Index of the first probe global (after all the module's globals).
+    pub first_global: u32,
+    /// The new code section's contents.
+    pub code: Vec<u8>,
+}
+
+fn table_op(op: &Operator<'_>) -> Option<u32> {
+    Some(match op {
+        Operator::TableSet { .. } => 0,
+        Operator::TableGrow { .. } => 1,
+        Operator::TableFill { .. } => 2,
+        Operator::TableCopy { .. } => 3,
+        Operator::TableInit { .. } => 4,
+        _ => return None,
+    })
+}
+
+fn is_probed(op: &Operator<'_>) -> bool {
+    table_op(op).is_some() || matches!(op, Operator::DataDrop { .. } | Operator::ElemDrop { .. })
+}
+
+/// Finds the probed instructions in a module; `None` when it has none.
+/// `globals` is the size of the module's global index space and
+/// `imported_funcs` the number of imported functions.
+pub fn probe(bytes: &[u8], globals: u32, imported_funcs: u32) -> Result<Option<Probed>> {
+    // Pass 1: which bodies contain probed instructions, and which segments
+    // are dropped.
+    let mut bodies = Vec::new();
+    let mut table_writes = false;
+    let mut data = BTreeSet::new();
+    let mut elems = BTreeSet::new();
+    let mut any = false;
+    for payload in Parser::new(0).parse_all(bytes) {
+        if let Payload::CodeSectionEntry(body) = payload? {
+            let mut probed = false;
+            let mut reader = body.get_operators_reader()?;
+            while !reader.eof() {
+                let op = reader.read()?;
+                match op {
+                    Operator::DataDrop { data_index } => {
+                        data.insert(data_index);
+                    }
+                    Operator::ElemDrop { elem_index } => {
+                        elems.insert(elem_index);
+                    }
+                    ref op if table_op(op).is_some() => table_writes = true,
+                    _ => continue,
+                }
+                probed = true;
+            }
+            any |= probed;
+            bodies.push((body, probed));
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    let mut probes = Vec::new();
+    if table_writes {
+        probes.push(Probe::TableWrite);
+    }
+    probes.extend(data.iter().map(|&segment| Probe::DataDropped { segment }));
+    probes.extend(elems.iter().map(|&segment| Probe::ElemDropped { segment }));
+    let global_of =
+        |probe: Probe| globals + probes.iter().position(|p| *p == probe).unwrap_or(0) as u32;
+
+    // Pass 2: the new code section.
+    let mut code = wasm_encoder::CodeSection::new();
+    for (i, (body, probed)) in bodies.iter().enumerate() {
+        if !probed {
+            code.raw(&bytes[body.range()]);
+            continue;
+        }
+        let func_index = imported_funcs + i as u32;
+        let mut locals = Vec::new();
+        for local in body.get_locals_reader()? {
+            let (count, ty) = local?;
+            locals.push((count, RoundtripReencoder.val_type(ty)?));
+        }
+        let mut f = Function::new(locals);
+        let mut reader = body.get_operators_reader()?;
+        while !reader.eof() {
+            let op = reader.read()?;
+            if is_probed(&op) {
+                let (global, value) = match op {
+                    Operator::DataDrop { data_index } => (
+                        global_of(Probe::DataDropped {
+                            segment: data_index,
+                        }),
+                        1,
+                    ),
+                    Operator::ElemDrop { elem_index } => (
+                        global_of(Probe::ElemDropped {
+                            segment: elem_index,
+                        }),
+                        1,
+                    ),
+                    ref op => (
+                        global_of(Probe::TableWrite),
+                        ((table_op(op).unwrap_or(0) << 24) | ((func_index + 1) & 0x00ff_ffff))
+                            as i32,
+                    ),
+                };
+                f.instruction(&Instruction::I32Const(value));
+                f.instruction(&Instruction::GlobalSet(global));
+            }
+            f.instruction(
+                &RoundtripReencoder
+                    .instruction(op)
+                    .context("failed to re-encode an instruction")?,
+            );
+        }
+        code.function(&f);
+    }
+    let mut sized = Vec::new();
+    wasm_encoder::Encode::encode(&code, &mut sized);
+    Ok(Some(Probed {
+        probes,
+        first_global: globals,
+        code: crate::module::strip_size(sized),
+    }))
+}
+
+/// The name the module's `name` section gives function `index`, if any.
+pub fn function_name(bytes: &[u8], index: u32) -> Option<String> {
+    for payload in Parser::new(0).parse_all(bytes) {
+        let Ok(Payload::CustomSection(section)) = payload else {
+            continue;
+        };
+        let wasmparser::KnownCustom::Name(reader) = section.as_known() else {
+            continue;
+        };
+        for name in reader {
+            let Ok(wasmparser::Name::Function(names)) = name else {
+                continue;
+            };
+            for naming in names.into_iter().flatten() {
+                if naming.index == index {
+                    return Some(naming.name.to_string());
+                }
+            }
+        }
+    }
+    None
+}
