@@ -96,7 +96,7 @@ pub fn resolve(parsed: &Parsed<'_>, requested: Option<&InitFunc>) -> Result<Reso
                     hint(parsed, requested.is_none())
                 );
             };
-            let export = &parsed.exports[i];
+            let export = &parsed.root.exports[i];
             if export.kind != ComponentExternalKind::Func {
                 bail!("export `{}` is not a function", func.name);
             }
@@ -111,7 +111,7 @@ pub fn resolve(parsed: &Parsed<'_>, requested: Option<&InitFunc>) -> Result<Reso
             let Some(i) = find(parsed, interface) else {
                 bail!("the component has no export named `{interface}`");
             };
-            let export = &parsed.exports[i];
+            let export = &parsed.root.exports[i];
             if export.kind != ComponentExternalKind::Instance {
                 bail!("export `{interface}` is not an instance");
             }
@@ -132,7 +132,7 @@ pub fn resolve(parsed: &Parsed<'_>, requested: Option<&InitFunc>) -> Result<Reso
 }
 
 fn find(parsed: &Parsed<'_>, name: &str) -> Option<usize> {
-    parsed.exports.iter().position(|e| e.name == name)
+    parsed.root.exports.iter().position(|e| e.name == name)
 }
 
 fn check_params(func: &InitFunc, params: usize) -> Result<()> {
@@ -147,6 +147,7 @@ fn check_params(func: &InitFunc, params: usize) -> Result<()> {
 
 fn hint(parsed: &Parsed<'_>, defaulted: bool) -> String {
     let funcs: Vec<&str> = parsed
+        .root
         .exports
         .iter()
         .filter(|e| e.kind == ComponentExternalKind::Func)

@@ -14,14 +14,14 @@ use wasm_encoder::{
     Instruction, MemArg, MemoryType, ModuleArg, ModuleSection, PrimitiveValType, RawSection,
     TypeSection, ValType,
 };
-use wasmparser::types::TypesRef;
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use crate::init_func::{self, InitFunc};
 use crate::module::{self, ModuleEdit};
 use crate::names;
-use crate::parse::{self, Parsed, SectionKind};
+use crate::parse::{self, ComponentInfo, Counts, SectionKind};
 use crate::plan::GlobalValue;
 use crate::plan::{Accessor, InputId, PLAN_FORMAT, Plan, ScalarType, State};
 use crate::probe::{self, Probed};
@@ -49,21 +49,7 @@ pub struct Instrumented {
 pub fn instrument(bytes: &[u8], options: &InstrumentOptions) -> Result<Instrumented> {
     let parsed = parse::parse(bytes)?;
     let init = init_func::resolve(&parsed, options.init_func.as_ref())?;
-    let mut probed = BTreeMap::new();
-    for instance in &parsed.instances {
-        if let std::collections::btree_map::Entry::Vacant(entry) = probed.entry(instance.module) {
-            let module = &parsed.modules[instance.module];
-            let found = probe::probe(
-                &bytes[module.range.clone()],
-                module.global_count,
-                module.imported_funcs,
-            )
-            .with_context(|| format!("failed to scan the code of core module {}", module.index))?;
-            if let Some(found) = found {
-                entry.insert(found);
-            }
-        }
-    }
+    let level = Level::build(bytes, &parsed.root)?;
     let plan = Plan {
         format: PLAN_FORMAT,
         input: InputId::of(bytes),
@@ -72,44 +58,143 @@ pub fn instrument(bytes: &[u8], options: &InstrumentOptions) -> Result<Instrumen
         remove_init_export: !options.keep_init_func && init.export.is_some(),
         init: init.func,
         interface: names::ACCESSOR_INSTANCE_EXPORT.to_string(),
-        accessors: accessors(&parsed, &probed),
+        accessors: level.accessors.iter().map(|a| a.accessor.clone()).collect(),
     };
-    let component = encode(&parsed, &plan, &probed)?;
+    let component = encode(bytes, &parsed.root, &level, true)?;
     wit::check(&component, &plan).context("instrumentation produced an ill-typed component")?;
     Ok(Instrumented { component, plan })
 }
 
-/// One accessor per memory, mutable global and probe of every instantiated
-/// module: memories first, then globals, then probes, in core instance order.
-fn accessors(parsed: &Parsed<'_>, probed: &BTreeMap<usize, Probed>) -> Vec<Accessor> {
-    let mut memories = Vec::new();
-    let mut globals = Vec::new();
-    let mut probes = Vec::new();
-    for instance in &parsed.instances {
-        let module = &parsed.modules[instance.module];
-        if let Some(found) = probed.get(&instance.module) {
-            for (k, probe) in found.probes.iter().enumerate() {
-                probes.push(Accessor {
-                    func: names::probe_accessor(probes.len()),
-                    instance: instance.index,
-                    module: module.index,
-                    state: State::Probe {
-                        index: found.first_global + k as u32,
-                        probe: *probe,
+/// The accessors of one component (the top level or a nested one): those of
+/// its own core instances and those of the component instances in it.
+struct Level {
+    accessors: Vec<LevelAccessor>,
+    /// Probes of this component's modules, by index into `modules`.
+    probed: BTreeMap<usize, Probed>,
+    /// Levels of the nested components that have state, by index into
+    /// `components`.
+    children: BTreeMap<usize, Level>,
+}
+
+struct LevelAccessor {
+    /// With `path` relative to this level and `func` named at this level.
+    accessor: Accessor,
+    source: Source,
+}
+
+enum Source {
+    /// Reads a core instance of this component.
+    Local,
+    /// Re-exports `func` of the accessor instance of component instance
+    /// `instance`.
+    Nested { instance: u32, func: String },
+}
+
+impl Level {
+    fn build(bytes: &[u8], info: &ComponentInfo) -> Result<Level> {
+        let mut probed = BTreeMap::new();
+        for instance in &info.instances {
+            if let Entry::Vacant(entry) = probed.entry(instance.module) {
+                let module = &info.modules[instance.module];
+                let found = probe::probe(
+                    &bytes[module.range.clone()],
+                    module.global_count,
+                    module.imported_funcs,
+                )
+                .with_context(|| {
+                    format!("failed to scan the code of core module {}", module.index)
+                })?;
+                if let Some(found) = found {
+                    entry.insert(found);
+                }
+            }
+        }
+        let mut accessors: Vec<LevelAccessor> = local_accessors(info, &probed)
+            .into_iter()
+            .map(|accessor| LevelAccessor {
+                accessor,
+                source: Source::Local,
+            })
+            .collect();
+        let mut children = BTreeMap::new();
+        for instance in &info.component_instances {
+            let child = match children.entry(instance.module) {
+                Entry::Occupied(child) => child.into_mut(),
+                Entry::Vacant(entry) => {
+                    let child = Level::build(bytes, &info.components[instance.module])?;
+                    if child.accessors.is_empty() {
+                        continue;
+                    }
+                    entry.insert(child)
+                }
+            };
+            for nested in &child.accessors {
+                let mut accessor = nested.accessor.clone();
+                accessor.path.insert(0, instance.index);
+                accessors.push(LevelAccessor {
+                    accessor,
+                    source: Source::Nested {
+                        instance: instance.index,
+                        func: nested.accessor.func.clone(),
                     },
                 });
             }
         }
-        for memory in &module.memories {
-            memories.push(Accessor {
-                func: names::memory_accessor(memories.len()),
+        // Memories, then globals, then probes; named in that order.
+        accessors.sort_by_key(|a| match a.accessor.state {
+            State::Memory { .. } => 0,
+            State::Global { .. } => 1,
+            State::Probe { .. } => 2,
+        });
+        let mut counts = [0usize; 3];
+        for a in &mut accessors {
+            a.accessor.func = match a.accessor.state {
+                State::Memory { .. } => names::memory_accessor(next(&mut counts[0])),
+                State::Global { .. } => names::global_accessor(next(&mut counts[1])),
+                State::Probe { .. } => names::probe_accessor(next(&mut counts[2])),
+            };
+        }
+        children.retain(|_, child| !child.accessors.is_empty());
+        Ok(Level {
+            accessors,
+            probed,
+            children,
+        })
+    }
+
+    fn local(&self) -> impl Iterator<Item = &Accessor> {
+        self.accessors
+            .iter()
+            .filter(|a| matches!(a.source, Source::Local))
+            .map(|a| &a.accessor)
+    }
+}
+
+fn next(counter: &mut usize) -> usize {
+    *counter += 1;
+    *counter - 1
+}
+
+/// One accessor per memory, mutable global and probe of every module
+/// instantiated in `info` itself, in core instance order (named later).
+fn local_accessors(info: &ComponentInfo, probed: &BTreeMap<usize, Probed>) -> Vec<Accessor> {
+    let mut out = Vec::new();
+    for instance in &info.instances {
+        let module = &info.modules[instance.module];
+        let mut push = |state| {
+            out.push(Accessor {
+                func: String::new(),
+                path: Vec::new(),
                 instance: instance.index,
                 module: module.index,
-                state: State::Memory {
-                    index: memory.index,
-                    memory64: memory.ty.memory64,
-                    page_size_log2: memory.ty.page_size_log2.unwrap_or(16),
-                },
+                state,
+            })
+        };
+        for memory in &module.memories {
+            push(State::Memory {
+                index: memory.index,
+                memory64: memory.ty.memory64,
+                page_size_log2: memory.ty.page_size_log2.unwrap_or(16),
             });
         }
         for global in &module.globals {
@@ -121,20 +206,21 @@ fn accessors(parsed: &Parsed<'_>, probed: &BTreeMap<usize, Probed>) -> Vec<Acces
                 // parse rejects every other mutable global type
                 _ => ScalarType::V128,
             };
-            globals.push(Accessor {
-                func: names::global_accessor(globals.len()),
-                instance: instance.index,
-                module: module.index,
-                state: State::Global {
-                    index: global.index,
-                    ty,
-                },
+            push(State::Global {
+                index: global.index,
+                ty,
             });
         }
+        if let Some(found) = probed.get(&instance.module) {
+            for (k, probe) in found.probes.iter().enumerate() {
+                push(State::Probe {
+                    index: found.first_global + k as u32,
+                    probe: *probe,
+                });
+            }
+        }
     }
-    memories.extend(globals);
-    memories.extend(probes);
-    memories
+    out
 }
 
 /// Core export names that expose `state` from its module.
@@ -149,16 +235,16 @@ fn core_export(state: &State) -> (String, ExportKind, u32) {
     }
 }
 
-fn encode(parsed: &Parsed<'_>, plan: &Plan, probed: &BTreeMap<usize, Probed>) -> Result<Vec<u8>> {
+/// Encodes the instrumented version of the component `info`.
+fn encode(bytes: &[u8], info: &ComponentInfo, level: &Level, root: bool) -> Result<Vec<u8>> {
     let mut component = Component::new();
-    for section in &parsed.sections {
-        let data = &parsed.bytes[section.range.clone()];
+    for section in &info.sections {
+        let data = &bytes[section.range.clone()];
         match section.kind {
             SectionKind::Module(m) => {
-                let module = &parsed.modules[m];
-                let mut exports: Vec<_> = plan
-                    .accessors
-                    .iter()
+                let module = &info.modules[m];
+                let mut exports: Vec<_> = level
+                    .local()
                     .filter(|a| a.module == module.index)
                     .map(|a| core_export(&a.state))
                     .collect();
@@ -169,23 +255,30 @@ fn encode(parsed: &Parsed<'_>, plan: &Plan, probed: &BTreeMap<usize, Probed>) ->
                         id: section.id,
                         data,
                     });
-                } else {
-                    let found = probed.get(&m);
-                    let edit = ModuleEdit {
-                        exports,
-                        new_globals: found
-                            .map_or(Vec::new(), |f| vec![GlobalValue::I32(0); f.probes.len()]),
-                        code: found.map(|f| f.code.clone()),
-                        ..ModuleEdit::default()
-                    };
-                    let edited = module::edit(data, &edit).with_context(|| {
-                        format!("failed to instrument core module {}", module.index)
-                    })?;
-                    component.section(&RawSection {
-                        id: 1,
-                        data: &edited,
-                    });
+                    continue;
                 }
+                let found = level.probed.get(&m);
+                let edit = ModuleEdit {
+                    exports,
+                    new_globals: found
+                        .map_or(Vec::new(), |f| vec![GlobalValue::I32(0); f.probes.len()]),
+                    code: found.map(|f| f.code.clone()),
+                    ..ModuleEdit::default()
+                };
+                let edited = module::edit(data, &edit)
+                    .with_context(|| format!("failed to instrument core module {}", module.index))?;
+                component.section(&RawSection {
+                    id: section.id,
+                    data: &edited,
+                });
+            }
+            SectionKind::Component(c) if level.children.contains_key(&c) => {
+                let child = &info.components[c];
+                let edited = encode(bytes, child, &level.children[&c], false)?;
+                component.section(&RawSection {
+                    id: section.id,
+                    data: &edited,
+                });
             }
             _ => {
                 component.section(&RawSection {
@@ -195,24 +288,94 @@ fn encode(parsed: &Parsed<'_>, plan: &Plan, probed: &BTreeMap<usize, Probed>) ->
             }
         }
     }
-    append_accessors(&mut component, parsed.types.as_ref(), plan);
+    if root || !level.accessors.is_empty() {
+        append_accessors(&mut component, &info.counts, level);
+    }
     Ok(component.finish())
 }
 
 /// Appends the accessor module, its instantiation, the lifted accessors and
 /// the exported accessor instance.
-fn append_accessors(component: &mut Component, types: TypesRef<'_>, plan: &Plan) {
-    let module_index = types.module_count();
-    let core_instance_base = types.core_instance_count();
-    let core_memory_base = types.memory_count();
-    let core_global_base = types.global_count();
-    let core_func_base = types.function_count();
-    let type_base = types.component_type_count();
-    let func_base = types.component_function_count();
-    let instance_base = types.component_instance_count();
+fn append_accessors(component: &mut Component, counts: &Counts, level: &Level) {
+    let local: Vec<&Accessor> = level.local().collect();
+    let lifted = if local.is_empty() {
+        Vec::new()
+    } else {
+        append_local_accessors(component, counts, &local)
+    };
+
+    // Alias the accessor instance of each nested component instance, then
+    // the functions in it.
+    let mut aliases = ComponentAliasSection::new();
+    let mut nested_instances: Vec<u32> = Vec::new();
+    for a in &level.accessors {
+        if let Source::Nested { instance, .. } = a.source {
+            if !nested_instances.contains(&instance) {
+                aliases.alias(Alias::InstanceExport {
+                    instance,
+                    kind: ComponentExportKind::Instance,
+                    name: names::ACCESSOR_INSTANCE_EXPORT,
+                });
+                nested_instances.push(instance);
+            }
+        }
+    }
+    let mut next_func = counts.funcs + lifted.len() as u32;
+    let mut funcs = Vec::with_capacity(level.accessors.len());
+    let mut lifted = lifted.into_iter();
+    for a in &level.accessors {
+        match &a.source {
+            Source::Local => funcs.push(lifted.next().unwrap_or_default()),
+            Source::Nested { instance, func } => {
+                let position = nested_instances.iter().position(|i| i == instance);
+                aliases.alias(Alias::InstanceExport {
+                    instance: counts.instances + position.unwrap_or(0) as u32,
+                    kind: ComponentExportKind::Func,
+                    name: func,
+                });
+                funcs.push(next_func);
+                next_func += 1;
+            }
+        }
+    }
+    if !nested_instances.is_empty() {
+        component.section(&aliases);
+    }
+
+    // Export them all as one instance.
+    let mut instance = ComponentInstanceSection::new();
+    instance.export_items(
+        level
+            .accessors
+            .iter()
+            .zip(&funcs)
+            .map(|(a, f)| (a.accessor.func.as_str(), ComponentExportKind::Func, *f)),
+    );
+    component.section(&instance);
+    let mut exports = ComponentExportSection::new();
+    exports.export(
+        names::ACCESSOR_INSTANCE_EXPORT,
+        ComponentExportKind::Instance,
+        counts.instances + nested_instances.len() as u32,
+        None,
+    );
+    component.section(&exports);
+}
+
+/// Appends the accessor module for the state of this component's own core
+/// instances, instantiates it and lifts its functions; returns the lifted
+/// functions' indices, in the order of `local`.
+fn append_local_accessors(component: &mut Component, counts: &Counts, local: &[&Accessor]) -> Vec<u32> {
+    let module_index = counts.modules;
+    let core_instance_base = counts.core_instances;
+    let core_memory_base = counts.memories;
+    let core_global_base = counts.globals;
+    let core_func_base = counts.core_funcs;
+    let type_base = counts.types;
+    let func_base = counts.funcs;
 
     // The accessor module.
-    let accessor_module = accessor_module(plan);
+    let accessor_module = accessor_module(local);
     component.section(&ModuleSection(&accessor_module));
 
     // Alias each piece of state out of the instance that owns it.
@@ -220,7 +383,7 @@ fn append_accessors(component: &mut Component, types: TypesRef<'_>, plan: &Plan)
     let mut memories = 0;
     let mut globals = 0;
     let mut state_items = Vec::new();
-    for accessor in &plan.accessors {
+    for accessor in local {
         let (name, kind, _) = core_export(&accessor.state);
         aliases.alias(Alias::CoreInstanceExport {
             instance: accessor.instance,
@@ -239,9 +402,7 @@ fn append_accessors(component: &mut Component, types: TypesRef<'_>, plan: &Plan)
         };
         state_items.push((names::accessor_import(state_items.len()), kind, index));
     }
-    if !plan.accessors.is_empty() {
-        component.section(&aliases);
-    }
+    component.section(&aliases);
 
     // Bundle the state into one core instance and instantiate the accessor
     // module with it.
@@ -258,7 +419,7 @@ fn append_accessors(component: &mut Component, types: TypesRef<'_>, plan: &Plan)
 
     // Alias the accessor functions and the accessor module's memory.
     let mut aliases = ComponentAliasSection::new();
-    for accessor in &plan.accessors {
+    for accessor in local {
         aliases.alias(Alias::CoreInstanceExport {
             instance: accessor_instance,
             kind: ExportKind::Func,
@@ -316,7 +477,7 @@ fn append_accessors(component: &mut Component, types: TypesRef<'_>, plan: &Plan)
 
     // Lift each accessor.
     let mut canon = CanonicalFunctionSection::new();
-    for (i, accessor) in plan.accessors.iter().enumerate() {
+    for (i, accessor) in local.iter().enumerate() {
         let core_func = core_func_base + i as u32;
         match accessor.state {
             State::Memory { .. } => canon.lift(
@@ -336,34 +497,14 @@ fn append_accessors(component: &mut Component, types: TypesRef<'_>, plan: &Plan)
             State::Global { ty, .. } => canon.lift(core_func, scalar_func_type(ty), []),
         };
     }
-    if !plan.accessors.is_empty() {
-        component.section(&canon);
-    }
-
-    // Export them as one instance.
-    let mut instance = ComponentInstanceSection::new();
-    instance.export_items(plan.accessors.iter().enumerate().map(|(i, a)| {
-        (
-            a.func.as_str(),
-            ComponentExportKind::Func,
-            func_base + i as u32,
-        )
-    }));
-    component.section(&instance);
-    let mut exports = ComponentExportSection::new();
-    exports.export(
-        &plan.interface,
-        ComponentExportKind::Instance,
-        instance_base,
-        None,
-    );
-    component.section(&exports);
+    component.section(&canon);
+    (0..local.len() as u32).map(|i| func_base + i).collect()
 }
 
 /// The core module that reads state: it imports every piece of state from
 /// the instance `state` and exports one function per accessor, plus its own
 /// memory, which holds what memory accessors return.
-fn accessor_module(plan: &Plan) -> wasm_encoder::Module {
+fn accessor_module(local: &[&Accessor]) -> wasm_encoder::Module {
     let mut types = TypeSection::new();
     // 0: (offset: i64, len: i32) -> retptr
     types
@@ -375,8 +516,7 @@ fn accessor_module(plan: &Plan) -> wasm_encoder::Module {
     }
     types.ty().function([], [ValType::I32]);
 
-    let own_memory = plan
-        .accessors
+    let own_memory = local
         .iter()
         .filter(|a| matches!(a.state, State::Memory { .. }))
         .count() as u32;
@@ -385,7 +525,7 @@ fn accessor_module(plan: &Plan) -> wasm_encoder::Module {
     let mut imported_globals = 0u32;
     // (function type, body)
     let mut funcs = Vec::new();
-    for (n, accessor) in plan.accessors.iter().enumerate() {
+    for (n, accessor) in local.iter().enumerate() {
         let import = names::accessor_import(n);
         match accessor.state {
             State::Memory {
@@ -458,7 +598,7 @@ fn accessor_module(plan: &Plan) -> wasm_encoder::Module {
     for (i, (ty, body)) in funcs.iter().enumerate() {
         functions.function(*ty);
         code.function(body);
-        exports.export(&plan.accessors[i].func, ExportKind::Func, i as u32);
+        exports.export(&local[i].func, ExportKind::Func, i as u32);
     }
     let mut memory = wasm_encoder::MemorySection::new();
     memory.memory(MemoryType {

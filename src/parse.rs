@@ -22,16 +22,96 @@ use crate::names;
 pub struct Parsed<'a> {
     /// The whole component.
     pub bytes: &'a [u8],
-    /// Top-level sections, in order, as ranges into `bytes`.
-    pub sections: Vec<Section>,
-    /// Core modules defined by module sections at the top level, in order.
-    pub modules: Vec<ModuleInfo>,
-    /// Top-level core instances created by instantiating one of `modules`.
-    pub instances: Vec<InstanceInfo>,
-    /// Top-level component exports, in order.
-    pub exports: Vec<ExportInfo>,
+    /// The top-level component.
+    pub root: ComponentInfo,
     /// The validator's types for the top level.
     pub types: Types,
+}
+
+/// One component: the top level or a nested component definition.
+pub struct ComponentInfo {
+    /// The component's bytes (from the header on) within [`Parsed::bytes`].
+    pub range: Range<usize>,
+    /// The component's index in its parent (`None` for the top level).
+    pub index: Option<u32>,
+    /// Sections, in order, as ranges into [`Parsed::bytes`].
+    pub sections: Vec<Section>,
+    /// Core modules defined by module sections, in order.
+    pub modules: Vec<ModuleInfo>,
+    /// Core instances created by instantiating one of `modules`.
+    pub instances: Vec<InstanceInfo>,
+    /// Components defined by component sections, in order.
+    pub components: Vec<ComponentInfo>,
+    /// Component instances created by instantiating one of `components`.
+    pub component_instances: Vec<InstanceInfo>,
+    /// Component exports, in order.
+    pub exports: Vec<ExportInfo>,
+    /// Index-space sizes at the end of the component.
+    pub counts: Counts,
+}
+
+impl ComponentInfo {
+    fn new(range: Range<usize>, index: Option<u32>) -> ComponentInfo {
+        ComponentInfo {
+            range,
+            index,
+            sections: Vec::new(),
+            modules: Vec::new(),
+            instances: Vec::new(),
+            components: Vec::new(),
+            component_instances: Vec::new(),
+            exports: Vec::new(),
+            counts: Counts::default(),
+        }
+    }
+
+    /// Whether some module instantiated in this component or in a component
+    /// instantiated in it (at any depth) defines state.
+    pub fn has_state(&self) -> bool {
+        self.instances.iter().any(|i| {
+            let m = &self.modules[i.module];
+            !m.memories.is_empty() || !m.globals.is_empty()
+        }) || self
+            .component_instances
+            .iter()
+            .any(|i| self.components[i.module].has_state())
+    }
+
+    /// Whether some module is instantiated in this component or in a
+    /// component instantiated in it, at any depth.
+    pub fn instantiates(&self) -> bool {
+        !self.instances.is_empty()
+            || self
+                .component_instances
+                .iter()
+                .any(|i| self.components[i.module].instantiates())
+    }
+
+    /// The module with index `index` in this component's module index space.
+    pub fn module(&self, index: u32) -> Option<&ModuleInfo> {
+        self.modules.iter().find(|m| m.index == index)
+    }
+}
+
+/// Index-space sizes of a component, from the validator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    /// Core modules.
+    pub modules: u32,
+    /// Core instances.
+    pub core_instances: u32,
+    /// Core memories.
+    pub memories: u32,
+    /// Core globals.
+    pub globals: u32,
+    /// Core functions.
+    pub core_funcs: u32,
+    /// Component types.
+    pub types: u32,
+    /// Component functions.
+    pub funcs: u32,
+    /// Component instances.
+    pub instances: u32,
 }
 
 /// One top-level section.
@@ -47,11 +127,13 @@ pub struct Section {
 /// Sections that the rewrite treats specially.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum SectionKind {
-    /// A core module: the index into [`Parsed::modules`].
+    /// A core module: the index into [`ComponentInfo::modules`].
     Module(usize),
-    /// Component exports: `exports[start..start + len]` of [`Parsed::exports`].
+    /// A nested component: the index into [`ComponentInfo::components`].
+    Component(usize),
+    /// Component exports: `exports[start..start + len]` of [`ComponentInfo::exports`].
     Exports {
-        /// Index of the section's first export in [`Parsed::exports`].
+        /// Index of the section's first export in [`ComponentInfo::exports`].
         start: usize,
         /// Number of exports in the section.
         len: usize,
@@ -96,11 +178,13 @@ pub struct GlobalDef {
     pub ty: ValType,
 }
 
-/// A core instance that instantiates a module defined in the component.
+/// A core (or component) instance that instantiates a module (or
+/// component) defined in the same component.
 pub struct InstanceInfo {
-    /// The instance's index in the component's core instance index space.
+    /// The instance's index in its index space.
     pub index: u32,
-    /// Index into [`Parsed::modules`].
+    /// Index into [`ComponentInfo::modules`] (or
+    /// [`ComponentInfo::components`]).
     pub module: usize,
 }
 
@@ -147,24 +231,24 @@ fn check_header(bytes: &[u8]) -> Result<()> {
     }
 }
 
-/// Where the walk is: the top-level component, a nested component, or a
-/// module (top-level or nested).
+/// Where the walk is: a component (the top level or nested) or a module.
 enum Frame {
-    Component {
-        /// Whether some core instance in this component (or deeper) was
-        /// created with `instantiate`.
-        instantiates: bool,
-        /// The component's index in the top level, for components nested
-        /// directly in the top level.
-        index: Option<u32>,
-    },
+    Component(ComponentFrame),
     Module(ModuleFrame),
+}
+
+struct ComponentFrame {
+    info: ComponentInfo,
+    /// Core module index -> index into `info.modules`.
+    local_modules: HashMap<u32, usize>,
+    /// Component index -> index into `info.components`.
+    local_components: HashMap<u32, usize>,
 }
 
 #[derive(Default)]
 struct ModuleFrame {
-    /// The module's index in its parent, for modules of the top level.
-    index: Option<u32>,
+    /// The module's index in its parent.
+    index: u32,
     range: Range<usize>,
     imported_memories: u32,
     imported_globals: u32,
@@ -174,12 +258,7 @@ struct ModuleFrame {
 #[derive(Default)]
 struct Walker {
     stack: Vec<Frame>,
-    sections: Vec<Section>,
-    modules: Vec<ModuleInfo>,
-    /// Core module index -> index into `modules`, for top-level modules.
-    local_modules: HashMap<u32, usize>,
-    instances: Vec<InstanceInfo>,
-    exports: Vec<ExportInfo>,
+    root: Option<ComponentInfo>,
 }
 
 impl Walker {
@@ -189,7 +268,7 @@ impl Walker {
         let mut types = None;
         for payload in Parser::new(0).parse_all(bytes) {
             let payload = payload.context("failed to parse the component")?;
-            self.before(&payload, &validator)?;
+            self.before(&payload, &validator, bytes.len())?;
             match validator
                 .payload(&payload)
                 .context("input is not a valid component")?
@@ -204,70 +283,76 @@ impl Walker {
                 _ => {}
             }
         }
-        let Some(types) = types else {
+        let (Some(types), Some(root)) = (types, self.root) else {
             bail!("input is truncated: the component ends early");
         };
-        Ok(Parsed {
-            bytes,
-            sections: self.sections,
-            modules: self.modules,
-            instances: self.instances,
-            exports: self.exports,
-            types,
-        })
+        Ok(Parsed { bytes, root, types })
+    }
+
+    fn component(&mut self) -> Option<&mut ComponentFrame> {
+        match self.stack.last_mut() {
+            Some(Frame::Component(c)) => Some(c),
+            _ => None,
+        }
     }
 
     /// Looks at a payload before the validator sees it, so the validator's
     /// counts still give the index the payload's first item will get.
-    fn before(&mut self, payload: &Payload<'_>, validator: &Validator) -> Result<()> {
-        let top_level = self.stack.len() == 1;
+    fn before(&mut self, payload: &Payload<'_>, validator: &Validator, len: usize) -> Result<()> {
         if let Payload::Version { .. } = payload {
             // Nested modules and components push their frame at their section.
             if self.stack.is_empty() {
-                self.stack.push(Frame::Component {
-                    instantiates: false,
-                    index: None,
-                });
+                self.stack.push(Frame::Component(ComponentFrame {
+                    info: ComponentInfo::new(0..len, None),
+                    local_modules: HashMap::new(),
+                    local_components: HashMap::new(),
+                }));
             }
             return Ok(());
         }
-        if let Some((id, range)) = payload.as_section().filter(|_| top_level) {
+        let types = validator.types(0);
+        if let (Some((id, range)), Some(frame)) = (payload.as_section(), self.component()) {
+            let info = &frame.info;
             let kind = match payload {
-                Payload::ModuleSection { .. } => SectionKind::Module(self.modules.len()),
+                Payload::ModuleSection { .. } => SectionKind::Module(info.modules.len()),
+                Payload::ComponentSection { .. } => SectionKind::Component(info.components.len()),
                 Payload::ComponentExportSection(s) => SectionKind::Exports {
-                    start: self.exports.len(),
+                    start: info.exports.len(),
                     len: s.count() as usize,
                 },
                 Payload::CustomSection(c) if c.name() == "producers" => SectionKind::Producers,
                 _ => SectionKind::Other,
             };
-            self.sections.push(Section { id, range, kind });
+            frame.info.sections.push(Section { id, range, kind });
         }
-        let types = validator.types(0);
         match payload {
             Payload::ModuleSection {
                 unchecked_range, ..
             } => {
-                let index = match types {
-                    Some(types) if top_level => {
-                        let index = types.module_count();
-                        self.local_modules.insert(index, self.modules.len());
-                        Some(index)
-                    }
-                    _ => None,
-                };
+                let index = types.map_or(0, |t| t.module_count());
+                if let Some(frame) = self.component() {
+                    frame.local_modules.insert(index, frame.info.modules.len());
+                }
                 self.stack.push(Frame::Module(ModuleFrame {
                     index,
                     range: unchecked_range.clone(),
                     ..Default::default()
                 }));
             }
-            Payload::ComponentSection { .. } => {
-                let index = types.filter(|_| top_level).map(|t| t.component_count());
-                self.stack.push(Frame::Component {
-                    instantiates: false,
-                    index,
-                });
+            Payload::ComponentSection {
+                unchecked_range, ..
+            } => {
+                let index = types.map_or(0, |t| t.component_count());
+                if let Some(frame) = self.component() {
+                    frame
+                        .local_components
+                        .insert(index, frame.info.components.len());
+                }
+                self.stack.push(Frame::Component(ComponentFrame {
+                    info: ComponentInfo::new(unchecked_range.clone(), Some(index)),
+                    local_modules: HashMap::new(),
+                    local_components: HashMap::new(),
+                }));
             }
             Payload::ImportSection(imports) => {
                 if let Some(Frame::Module(frame)) = self.stack.last_mut() {
@@ -288,30 +373,57 @@ impl Walker {
                 }
             }
             Payload::InstanceSection(section) => {
-                let base = types.map(|t| t.core_instance_count()).unwrap_or(0);
+                let base = types.map_or(0, |t| t.core_instance_count());
+                let Some(frame) = self.component() else {
+                    return Ok(());
+                };
                 for (i, instance) in section.clone().into_iter().enumerate() {
                     let instance = instance.context("failed to parse a core instance")?;
                     let Instance::Instantiate { module_index, .. } = instance else {
                         continue;
                     };
-                    if let Some(Frame::Component { instantiates, .. }) = self.stack.last_mut() {
-                        *instantiates = true;
-                    }
-                    if !top_level {
-                        continue;
-                    }
                     let index = base + i as u32;
-                    match self.local_modules.get(&module_index) {
-                        Some(&module) => self.instances.push(InstanceInfo { index, module }),
+                    match frame.local_modules.get(&module_index) {
+                        Some(&module) => frame.info.instances.push(InstanceInfo { index, module }),
                         None => bail!(
-                            "core instance {index} instantiates core module {module_index}, which \
-                             the component imports or aliases rather than defines; component-init \
-                             can only snapshot modules defined inside the component"
+                            "core instance {index}{} instantiates core module {module_index}, \
+                             which the component imports or aliases rather than defines; \
+                             component-init can only snapshot modules defined inside the \
+                             component that instantiates them",
+                            where_(&frame.info)
                         ),
                     }
                 }
             }
-            Payload::ComponentExportSection(section) if top_level => {
+            Payload::ComponentInstanceSection(section) => {
+                let base = types.map_or(0, |t| t.component_instance_count());
+                let Some(frame) = self.component() else {
+                    return Ok(());
+                };
+                for (i, instance) in section.clone().into_iter().enumerate() {
+                    let instance = instance.context("failed to parse a component instance")?;
+                    let wasmparser::ComponentInstance::Instantiate {
+                        component_index, ..
+                    } = instance
+                    else {
+                        continue;
+                    };
+                    let index = base + i as u32;
+                    match frame.local_components.get(&component_index) {
+                        Some(&component) => frame.info.component_instances.push(InstanceInfo {
+                            index,
+                            module: component,
+                        }),
+                        None => bail!(
+                            "component instance {index}{} instantiates component \
+                             {component_index}, which the component imports or aliases rather \
+                             than defines; component-init cannot see, nor snapshot, its state",
+                            where_(&frame.info)
+                        ),
+                    }
+                }
+            }
+            Payload::ComponentExportSection(section) => {
                 let Some(types) = types else { return Ok(()) };
                 let mut next = [
                     types.module_count(),
@@ -321,10 +433,20 @@ impl Walker {
                     types.component_instance_count(),
                     types.component_count(),
                 ];
+                let Some(frame) = self.component() else {
+                    return Ok(());
+                };
                 for export in section.clone() {
                     let export = export.context("failed to parse a component export")?;
+                    if frame.info.index.is_some() && export.name.name == names::ACCESSOR_INSTANCE_EXPORT {
+                        bail!(
+                            "a nested component already exports `{}`, a name reserved for \
+                             component-init's instrumentation",
+                            export.name.name
+                        );
+                    }
                     let slot = &mut next[kind_slot(export.kind)];
-                    self.exports.push(ExportInfo {
+                    frame.info.exports.push(ExportInfo {
                         name: export.name.name.to_string(),
                         kind: export.kind,
                         source: export.index,
@@ -345,84 +467,96 @@ impl Walker {
     }
 
     fn end(&mut self, validator: &Validator) -> Result<()> {
+        let Some(types) = validator.types(0) else {
+            return Ok(());
+        };
         match self.stack.pop() {
             Some(Frame::Module(frame)) => {
-                let Some(types) = validator.types(0) else {
-                    return Ok(());
-                };
-                let mut memories = Vec::new();
-                for index in frame.imported_memories..types.memory_count() {
-                    let ty = types.memory_at(index);
-                    if ty.shared {
-                        bail!(
-                            "core module {} defines shared memory {index}; shared memories \
-                             (threads) cannot be snapshotted",
-                            frame.index.map_or("nested".to_string(), |i| i.to_string())
-                        );
-                    }
-                    memories.push(MemoryDef { index, ty });
-                }
-                let mut globals = Vec::new();
-                for index in frame.imported_globals..types.global_count() {
-                    let GlobalType {
-                        content_type,
-                        mutable,
-                        shared,
-                    } = types.global_at(index);
-                    if !mutable {
-                        continue;
-                    }
-                    if shared {
-                        bail!("mutable global {index} is shared; shared globals are not supported");
-                    }
-                    match content_type {
-                        ValType::I32
-                        | ValType::I64
-                        | ValType::F32
-                        | ValType::F64
-                        | ValType::V128 => {}
-                        other => bail!(
-                            "mutable global {index} has type `{other}`, which component-init \
-                             cannot snapshot yet (supported: i32, i64, f32, f64, v128)"
-                        ),
-                    }
-                    globals.push(GlobalDef {
-                        index,
-                        ty: content_type,
-                    });
-                }
-                if let Some(index) = frame.index {
-                    self.modules.push(ModuleInfo {
-                        index,
-                        range: frame.range,
-                        memories,
-                        globals,
-                        global_count: types.global_count(),
-                        imported_funcs: frame.imported_funcs,
-                    });
+                let module = finish_module(frame, &types)?;
+                if let Some(parent) = self.component() {
+                    parent.info.modules.push(module);
                 }
             }
-            Some(Frame::Component {
-                instantiates,
-                index,
-            }) => {
-                if !instantiates {
-                    return Ok(());
-                }
-                if let Some(index) = index {
-                    bail!(
-                        "nested component {index} instantiates core modules; nested components \
-                         with core instances are not supported yet"
-                    );
-                }
-                if let Some(Frame::Component { instantiates, .. }) = self.stack.last_mut() {
-                    *instantiates = true;
+            Some(Frame::Component(mut frame)) => {
+                frame.info.counts = Counts {
+                    modules: types.module_count(),
+                    core_instances: types.core_instance_count(),
+                    memories: types.memory_count(),
+                    globals: types.global_count(),
+                    core_funcs: types.function_count(),
+                    types: types.component_type_count(),
+                    funcs: types.component_function_count(),
+                    instances: types.component_instance_count(),
+                };
+                match self.component() {
+                    Some(parent) => parent.info.components.push(frame.info),
+                    None => self.root = Some(frame.info),
                 }
             }
             None => {}
         }
         Ok(())
     }
+}
+
+fn where_(info: &ComponentInfo) -> String {
+    match info.index {
+        Some(index) => format!(" (in nested component {index})"),
+        None => String::new(),
+    }
+}
+
+fn finish_module(frame: ModuleFrame, types: &wasmparser::types::TypesRef<'_>) -> Result<ModuleInfo> {
+    let mut memories = Vec::new();
+    for index in frame.imported_memories..types.memory_count() {
+        let ty = types.memory_at(index);
+        if ty.shared {
+            bail!(
+                "core module {} defines shared memory {index}; shared memories (threads) cannot \
+                 be snapshotted",
+                frame.index
+            );
+        }
+        memories.push(MemoryDef { index, ty });
+    }
+    let mut globals = Vec::new();
+    for index in frame.imported_globals..types.global_count() {
+        let GlobalType {
+            content_type,
+            mutable,
+            shared,
+        } = types.global_at(index);
+        if !mutable {
+            continue;
+        }
+        if shared {
+            bail!(
+                "mutable global {index} of core module {} is shared; shared globals are not \
+                 supported",
+                frame.index
+            );
+        }
+        match content_type {
+            ValType::I32 | ValType::I64 | ValType::F32 | ValType::F64 | ValType::V128 => {}
+            other => bail!(
+                "mutable global {index} of core module {} has type `{other}`, which \
+                 component-init cannot snapshot yet (supported: i32, i64, f32, f64, v128)",
+                frame.index
+            ),
+        }
+        globals.push(GlobalDef {
+            index,
+            ty: content_type,
+        });
+    }
+    Ok(ModuleInfo {
+        index: frame.index,
+        range: frame.range,
+        memories,
+        globals,
+        global_count: types.global_count(),
+        imported_funcs: frame.imported_funcs,
+    })
 }
 
 fn kind_slot(kind: ComponentExternalKind) -> usize {

@@ -57,9 +57,15 @@ impl InputId {
 pub struct Accessor {
     /// Function name inside the accessor interface (`get-memory-N`, ...).
     pub func: String,
-    /// The core instance whose state it reads.
+    /// The component instances, from the top level down, that hold the core
+    /// instance: empty for a core instance of the top level, `[3]` for one
+    /// inside component instance 3, `[3, 0]` deeper, and so on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<u32>,
+    /// The core instance whose state it reads, in the component that `path`
+    /// leads to.
     pub instance: u32,
-    /// The core module that instance instantiates.
+    /// The core module that instance instantiates, in that component.
     pub module: u32,
     /// Which state of the module it reads.
     pub state: State,

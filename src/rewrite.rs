@@ -16,8 +16,8 @@ use wasmparser::{Parser, Validator};
 
 use crate::module::{self, ModuleEdit, Segment};
 use crate::names;
-use crate::parse::{self, Parsed, SectionKind};
-use crate::plan::{GlobalValue, InputId, Plan, Snapshot, State, Value};
+use crate::parse::{self, ComponentInfo, Parsed, SectionKind};
+use crate::plan::{Accessor, GlobalValue, InputId, Plan, Snapshot, State, Value};
 use crate::probe::{self, Probe};
 use crate::segments;
 
@@ -29,9 +29,10 @@ pub fn apply(original: &[u8], plan: &Plan, snapshot: &Snapshot) -> Result<Vec<u8
     }
     plan.check_snapshot(snapshot)?;
     let parsed = parse::parse(original)?;
-    let states = instance_states(&parsed, plan, snapshot)?;
+    let values: Vec<(&Accessor, &Value)> = plan.accessors.iter().zip(&snapshot.values).collect();
     let removed = if plan.remove_init_export {
         let Some(i) = parsed
+            .root
             .exports
             .iter()
             .position(|e| plan.init.interface.is_none() && e.name == plan.init.name)
@@ -42,7 +43,7 @@ pub fn apply(original: &[u8], plan: &Plan, snapshot: &Snapshot) -> Result<Vec<u8
     } else {
         None
     };
-    let out = encode(&parsed, &states, removed)?;
+    let out = encode(&parsed, &parsed.root, &values, 0, removed)?;
     Validator::new_with_features(parse::features())
         .validate_all(&out)
         .context("internal error: the rewritten component does not validate; please report this")?;
@@ -66,11 +67,11 @@ struct InstanceState<'a> {
 /// its instances ended in. Instances of one module must agree.
 fn instance_states<'a>(
     parsed: &Parsed<'_>,
-    plan: &Plan,
-    snapshot: &'a Snapshot,
+    info: &ComponentInfo,
+    values: &[(&Accessor, &'a Value)],
 ) -> Result<BTreeMap<usize, InstanceState<'a>>> {
     let mut by_instance: BTreeMap<u32, InstanceState<'a>> = BTreeMap::new();
-    for (accessor, value) in plan.accessors.iter().zip(&snapshot.values) {
+    for &(accessor, value) in values {
         let state = by_instance.entry(accessor.instance).or_default();
         match (accessor.state, value) {
             (
@@ -87,10 +88,8 @@ fn instance_states<'a>(
             (State::Probe { probe, .. }, Value::Global(GlobalValue::I32(v))) => match probe {
                 _ if *v == 0 => {}
                 Probe::TableWrite => {
-                    let module = parsed
-                        .modules
-                        .iter()
-                        .find(|m| m.index == accessor.module)
+                    let module = info
+                        .module(accessor.module)
                         .context("the plan names a module the component lacks")?;
                     let (op, func) = probe::decode_table_write(*v).unwrap_or(("table", 0));
                     let name = probe::function_name(&parsed.bytes[module.range.clone()], func)
@@ -111,7 +110,7 @@ fn instance_states<'a>(
         }
     }
     let mut by_module: BTreeMap<usize, (u32, InstanceState<'a>)> = BTreeMap::new();
-    for instance in &parsed.instances {
+    for instance in &info.instances {
         let state = by_instance.remove(&instance.index).unwrap_or_default();
         match by_module.get(&instance.module) {
             None => {
@@ -120,7 +119,7 @@ fn instance_states<'a>(
             Some((first, existing)) if *existing != state => bail!(
                 "core module {} is instantiated more than once (core instances {first} and {}) \
                  and the instances end init in different states; this is not supported yet",
-                parsed.modules[instance.module].index,
+                info.modules[instance.module].index,
                 instance.index
             ),
             Some(_) => {}
@@ -134,24 +133,42 @@ fn instance_states<'a>(
     Ok(by_module.into_iter().map(|(m, (_, s))| (m, s)).collect())
 }
 
+/// Rewrites the component `info`, `depth` levels below the top, with the
+/// snapshot `values` of the accessors whose path goes through it.
 fn encode(
     parsed: &Parsed<'_>,
-    states: &BTreeMap<usize, InstanceState<'_>>,
+    info: &ComponentInfo,
+    values: &[(&Accessor, &Value)],
+    depth: usize,
     removed: Option<usize>,
 ) -> Result<Vec<u8>> {
+    let root = depth == 0;
+    let local: Vec<_> = values
+        .iter()
+        .copied()
+        .filter(|(a, _)| a.path.len() == depth)
+        .collect();
+    let states = instance_states(parsed, info, &local)?;
+    let components = nested_components(parsed, info, values, depth)?;
     let mut component = Component::new();
     let mut remap = removed.map(|i| Remap {
-        removed: parsed.exports[i].defines,
-        source: parsed.exports[i].source,
+        removed: info.exports[i].defines,
+        source: info.exports[i].source,
     });
     let mut remapping = false;
     let mut wrote_producers = false;
-    for section in &parsed.sections {
+    for section in &info.sections {
         let data = &parsed.bytes[section.range.clone()];
         match section.kind {
+            SectionKind::Component(c) if components.contains_key(&c) => {
+                component.section(&RawSection {
+                    id: section.id,
+                    data: &components[&c],
+                });
+            }
             SectionKind::Module(m) => match states.get(&m) {
                 Some(state) => {
-                    let module = &parsed.modules[m];
+                    let module = &info.modules[m];
                     let bytes = &parsed.bytes[module.range.clone()];
                     let edited = rewrite_module(bytes, state).with_context(|| {
                         format!("failed to rewrite core module {}", module.index)
@@ -188,7 +205,7 @@ fn encode(
                 component.section(&exports);
                 remapping = true;
             }
-            SectionKind::Producers => {
+            SectionKind::Producers if root => {
                 let reader = wasmparser::CustomSectionReader::new(wasmparser::BinaryReader::new(
                     data,
                     section.range.start,
@@ -221,7 +238,7 @@ fn encode(
             }
         }
     }
-    if !wrote_producers {
+    if root && !wrote_producers {
         let mut producers = wasm_metadata::Producers::empty();
         add_processed_by(&mut producers);
         component.section(&RawSection {
@@ -230,6 +247,57 @@ fn encode(
         });
     }
     Ok(component.finish())
+}
+
+/// The rewritten bytes of each nested component definition (by index into
+/// `info.components`) that is instantiated and instantiates modules.
+fn nested_components(
+    parsed: &Parsed<'_>,
+    info: &ComponentInfo,
+    values: &[(&Accessor, &Value)],
+    depth: usize,
+) -> Result<BTreeMap<usize, Vec<u8>>> {
+    if let Some((a, _)) = values.iter().find(|(a, _)| {
+        a.path.len() > depth
+            && !info
+                .component_instances
+                .iter()
+                .any(|i| i.index == a.path[depth])
+    }) {
+        bail!(
+            "the plan reads component instance {}, which does not instantiate a component of \
+             this component",
+            a.path[depth]
+        );
+    }
+    let mut out: BTreeMap<usize, (u32, Vec<u8>)> = BTreeMap::new();
+    for instance in &info.component_instances {
+        let child = &info.components[instance.module];
+        if !child.instantiates() {
+            continue;
+        }
+        let sub: Vec<_> = values
+            .iter()
+            .copied()
+            .filter(|(a, _)| a.path.len() > depth && a.path[depth] == instance.index)
+            .collect();
+        let bytes = encode(parsed, child, &sub, depth + 1, None)
+            .with_context(|| format!("in component instance {}", instance.index))?;
+        match out.get(&instance.module) {
+            None => {
+                out.insert(instance.module, (instance.index, bytes));
+            }
+            Some((first, existing)) if *existing != bytes => bail!(
+                "nested component {} is instantiated more than once (component instances \
+                 {first} and {}) and the instances end init in different states; this is not \
+                 supported yet",
+                child.index.unwrap_or_default(),
+                instance.index
+            ),
+            Some(_) => {}
+        }
+    }
+    Ok(out.into_iter().map(|(c, (_, bytes))| (c, bytes)).collect())
 }
 
 fn add_processed_by(producers: &mut wasm_metadata::Producers) {
