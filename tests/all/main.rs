@@ -7,6 +7,7 @@ mod basics;
 mod cli;
 mod errors;
 mod large_memory;
+mod nested;
 mod probes;
 mod shapes;
 mod state_kinds;
