@@ -265,8 +265,9 @@ fn encode(bytes: &[u8], info: &ComponentInfo, level: &Level, root: bool) -> Resu
                     code: found.map(|f| f.code.clone()),
                     ..ModuleEdit::default()
                 };
-                let edited = module::edit(data, &edit)
-                    .with_context(|| format!("failed to instrument core module {}", module.index))?;
+                let edited = module::edit(data, &edit).with_context(|| {
+                    format!("failed to instrument core module {}", module.index)
+                })?;
                 component.section(&RawSection {
                     id: section.id,
                     data: &edited,
@@ -309,15 +310,15 @@ fn append_accessors(component: &mut Component, counts: &Counts, level: &Level) {
     let mut aliases = ComponentAliasSection::new();
     let mut nested_instances: Vec<u32> = Vec::new();
     for a in &level.accessors {
-        if let Source::Nested { instance, .. } = a.source {
-            if !nested_instances.contains(&instance) {
-                aliases.alias(Alias::InstanceExport {
-                    instance,
-                    kind: ComponentExportKind::Instance,
-                    name: names::ACCESSOR_INSTANCE_EXPORT,
-                });
-                nested_instances.push(instance);
-            }
+        if let Source::Nested { instance, .. } = a.source
+            && !nested_instances.contains(&instance)
+        {
+            aliases.alias(Alias::InstanceExport {
+                instance,
+                kind: ComponentExportKind::Instance,
+                name: names::ACCESSOR_INSTANCE_EXPORT,
+            });
+            nested_instances.push(instance);
         }
     }
     let mut next_func = counts.funcs + lifted.len() as u32;
@@ -365,7 +366,11 @@ fn append_accessors(component: &mut Component, counts: &Counts, level: &Level) {
 /// Appends the accessor module for the state of this component's own core
 /// instances, instantiates it and lifts its functions; returns the lifted
 /// functions' indices, in the order of `local`.
-fn append_local_accessors(component: &mut Component, counts: &Counts, local: &[&Accessor]) -> Vec<u32> {
+fn append_local_accessors(
+    component: &mut Component,
+    counts: &Counts,
+    local: &[&Accessor],
+) -> Vec<u32> {
     let module_index = counts.modules;
     let core_instance_base = counts.core_instances;
     let core_memory_base = counts.memories;

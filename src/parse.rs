@@ -122,6 +122,10 @@ pub struct Section {
     pub range: Range<usize>,
     /// What the later phases care about in this section.
     pub kind: SectionKind,
+    /// Core instances defined before this section.
+    pub core_instances_before: u32,
+    /// Component instances defined before this section.
+    pub instances_before: u32,
 }
 
 /// Sections that the rewrite treats specially.
@@ -233,7 +237,7 @@ fn check_header(bytes: &[u8]) -> Result<()> {
 
 /// Where the walk is: a component (the top level or nested) or a module.
 enum Frame {
-    Component(ComponentFrame),
+    Component(Box<ComponentFrame>),
     Module(ModuleFrame),
 }
 
@@ -302,11 +306,11 @@ impl Walker {
         if let Payload::Version { .. } = payload {
             // Nested modules and components push their frame at their section.
             if self.stack.is_empty() {
-                self.stack.push(Frame::Component(ComponentFrame {
+                self.stack.push(Frame::Component(Box::new(ComponentFrame {
                     info: ComponentInfo::new(0..len, None),
                     local_modules: HashMap::new(),
                     local_components: HashMap::new(),
-                }));
+                })));
             }
             return Ok(());
         }
@@ -323,7 +327,13 @@ impl Walker {
                 Payload::CustomSection(c) if c.name() == "producers" => SectionKind::Producers,
                 _ => SectionKind::Other,
             };
-            frame.info.sections.push(Section { id, range, kind });
+            frame.info.sections.push(Section {
+                id,
+                range,
+                kind,
+                core_instances_before: types.map_or(0, |t| t.core_instance_count()),
+                instances_before: types.map_or(0, |t| t.component_instance_count()),
+            });
         }
         match payload {
             Payload::ModuleSection {
@@ -348,11 +358,11 @@ impl Walker {
                         .local_components
                         .insert(index, frame.info.components.len());
                 }
-                self.stack.push(Frame::Component(ComponentFrame {
+                self.stack.push(Frame::Component(Box::new(ComponentFrame {
                     info: ComponentInfo::new(unchecked_range.clone(), Some(index)),
                     local_modules: HashMap::new(),
                     local_components: HashMap::new(),
-                }));
+                })));
             }
             Payload::ImportSection(imports) => {
                 if let Some(Frame::Module(frame)) = self.stack.last_mut() {
@@ -438,7 +448,9 @@ impl Walker {
                 };
                 for export in section.clone() {
                     let export = export.context("failed to parse a component export")?;
-                    if frame.info.index.is_some() && export.name.name == names::ACCESSOR_INSTANCE_EXPORT {
+                    if frame.info.index.is_some()
+                        && export.name.name == names::ACCESSOR_INSTANCE_EXPORT
+                    {
                         bail!(
                             "a nested component already exports `{}`, a name reserved for \
                              component-init's instrumentation",
@@ -506,7 +518,10 @@ fn where_(info: &ComponentInfo) -> String {
     }
 }
 
-fn finish_module(frame: ModuleFrame, types: &wasmparser::types::TypesRef<'_>) -> Result<ModuleInfo> {
+fn finish_module(
+    frame: ModuleFrame,
+    types: &wasmparser::types::TypesRef<'_>,
+) -> Result<ModuleInfo> {
     let mut memories = Vec::new();
     for index in frame.imported_memories..types.memory_count() {
         let ty = types.memory_at(index);

@@ -63,13 +63,24 @@ struct InstanceState<'a> {
     dropped_elems: Vec<u32>,
 }
 
-/// For each instantiated module (by index into `parsed.modules`), the state
-/// its instances ended in. Instances of one module must agree.
+/// Distinct outcomes for the instances of one definition: each with the
+/// instances (by index) that ended in it, in order of first appearance.
+type Variants<T> = Vec<(T, Vec<u32>)>;
+
+fn add_variant<T: PartialEq>(variants: &mut Variants<T>, value: T, instance: u32) {
+    match variants.iter_mut().find(|(v, _)| *v == value) {
+        Some((_, instances)) => instances.push(instance),
+        None => variants.push((value, vec![instance])),
+    }
+}
+
+/// For each instantiated module (by index into `info.modules`), the
+/// distinct states its instances ended in.
 fn instance_states<'a>(
     parsed: &Parsed<'_>,
     info: &ComponentInfo,
     values: &[(&Accessor, &'a Value)],
-) -> Result<BTreeMap<usize, InstanceState<'a>>> {
+) -> Result<BTreeMap<usize, Variants<InstanceState<'a>>>> {
     let mut by_instance: BTreeMap<u32, InstanceState<'a>> = BTreeMap::new();
     for &(accessor, value) in values {
         let state = by_instance.entry(accessor.instance).or_default();
@@ -109,28 +120,21 @@ fn instance_states<'a>(
             _ => bail!("snapshot value for `{}` has the wrong kind", accessor.func),
         }
     }
-    let mut by_module: BTreeMap<usize, (u32, InstanceState<'a>)> = BTreeMap::new();
+    let mut by_module: BTreeMap<usize, Variants<InstanceState<'a>>> = BTreeMap::new();
     for instance in &info.instances {
         let state = by_instance.remove(&instance.index).unwrap_or_default();
-        match by_module.get(&instance.module) {
-            None => {
-                by_module.insert(instance.module, (instance.index, state));
-            }
-            Some((first, existing)) if *existing != state => bail!(
-                "core module {} is instantiated more than once (core instances {first} and {}) \
-                 and the instances end init in different states; this is not supported yet",
-                info.modules[instance.module].index,
-                instance.index
-            ),
-            Some(_) => {}
-        }
+        add_variant(
+            by_module.entry(instance.module).or_default(),
+            state,
+            instance.index,
+        );
     }
     if let Some(instance) = by_instance.keys().next() {
         bail!(
             "the plan reads core instance {instance}, which does not instantiate a module of this component"
         );
     }
-    Ok(by_module.into_iter().map(|(m, (_, s))| (m, s)).collect())
+    Ok(by_module)
 }
 
 /// Rewrites the component `info`, `depth` levels below the top, with the
@@ -148,48 +152,80 @@ fn encode(
         .copied()
         .filter(|(a, _)| a.path.len() == depth)
         .collect();
-    let states = instance_states(parsed, info, &local)?;
+    let mut modules: BTreeMap<usize, Variants<Vec<u8>>> = BTreeMap::new();
+    for (m, states) in instance_states(parsed, info, &local)? {
+        let module = &info.modules[m];
+        let bytes = &parsed.bytes[module.range.clone()];
+        let mut variants = Vec::new();
+        for (state, instances) in states {
+            let edited = rewrite_module(bytes, &state)
+                .with_context(|| format!("failed to rewrite core module {}", module.index))?;
+            variants.push((edited, instances));
+        }
+        modules.insert(m, variants);
+    }
     let components = nested_components(parsed, info, values, depth)?;
+
+    // A definition whose instances ended in different states is emitted once
+    // per state, the copies right after the original; later indices shift.
+    let mut renumber = Renumber {
+        func: removed.map(|i| (info.exports[i].defines, info.exports[i].source)),
+        ..Renumber::default()
+    };
+    for (m, variants) in &modules {
+        renumber.add(true, info.modules[*m].index, variants);
+    }
+    for (c, variants) in &components {
+        renumber.add(
+            false,
+            info.components[*c].index.unwrap_or_default(),
+            variants,
+        );
+    }
+
     let mut component = Component::new();
-    let mut remap = removed.map(|i| Remap {
-        removed: info.exports[i].defines,
-        source: info.exports[i].source,
-    });
     let mut remapping = false;
     let mut wrote_producers = false;
     for section in &info.sections {
         let data = &parsed.bytes[section.range.clone()];
         match section.kind {
-            SectionKind::Component(c) if components.contains_key(&c) => {
-                component.section(&RawSection {
-                    id: section.id,
-                    data: &components[&c],
-                });
-            }
-            SectionKind::Module(m) => match states.get(&m) {
-                Some(state) => {
-                    let module = &info.modules[m];
-                    let bytes = &parsed.bytes[module.range.clone()];
-                    let edited = rewrite_module(bytes, state).with_context(|| {
-                        format!("failed to rewrite core module {}", module.index)
-                    })?;
-                    component.section(&RawSection {
-                        id: 1,
-                        data: &edited,
-                    });
-                }
-                None => {
+            SectionKind::Module(m) if modules.contains_key(&m) => {
+                for (bytes, _) in &modules[&m] {
                     component.section(&RawSection {
                         id: section.id,
-                        data,
+                        data: bytes,
                     });
                 }
-            },
+                remapping |= modules[&m].len() > 1;
+            }
+            SectionKind::Component(c) if components.contains_key(&c) => {
+                for (bytes, _) in &components[&c] {
+                    component.section(&RawSection {
+                        id: section.id,
+                        data: bytes,
+                    });
+                }
+                remapping |= components[&c].len() > 1;
+            }
+            SectionKind::Component(c) if remapping => {
+                if has_outer_definition_aliases(data)? {
+                    bail!(
+                        "nested component {} refers to modules or components of its parent, \
+                         whose indices change when diverging instances get their own copies; \
+                         this is not supported",
+                        info.components[c].index.unwrap_or_default()
+                    );
+                }
+                component.section(&RawSection {
+                    id: section.id,
+                    data,
+                });
+            }
             SectionKind::Exports { start, len }
                 if removed.is_some_and(|r| (start..start + len).contains(&r)) =>
             {
                 let removed = removed.unwrap_or_default();
-                let reencoder = remap.as_mut().context("no remap")?;
+                let reencoder = &mut renumber;
                 let mut exports = ComponentExportSection::new();
                 let reader = wasmparser::ComponentExportSectionReader::new(
                     wasmparser::BinaryReader::new(data, section.range.start),
@@ -221,9 +257,10 @@ fn encode(
                 wrote_producers = true;
             }
             SectionKind::Exports { .. } | SectionKind::Other if remapping => {
-                let reencoder = remap.as_mut().context("no remap")?;
+                renumber.next_core_instance = section.core_instances_before;
+                renumber.next_instance = section.instances_before;
                 reencode_section(
-                    reencoder,
+                    &mut renumber,
                     &mut component,
                     parsed,
                     section.id,
@@ -256,7 +293,7 @@ fn nested_components(
     info: &ComponentInfo,
     values: &[(&Accessor, &Value)],
     depth: usize,
-) -> Result<BTreeMap<usize, Vec<u8>>> {
+) -> Result<BTreeMap<usize, Variants<Vec<u8>>>> {
     if let Some((a, _)) = values.iter().find(|(a, _)| {
         a.path.len() > depth
             && !info
@@ -270,7 +307,7 @@ fn nested_components(
             a.path[depth]
         );
     }
-    let mut out: BTreeMap<usize, (u32, Vec<u8>)> = BTreeMap::new();
+    let mut out: BTreeMap<usize, Variants<Vec<u8>>> = BTreeMap::new();
     for instance in &info.component_instances {
         let child = &info.components[instance.module];
         if !child.instantiates() {
@@ -283,21 +320,13 @@ fn nested_components(
             .collect();
         let bytes = encode(parsed, child, &sub, depth + 1, None)
             .with_context(|| format!("in component instance {}", instance.index))?;
-        match out.get(&instance.module) {
-            None => {
-                out.insert(instance.module, (instance.index, bytes));
-            }
-            Some((first, existing)) if *existing != bytes => bail!(
-                "nested component {} is instantiated more than once (component instances \
-                 {first} and {}) and the instances end init in different states; this is not \
-                 supported yet",
-                child.index.unwrap_or_default(),
-                instance.index
-            ),
-            Some(_) => {}
-        }
+        add_variant(
+            out.entry(instance.module).or_default(),
+            bytes,
+            instance.index,
+        );
     }
-    Ok(out.into_iter().map(|(c, (_, bytes))| (c, bytes)).collect())
+    Ok(out)
 }
 
 fn add_processed_by(producers: &mut wasm_metadata::Producers) {
@@ -311,7 +340,7 @@ fn add_processed_by(producers: &mut wasm_metadata::Producers) {
 /// Re-encodes one component-level section with `reencoder`; module and
 /// component sections, which have their own index spaces, are copied.
 fn reencode_section(
-    reencoder: &mut Remap,
+    reencoder: &mut Renumber,
     component: &mut Component,
     parsed: &Parsed<'_>,
     id: u8,
@@ -365,25 +394,134 @@ fn leb128_u32(out: &mut Vec<u8>, mut v: u32) {
     }
 }
 
-/// Shifts component function indices down past the removed export; uses of
-/// the removed export itself go to the function it exported.
-struct Remap {
-    removed: u32,
-    source: u32,
+/// Renumbers the sections after a change: component function indices shift
+/// down past the removed init export (uses of the export itself go to the
+/// function it exported); module and component indices shift up past the
+/// copies inserted for diverging instances, and each instance that needs a
+/// copy instantiates it.
+#[derive(Default)]
+struct Renumber {
+    /// (index the removed export defined, function it exported)
+    func: Option<(u32, u32)>,
+    /// (module index, copies inserted after it)
+    module_copies: Vec<(u32, u32)>,
+    /// (component index, copies inserted after it)
+    component_copies: Vec<(u32, u32)>,
+    /// Core instance -> which copy of its module it instantiates.
+    core_variant: BTreeMap<u32, u32>,
+    /// Component instance -> which copy of its component it instantiates.
+    variant: BTreeMap<u32, u32>,
+    /// Index of the next core instance / component instance encountered.
+    next_core_instance: u32,
+    next_instance: u32,
+    /// Copy to add to the next module / component index looked up.
+    pending_module: u32,
+    pending_component: u32,
 }
 
-impl wasm_encoder::reencode::Reencode for Remap {
+impl Renumber {
+    fn add(&mut self, module: bool, index: u32, variants: &Variants<Vec<u8>>) {
+        if variants.len() < 2 {
+            return;
+        }
+        let copies = if module {
+            &mut self.module_copies
+        } else {
+            &mut self.component_copies
+        };
+        copies.push((index, variants.len() as u32 - 1));
+        let map = if module {
+            &mut self.core_variant
+        } else {
+            &mut self.variant
+        };
+        for (v, (_, instances)) in variants.iter().enumerate() {
+            for instance in instances {
+                map.insert(*instance, v as u32);
+            }
+        }
+    }
+
+    fn shift(copies: &[(u32, u32)], index: u32) -> u32 {
+        index
+            + copies
+                .iter()
+                .filter(|(i, _)| *i < index)
+                .map(|(_, n)| n)
+                .sum::<u32>()
+    }
+}
+
+impl wasm_encoder::reencode::Reencode for Renumber {
     type Error = std::convert::Infallible;
 }
 
-impl ReencodeComponent for Remap {
+impl ReencodeComponent for Renumber {
     fn component_func_index(&mut self, index: u32) -> u32 {
-        match index.cmp(&self.removed) {
+        let Some((removed, source)) = self.func else {
+            return index;
+        };
+        match index.cmp(&removed) {
             std::cmp::Ordering::Less => index,
-            std::cmp::Ordering::Equal => self.source,
+            std::cmp::Ordering::Equal => source,
             std::cmp::Ordering::Greater => index - 1,
         }
     }
+
+    fn module_index(&mut self, index: u32) -> u32 {
+        Renumber::shift(&self.module_copies, index) + std::mem::take(&mut self.pending_module)
+    }
+
+    fn component_index(&mut self, index: u32) -> u32 {
+        Renumber::shift(&self.component_copies, index) + std::mem::take(&mut self.pending_component)
+    }
+
+    fn parse_instance(
+        &mut self,
+        instances: &mut wasm_encoder::InstanceSection,
+        instance: wasmparser::Instance<'_>,
+    ) -> Result<(), wasm_encoder::reencode::Error<Self::Error>> {
+        let index = self.next_core_instance;
+        self.next_core_instance += 1;
+        if let wasmparser::Instance::Instantiate { .. } = instance {
+            self.pending_module = self.core_variant.get(&index).copied().unwrap_or(0);
+        }
+        wasm_encoder::reencode::component_utils::parse_instance(self, instances, instance)
+    }
+
+    fn parse_component_instance(
+        &mut self,
+        instances: &mut wasm_encoder::ComponentInstanceSection,
+        instance: wasmparser::ComponentInstance<'_>,
+    ) -> Result<(), wasm_encoder::reencode::Error<Self::Error>> {
+        let index = self.next_instance;
+        self.next_instance += 1;
+        if let wasmparser::ComponentInstance::Instantiate { .. } = instance {
+            self.pending_component = self.variant.get(&index).copied().unwrap_or(0);
+        }
+        wasm_encoder::reencode::component_utils::parse_component_instance(self, instances, instance)
+    }
+}
+
+/// Whether a nested component aliases modules or components of an
+/// enclosing component (`alias outer`).
+fn has_outer_definition_aliases(bytes: &[u8]) -> Result<bool> {
+    for payload in Parser::new(0).parse_all(bytes) {
+        if let wasmparser::Payload::ComponentAliasSection(aliases) = payload? {
+            for alias in aliases {
+                if let wasmparser::ComponentAlias::Outer {
+                    kind:
+                        wasmparser::ComponentOuterAliasKind::CoreModule
+                        | wasmparser::ComponentOuterAliasKind::Component,
+                    ..
+                } = alias?
+                {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Bakes `state` into a module.

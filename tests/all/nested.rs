@@ -72,8 +72,7 @@ fn state_two_components_deep_beside_state_at_the_top_level() {
 
     // The accessor interface reaches through both levels.
     let instrumented =
-        component_init::instrument(&input, &component_init::InstrumentOptions::default())
-            .unwrap();
+        component_init::instrument(&input, &component_init::InstrumentOptions::default()).unwrap();
     let paths: Vec<_> = instrumented
         .plan
         .accessors
@@ -120,16 +119,25 @@ fn a_nested_component_instantiated_twice_with_equal_states() {
 }
 
 #[test]
-fn a_nested_component_instantiated_twice_with_diverging_states_is_refused() {
+fn a_nested_component_instantiated_twice_with_diverging_states_gets_a_copy_per_state() {
     let input = wat(&format!(
         r#"(component
           {COUNTER}
-          {TWO_COUNTERS})"#
+          {TWO_COUNTERS}
+          (instance $c (instantiate $counter))
+          (export "c" (func $c "get")))"#
     ));
-    let err = pre_init_with(&input, Some("bump-a"), false).unwrap_err();
-    let err = format!("{err:#}");
-    assert!(
-        err.contains("nested component 0 is instantiated more than once"),
-        "{err}"
-    );
+    let output = pre_init_with(&input, Some("bump-a"), true).unwrap();
+    validate(&output);
+    assert_eq!(call1(&output, &["a"]).unwrap(), Val::U32(101));
+    assert_eq!(call1(&output, &["b"]).unwrap(), Val::U32(0));
+    // instances after the copy still instantiate the right definition
+    assert_eq!(call1(&output, &["c"]).unwrap(), Val::U32(0));
+    assert_eq!(call1(&output, &["bump-a", "a"]).unwrap(), Val::U32(202));
+    // two definitions of the counter now: one per state
+    let nested = wasmparser::Parser::new(0)
+        .parse_all(&output)
+        .filter(|p| matches!(p, Ok(wasmparser::Payload::ComponentSection { .. })))
+        .count();
+    assert_eq!(nested, 2);
 }

@@ -153,3 +153,44 @@ fn nested_component_bytes(component: &[u8]) -> Vec<u8> {
     }
     panic!("no nested component");
 }
+
+#[test]
+fn a_module_instantiated_three_times_gets_a_copy_per_distinct_state() {
+    let input = wat(r#"
+    (component
+      (core module $counter
+        (memory (export "memory") 1)
+        (global $n (mut i32) (i32.const 0))
+        (func (export "bump")
+          (global.set $n (i32.add (global.get $n) (i32.const 1)))
+          (i32.store (i32.const 64) (global.get $n)))
+        (func (export "get") (result i32)
+          (i32.add (global.get $n) (i32.load (i32.const 64)))))
+      (core instance $a (instantiate $counter))
+      (core instance $b (instantiate $counter))
+      (core instance $c (instantiate $counter))
+      (core instance $d (instantiate $counter))
+      (core module $init
+        (import "a" "bump" (func $a))
+        (import "c" "bump" (func $c))
+        (func (export "init") (call $a) (call $c) (call $c)))
+      (core instance $i (instantiate $init (with "a" (instance $a)) (with "c" (instance $c))))
+      (func (export "component-init") (canon lift (core func $i "init")))
+      (func (export "a") (result s32) (canon lift (core func $a "get")))
+      (func (export "b") (result s32) (canon lift (core func $b "get")))
+      (func (export "c") (result s32) (canon lift (core func $c "get")))
+      (func (export "d") (result s32) (canon lift (core func $d "get"))))"#);
+    let output = pre_init(&input).unwrap();
+    validate(&output);
+    assert_eq!(call1(&output, &["a"]).unwrap(), Val::S32(2));
+    assert_eq!(call1(&output, &["b"]).unwrap(), Val::S32(0));
+    assert_eq!(call1(&output, &["c"]).unwrap(), Val::S32(4));
+    // $b and $d ended alike: they share a copy
+    assert_eq!(call1(&output, &["d"]).unwrap(), Val::S32(0));
+    // three states, three copies of the module (plus the init module)
+    let modules = wasmparser::Parser::new(0)
+        .parse_all(&output)
+        .filter(|p| matches!(p, Ok(wasmparser::Payload::ModuleSection { .. })))
+        .count();
+    assert_eq!(modules, 4);
+}
