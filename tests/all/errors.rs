@@ -164,7 +164,10 @@ fn imported_component_instantiated_inside() {
         ),
         &[],
     );
-    assert!(err.contains("component instance 0 instantiates component 0"), "{err}");
+    assert!(
+        err.contains("component instance 0 instantiates component 0"),
+        "{err}"
+    );
     assert!(err.contains("imports or aliases"), "{err}");
 }
 
