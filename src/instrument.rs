@@ -100,6 +100,7 @@ impl Level {
                     &bytes[module.range.clone()],
                     module.global_count,
                     module.imported_funcs,
+                    &module.ref_globals,
                 )
                 .with_context(|| {
                     format!("failed to scan the code of core module {}", module.index)

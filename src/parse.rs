@@ -162,6 +162,9 @@ pub struct ModuleInfo {
     pub global_count: u32,
     /// Number of functions the module imports.
     pub imported_funcs: u32,
+    /// Mutable reference-typed globals, defined or imported: accepted as long
+    /// as init does not write them (see [`crate::probe`]).
+    pub ref_globals: Vec<u32>,
 }
 
 /// A memory defined by a module.
@@ -535,13 +538,21 @@ fn finish_module(
         memories.push(MemoryDef { index, ty });
     }
     let mut globals = Vec::new();
-    for index in frame.imported_globals..types.global_count() {
+    let mut ref_globals = Vec::new();
+    for index in 0..types.global_count() {
         let GlobalType {
             content_type,
             mutable,
             shared,
         } = types.global_at(index);
         if !mutable {
+            continue;
+        }
+        if let ValType::Ref(_) = content_type {
+            ref_globals.push(index);
+            continue;
+        }
+        if index < frame.imported_globals {
             continue;
         }
         if shared {
@@ -571,6 +582,7 @@ fn finish_module(
         globals,
         global_count: types.global_count(),
         imported_funcs: frame.imported_funcs,
+        ref_globals,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Probes: instructions whose effects a snapshot of memories and globals
-//! cannot carry (table mutation) or must carry specially (`data.drop`,
+//! cannot carry (table mutation, GC object mutation, writes to
+//! reference-typed globals) or must carry specially (`data.drop`,
 //! `elem.drop`) may exist in a module's code. Instead of rejecting such
 //! modules, the instrumented copy records when one of them runs: before each,
 //! it sets a probe global, which is read back with the rest of the state.
@@ -18,9 +19,11 @@ use wasmparser::{Operator, Parser, Payload};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Probe {
-    /// 0 when no table instruction ran, else [`TableOp`] code of the last one
-    /// that ran, times 2^24, plus 1 + the index of the function it is in.
-    TableWrite,
+    /// 0 when no instruction of [`UNSNAPSHOTTABLE`] ran, else the index in
+    /// that list of the last one that ran, times 2^24, plus 1 + the index of
+    /// the function it is in.
+    #[serde(rename = "unsnapshottable")]
+    Unsnapshottable,
     /// Nonzero when `data.drop` ran on the data segment.
     DataDropped {
         /// The data segment's index.
@@ -33,26 +36,35 @@ pub enum Probe {
     },
 }
 
-/// The table instructions a probe reports, by code.
-pub const TABLE_OPS: [&str; 5] = [
-    "table.set",
-    "table.grow",
-    "table.fill",
-    "table.copy",
-    "table.init",
+/// Instructions whose effect a snapshot cannot carry, by code, with what
+/// they change.
+pub const UNSNAPSHOTTABLE: [(&str, &str); 12] = [
+    ("table.set", "tables"),
+    ("table.grow", "tables"),
+    ("table.fill", "tables"),
+    ("table.copy", "tables"),
+    ("table.init", "tables"),
+    ("struct.set", "GC objects"),
+    ("array.set", "GC objects"),
+    ("array.fill", "GC objects"),
+    ("array.copy", "GC objects"),
+    ("array.init_data", "GC objects"),
+    ("array.init_elem", "GC objects"),
+    ("global.set", "reference-typed globals"),
 ];
 
-/// Decodes a [`Probe::TableWrite`] value: (instruction, function index).
-pub fn decode_table_write(value: i32) -> Option<(&'static str, u32)> {
+/// Decodes a [`Probe::Unsnapshottable`] value: (instruction, what it
+/// changes, function index).
+pub fn decode_unsnapshottable(value: i32) -> Option<(&'static str, &'static str, u32)> {
     let value = value as u32;
     if value == 0 {
         return None;
     }
-    let op = TABLE_OPS
+    let (op, what) = UNSNAPSHOTTABLE
         .get((value >> 24) as usize)
         .copied()
-        .unwrap_or("table instruction");
-    Some((op, (value & 0x00ff_ffff).saturating_sub(1)))
+        .unwrap_or(("an instruction", "state"));
+    Some((op, what, (value & 0x00ff_ffff).saturating_sub(1)))
 }
 
 /// The probes of one module and the code that sets them.
@@ -66,29 +78,44 @@ pub struct Probed {
     pub code: Vec<u8>,
 }
 
-fn table_op(op: &Operator<'_>) -> Option<u32> {
+/// The [`UNSNAPSHOTTABLE`] code of `op`, given the module's mutable
+/// reference-typed globals (defined or imported).
+fn unsnapshottable(op: &Operator<'_>, ref_globals: &[u32]) -> Option<u32> {
     Some(match op {
         Operator::TableSet { .. } => 0,
         Operator::TableGrow { .. } => 1,
         Operator::TableFill { .. } => 2,
         Operator::TableCopy { .. } => 3,
         Operator::TableInit { .. } => 4,
+        Operator::StructSet { .. } | Operator::StructAtomicSet { .. } => 5,
+        Operator::ArraySet { .. } | Operator::ArrayAtomicSet { .. } => 6,
+        Operator::ArrayFill { .. } => 7,
+        Operator::ArrayCopy { .. } => 8,
+        Operator::ArrayInitData { .. } => 9,
+        Operator::ArrayInitElem { .. } => 10,
+        Operator::GlobalSet { global_index } if ref_globals.contains(global_index) => 11,
         _ => return None,
     })
 }
 
-fn is_probed(op: &Operator<'_>) -> bool {
-    table_op(op).is_some() || matches!(op, Operator::DataDrop { .. } | Operator::ElemDrop { .. })
-}
-
 /// Finds the probed instructions in a module; `None` when it has none.
-/// `globals` is the size of the module's global index space and
-/// `imported_funcs` the number of imported functions.
-pub fn probe(bytes: &[u8], globals: u32, imported_funcs: u32) -> Result<Option<Probed>> {
+/// `globals` is the size of the module's global index space,
+/// `imported_funcs` the number of imported functions and `ref_globals` the
+/// module's mutable reference-typed globals (defined or imported).
+pub fn probe(
+    bytes: &[u8],
+    globals: u32,
+    imported_funcs: u32,
+    ref_globals: &[u32],
+) -> Result<Option<Probed>> {
+    let is_probed = |op: &Operator<'_>| {
+        unsnapshottable(op, ref_globals).is_some()
+            || matches!(op, Operator::DataDrop { .. } | Operator::ElemDrop { .. })
+    };
     // Pass 1: which bodies contain probed instructions, and which segments
     // are dropped.
     let mut bodies = Vec::new();
-    let mut table_writes = false;
+    let mut unsnapshottables = false;
     let mut data = BTreeSet::new();
     let mut elems = BTreeSet::new();
     let mut any = false;
@@ -105,7 +132,7 @@ pub fn probe(bytes: &[u8], globals: u32, imported_funcs: u32) -> Result<Option<P
                     Operator::ElemDrop { elem_index } => {
                         elems.insert(elem_index);
                     }
-                    ref op if table_op(op).is_some() => table_writes = true,
+                    ref op if unsnapshottable(op, ref_globals).is_some() => unsnapshottables = true,
                     _ => continue,
                 }
                 probed = true;
@@ -118,8 +145,8 @@ pub fn probe(bytes: &[u8], globals: u32, imported_funcs: u32) -> Result<Option<P
         return Ok(None);
     }
     let mut probes = Vec::new();
-    if table_writes {
-        probes.push(Probe::TableWrite);
+    if unsnapshottables {
+        probes.push(Probe::Unsnapshottable);
     }
     probes.extend(data.iter().map(|&segment| Probe::DataDropped { segment }));
     probes.extend(elems.iter().map(|&segment| Probe::ElemDropped { segment }));
@@ -158,9 +185,9 @@ pub fn probe(bytes: &[u8], globals: u32, imported_funcs: u32) -> Result<Option<P
                         1,
                     ),
                     ref op => (
-                        global_of(Probe::TableWrite),
-                        ((table_op(op).unwrap_or(0) << 24) | ((func_index + 1) & 0x00ff_ffff))
-                            as i32,
+                        global_of(Probe::Unsnapshottable),
+                        ((unsnapshottable(op, ref_globals).unwrap_or(0) << 24)
+                            | ((func_index + 1) & 0x00ff_ffff)) as i32,
                     ),
                 };
                 f.instruction(&Instruction::I32Const(value));

@@ -98,17 +98,18 @@ fn instance_states<'a>(
             (State::Global { index, .. }, Value::Global(v)) => state.globals.push((index, *v)),
             (State::Probe { probe, .. }, Value::Global(GlobalValue::I32(v))) => match probe {
                 _ if *v == 0 => {}
-                Probe::TableWrite => {
+                Probe::Unsnapshottable => {
                     let module = info
                         .module(accessor.module)
                         .context("the plan names a module the component lacks")?;
-                    let (op, func) = probe::decode_table_write(*v).unwrap_or(("table", 0));
+                    let (op, what, func) =
+                        probe::decode_unsnapshottable(*v).unwrap_or(("an instruction", "state", 0));
                     let name = probe::function_name(&parsed.bytes[module.range.clone()], func)
                         .map(|n| format!(" (`{n}`)"))
                         .unwrap_or_default();
                     bail!(
                         "`{op}` ran during init, in function {func}{name} of core module {} \
-                         (core instance {}); tables cannot be snapshotted, so init must not \
+                         (core instance {}); {what} cannot be snapshotted, so init must not \
                          change them",
                         accessor.module,
                         accessor.instance

@@ -99,3 +99,55 @@ fn segments_dropped_during_init_stay_dropped() {
         Val::U32(u32::from_le_bytes(*b"wxyz"))
     );
 }
+
+const REF_GLOBAL: &str = r#"
+(component
+  (core module $m
+    (global $r (mut externref) (ref.null extern))
+    (global $n (mut i32) (i32.const 0))
+    (func (export "quiet") (global.set $n (i32.const 1)))
+    (func (export "loud") (global.set $r (ref.null extern)))
+    (func (export "is-null") (result i32) (ref.is_null (global.get $r)))
+    (func (export "n") (result i32) (global.get $n)))
+  (core instance $i (instantiate $m))
+  (func (export "quiet") (canon lift (core func $i "quiet")))
+  (func (export "loud") (canon lift (core func $i "loud")))
+  (func (export "is-null") (result bool) (canon lift (core func $i "is-null")))
+  (func (export "n") (result s32) (canon lift (core func $i "n"))))"#;
+
+#[test]
+fn reference_typed_globals_that_init_does_not_write_are_accepted() {
+    let output = pre_init_with(&wat(REF_GLOBAL), Some("quiet"), false).unwrap();
+    validate(&output);
+    assert_eq!(call1(&output, &["n"]).unwrap(), Val::S32(1));
+    assert_eq!(
+        call1(&output, &["loud", "is-null"]).unwrap(),
+        Val::Bool(true)
+    );
+}
+
+#[test]
+fn reference_typed_globals_written_during_init_are_named_in_the_error() {
+    let err = pre_init_with(&wat(REF_GLOBAL), Some("loud"), false).unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("`global.set` ran during init"), "{err}");
+    assert!(
+        err.contains("reference-typed globals cannot be snapshotted"),
+        "{err}"
+    );
+}
+
+#[test]
+fn gc_object_mutation_during_init_is_named_in_the_error() {
+    let input = wat(r#"
+    (component
+      (core module $m
+        (type $s (struct (field (mut i32))))
+        (global $g (ref $s) (struct.new $s (i32.const 0)))
+        (func (export "init") (struct.set $s 0 (global.get $g) (i32.const 5))))
+      (core instance $i (instantiate $m))
+      (func (export "component-init") (canon lift (core func $i "init"))))"#);
+    let err = format!("{:#}", pre_init(&input).unwrap_err());
+    assert!(err.contains("`struct.set` ran during init"), "{err}");
+    assert!(err.contains("GC objects cannot be snapshotted"), "{err}");
+}
