@@ -231,3 +231,156 @@ impl Plan {
         Ok(())
     }
 }
+
+impl Plan {
+    /// The plan as JSON, the format of `--plan` files.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Reads a plan written by [`Plan::to_json`].
+    pub fn from_json(text: &str) -> Result<Plan> {
+        let plan: Plan =
+            serde_json::from_str(text).map_err(|e| anyhow::anyhow!("invalid plan: {e}"))?;
+        if plan.format != PLAN_FORMAT {
+            bail!(
+                "plan format {} is not supported (this component-init reads format {PLAN_FORMAT})",
+                plan.format
+            );
+        }
+        Ok(plan)
+    }
+}
+
+/// The first bytes of a snapshot file.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CISNAP\0\x01";
+
+impl Snapshot {
+    /// Encodes the snapshot in the snapshot file format, which a runtime
+    /// other than Wasmtime writes after calling the plan's accessors:
+    ///
+    /// ```text
+    /// magic   8 bytes   "CISNAP\0\x01"
+    /// count   u32 LE    number of values, one per accessor, in plan order
+    /// value   tag u8, then
+    ///           0 memory: length u64 LE, then the bytes (the whole memory)
+    ///           1 i32: 4 bytes LE     2 i64: 8 bytes LE
+    ///           3 f32: 4 bytes LE (bits)   4 f64: 8 bytes LE (bits)
+    ///           5 v128: 16 bytes LE
+    /// ```
+    ///
+    /// Probe accessors (`get-probe-N`, `s32`) are written as `i32` values.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = SNAPSHOT_MAGIC.to_vec();
+        out.extend_from_slice(&(self.values.len() as u32).to_le_bytes());
+        for value in &self.values {
+            match value {
+                Value::Memory(bytes) => {
+                    out.push(0);
+                    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                    out.extend_from_slice(bytes);
+                }
+                Value::Global(GlobalValue::I32(v)) => {
+                    out.push(1);
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                Value::Global(GlobalValue::I64(v)) => {
+                    out.push(2);
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                Value::Global(GlobalValue::F32(v)) => {
+                    out.push(3);
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                Value::Global(GlobalValue::F64(v)) => {
+                    out.push(4);
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                Value::Global(GlobalValue::V128(v)) => {
+                    out.push(5);
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes the snapshot file format (see [`Snapshot::to_bytes`]).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Snapshot> {
+        let mut rest = bytes
+            .strip_prefix(SNAPSHOT_MAGIC)
+            .ok_or_else(|| anyhow::anyhow!("not a snapshot file (bad magic)"))?;
+        let count = u32::from_le_bytes(take(&mut rest)?);
+        let mut values = Vec::new();
+        for i in 0..count {
+            let [tag] = take::<1>(&mut rest)?;
+            let value = match tag {
+                0 => {
+                    let len = u64::from_le_bytes(take(&mut rest)?);
+                    let len = usize::try_from(len)
+                        .ok()
+                        .filter(|len| *len <= rest.len())
+                        .ok_or_else(|| anyhow::anyhow!("snapshot value {i} is truncated"))?;
+                    let (memory, tail) = rest.split_at(len);
+                    rest = tail;
+                    Value::Memory(memory.to_vec())
+                }
+                1 => Value::Global(GlobalValue::I32(i32::from_le_bytes(take(&mut rest)?))),
+                2 => Value::Global(GlobalValue::I64(i64::from_le_bytes(take(&mut rest)?))),
+                3 => Value::Global(GlobalValue::F32(u32::from_le_bytes(take(&mut rest)?))),
+                4 => Value::Global(GlobalValue::F64(u64::from_le_bytes(take(&mut rest)?))),
+                5 => Value::Global(GlobalValue::V128(u128::from_le_bytes(take(&mut rest)?))),
+                other => bail!("snapshot value {i} has unknown tag {other}"),
+            };
+            values.push(value);
+        }
+        if !rest.is_empty() {
+            bail!(
+                "snapshot file has {} bytes after its last value",
+                rest.len()
+            );
+        }
+        Ok(Snapshot { values })
+    }
+}
+
+fn take<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N]> {
+    if rest.len() < N {
+        bail!("snapshot file is truncated");
+    }
+    let (head, tail) = rest.split_at(N);
+    *rest = tail;
+    let mut out = [0; N];
+    out.copy_from_slice(head);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_files_round_trip_and_reject_damage() {
+        let snapshot = Snapshot {
+            values: vec![
+                Value::Memory(vec![1, 2, 3, 0, 0]),
+                Value::Global(GlobalValue::I32(-7)),
+                Value::Global(GlobalValue::I64(1 << 40)),
+                Value::Global(GlobalValue::F32(0x7fa0_0001)),
+                Value::Global(GlobalValue::F64(f64::to_bits(6.25))),
+                Value::Global(GlobalValue::V128(u128::MAX - 5)),
+            ],
+        };
+        let bytes = snapshot.to_bytes();
+        assert_eq!(Snapshot::from_bytes(&bytes).unwrap(), snapshot);
+        for cut in 0..bytes.len() {
+            assert!(Snapshot::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(Snapshot::from_bytes(&extra).is_err());
+        let mut bad_tag = bytes;
+        bad_tag[12] = 9;
+        assert!(Snapshot::from_bytes(&bad_tag).is_err());
+    }
+}
