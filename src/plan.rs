@@ -208,6 +208,13 @@ impl Plan {
                     },
                     Value::Memory(bytes),
                 ) => {
+                    if page_size_log2 > 16 {
+                        bail!(
+                            "the plan gives `{}` a page size of 2^{page_size_log2} bytes; \
+                             WebAssembly pages are 1 or 65536 bytes",
+                            accessor.func
+                        );
+                    }
                     let page = 1u64 << page_size_log2;
                     let len = bytes.len() as u64;
                     if !len.is_multiple_of(page) {

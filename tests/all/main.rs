@@ -6,6 +6,7 @@ mod support;
 mod basics;
 mod cli;
 mod errors;
+mod hostile;
 mod large_memory;
 mod nested;
 mod probes;
