@@ -81,7 +81,7 @@ pub async fn initialize<R: Runtime>(
         .await
         .with_context(|| format!("init function `{}` failed", plan.init))?;
     let snapshot = snapshot::read(runtime, &plan).await?;
-    plan.apply(component, &snapshot)
+    rewrite::apply_to_validated(component, &plan, &snapshot)
 }
 
 /// Pre-initializes `component` with Wasmtime, blocking until done.

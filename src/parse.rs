@@ -212,10 +212,59 @@ pub fn features() -> WasmFeatures {
     WasmFeatures::all()
 }
 
-/// Parses and validates `bytes` as a component.
+/// Parses and validates `bytes` as a component, function bodies included
+/// (in parallel).
 pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
     check_header(bytes)?;
-    Walker::default().walk(bytes)
+    Walker::default().walk(bytes, true)
+}
+
+/// Parses `bytes` and validates everything but function bodies: for a
+/// component whose bodies were validated already (by [`parse`] in the same
+/// process), or whose bodies are byte for byte those of a validated one.
+pub fn parse_validated_code(bytes: &[u8]) -> Result<Parsed<'_>> {
+    check_header(bytes)?;
+    Walker::default().walk(bytes, false)
+}
+
+/// Validates the functions in parallel, one thread per core.
+fn validate_bodies(
+    funcs: Vec<(
+        wasmparser::FuncToValidate<wasmparser::ValidatorResources>,
+        wasmparser::FunctionBody<'_>,
+    )>,
+) -> Result<()> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(funcs.len().max(1));
+    let mut chunks: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, func) in funcs.into_iter().enumerate() {
+        chunks[i % threads].push(func);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || -> Result<()> {
+                    let mut allocs = wasmparser::FuncValidatorAllocations::default();
+                    for (func, body) in chunk {
+                        let mut v = func.into_validator(allocs);
+                        v.validate(&body)
+                            .context("input is not a valid component")?;
+                        allocs = v.into_allocations();
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(result) => result?,
+                Err(_) => bail!("function validation panicked"),
+            }
+        }
+        Ok(())
+    })
 }
 
 fn check_header(bytes: &[u8]) -> Result<()> {
@@ -269,9 +318,9 @@ struct Walker {
 }
 
 impl Walker {
-    fn walk(mut self, bytes: &[u8]) -> Result<Parsed<'_>> {
+    fn walk(mut self, bytes: &[u8], bodies: bool) -> Result<Parsed<'_>> {
         let mut validator = Validator::new_with_features(features());
-        let mut allocs = wasmparser::FuncValidatorAllocations::default();
+        let mut funcs = Vec::new();
         let mut types = None;
         for payload in Parser::new(0).parse_all(bytes) {
             let payload = payload.context("failed to parse the component")?;
@@ -280,12 +329,7 @@ impl Walker {
                 .payload(&payload)
                 .context("input is not a valid component")?
             {
-                ValidPayload::Func(func, body) => {
-                    let mut v = func.into_validator(std::mem::take(&mut allocs));
-                    v.validate(&body)
-                        .context("input is not a valid component")?;
-                    allocs = v.into_allocations();
-                }
+                ValidPayload::Func(func, body) if bodies => funcs.push((func, body)),
                 ValidPayload::End(t) if self.stack.is_empty() => types = Some(t),
                 _ => {}
             }
@@ -293,6 +337,7 @@ impl Walker {
         let (Some(types), Some(root)) = (types, self.root) else {
             bail!("input is truncated: the component ends early");
         };
+        validate_bodies(funcs)?;
         Ok(Parsed { bytes, root, types })
     }
 

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use wasm_encoder::reencode::ReencodeComponent;
 use wasm_encoder::{Component, ComponentExportSection, RawSection};
-use wasmparser::{Parser, Validator};
+use wasmparser::Parser;
 
 use crate::module::{self, ModuleEdit, Segment};
 use crate::names;
@@ -22,13 +22,36 @@ use crate::probe::{self, Probe};
 use crate::segments;
 
 /// Applies `snapshot`, read according to `plan`, to `original`, the
-/// component `plan` was made for. The result is validated.
+/// component `plan` was made for. The input and the result are validated.
 pub fn apply(original: &[u8], plan: &Plan, snapshot: &Snapshot) -> Result<Vec<u8>> {
+    apply_to(original, plan, snapshot, true)
+}
+
+/// [`apply`] for an `original` that this process validated already
+/// ([`crate::instrument`] did): its function bodies are not validated again.
+pub(crate) fn apply_to_validated(
+    original: &[u8],
+    plan: &Plan,
+    snapshot: &Snapshot,
+) -> Result<Vec<u8>> {
+    apply_to(original, plan, snapshot, false)
+}
+
+fn apply_to(
+    original: &[u8],
+    plan: &Plan,
+    snapshot: &Snapshot,
+    validate_input_code: bool,
+) -> Result<Vec<u8>> {
     if InputId::of(original) != plan.input {
         bail!("the plan was made for a different component than the one given");
     }
     plan.check_snapshot(snapshot)?;
-    let parsed = parse::parse(original)?;
+    let parsed = if validate_input_code {
+        parse::parse(original)?
+    } else {
+        parse::parse_validated_code(original)?
+    };
     let values: Vec<(&Accessor, &Value)> = plan.accessors.iter().zip(&snapshot.values).collect();
     let removed = if plan.remove_init_export {
         let Some(i) = parsed
@@ -44,8 +67,11 @@ pub fn apply(original: &[u8], plan: &Plan, snapshot: &Snapshot) -> Result<Vec<u8
         None
     };
     let out = encode(&parsed, &parsed.root, &values, 0, removed)?;
-    Validator::new_with_features(parse::features())
-        .validate_all(&out)
+    // Every function body of the output is, byte for byte, one of the
+    // input's, which was validated, and nothing a body depends on (types,
+    // imports, globals' types, memories' and tables' types, the data count,
+    // which only grows) changes: validating the rest suffices.
+    parse::parse_validated_code(&out)
         .context("internal error: the rewritten component does not validate; please report this")?;
     Ok(out)
 }

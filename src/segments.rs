@@ -25,24 +25,57 @@ pub fn nonzero_runs(memory: &[u8]) -> Vec<Range<usize>> {
 }
 
 /// Non-zero runs separated by at least `gap` zero bytes.
+///
+/// The scan goes a 64-bit word at a time: a run ends at the first stretch of
+/// zero words covering `gap` bytes; its ends are then trimmed to the exact
+/// non-zero bytes. Zero stretches that are not whole words stay inside runs.
 fn scan(memory: &[u8], gap: usize) -> Vec<Range<usize>> {
+    let gap_words = gap.div_ceil(8).max(1);
+    let words = memory.len() / 8;
+    let word = |i: usize| {
+        let at = i * 8;
+        u64::from_ne_bytes(memory[at..at + 8].try_into().unwrap_or([0; 8]))
+    };
     let mut runs: Vec<Range<usize>> = Vec::new();
     let mut i = 0;
-    let n = memory.len();
-    while i < n {
-        i = next_nonzero(memory, i);
-        if i >= n {
-            break;
+    while i < words {
+        if word(i) == 0 {
+            i += 1;
+            continue;
         }
         let start = i;
-        let end = next_zero(memory, i);
-        match runs.last_mut() {
-            Some(last) if start - last.end < gap => last.end = end,
-            _ => runs.push(start..end),
+        let mut end = i + 1; // one past the last non-zero word
+        let mut j = i + 1;
+        while j < words && j - end < gap_words {
+            if word(j) != 0 {
+                end = j + 1;
+            }
+            j += 1;
         }
-        i = end;
+        runs.push(trim(memory, start * 8..end * 8));
+        i = j;
+    }
+    // The bytes after the last whole word.
+    let tail = words * 8;
+    if let Some(first) = memory[tail..].iter().position(|&b| b != 0) {
+        let run = trim(memory, tail + first..memory.len());
+        match runs.last_mut() {
+            Some(last) if run.start - last.end < gap => last.end = run.end,
+            _ => runs.push(run),
+        }
     }
     runs
+}
+
+/// Shrinks `range` to start and end at non-zero bytes (it holds at least one).
+fn trim(memory: &[u8], range: Range<usize>) -> Range<usize> {
+    let bytes = &memory[range.clone()];
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(0);
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(bytes.len(), |p| p + 1);
+    range.start + start..range.start + end
 }
 
 fn merge(runs: &[Range<usize>], gap: usize) -> Vec<Range<usize>> {
@@ -54,37 +87,6 @@ fn merge(runs: &[Range<usize>], gap: usize) -> Vec<Range<usize>> {
         }
     }
     out
-}
-
-/// Index of the first non-zero byte at or after `i`, or `memory.len()`;
-/// skips zeros a word at a time.
-fn next_nonzero(memory: &[u8], mut i: usize) -> usize {
-    let n = memory.len();
-    while i < n && !i.is_multiple_of(8) {
-        if memory[i] != 0 {
-            return i;
-        }
-        i += 1;
-    }
-    while i + 8 <= n {
-        let word = u64::from_ne_bytes(memory[i..i + 8].try_into().unwrap_or([1; 8]));
-        if word != 0 {
-            break;
-        }
-        i += 8;
-    }
-    while i < n && memory[i] == 0 {
-        i += 1;
-    }
-    i
-}
-
-/// Index of the first zero byte at or after `i`, or `memory.len()`.
-fn next_zero(memory: &[u8], i: usize) -> usize {
-    memory[i..]
-        .iter()
-        .position(|&b| b == 0)
-        .map_or(memory.len(), |p| i + p)
 }
 
 #[cfg(test)]
@@ -110,14 +112,41 @@ mod tests {
 
     #[test]
     fn short_gaps_merge_long_gaps_split() {
-        let mut memory = vec![0u8; 1000];
+        let mut memory = vec![0u8; 1003];
         memory[3] = 1;
         memory[5] = 2; // gap of 1: merged
         memory[500] = 3; // far away: own segment
-        memory[999] = 4; // last byte
+        memory[999] = 4; // last whole word
+        memory[1002] = 5; // in the tail after the last whole word: merged
         let runs = nonzero_runs(&memory);
-        assert_eq!(runs, vec![3..6, 500..501, 999..1000]);
+        assert_eq!(runs, vec![3..6, 500..501, 999..1003]);
         covers_all_nonzero(&memory, &runs);
+    }
+
+    #[test]
+    fn runs_are_exact_at_every_alignment() {
+        for len in 0..40 {
+            for at in 0..len {
+                for width in 1..=(len - at).min(10) {
+                    let mut memory = vec![0u8; len];
+                    memory[at..at + width].fill(7);
+                    assert_eq!(
+                        nonzero_runs(&memory),
+                        vec![at..at + width],
+                        "{len} {at} {width}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_zero_word_gap_splits_runs() {
+        let mut memory = vec![0u8; 64];
+        memory[0] = 1;
+        memory[31] = 1; // bytes 8..31 are zero: three whole zero words
+        let runs = nonzero_runs(&memory);
+        assert_eq!(runs, vec![0..1, 31..32]);
     }
 
     #[test]
