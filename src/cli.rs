@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use crate::plan::{State, Value};
 use crate::runtime::Runtime;
+
+mod split;
 use crate::{InitFunc, InstrumentOptions, WasmtimeRuntime, instrument, snapshot, wasmtime_runtime};
 
 /// Pre-initialize a WebAssembly component.
@@ -18,8 +20,12 @@ use crate::{InitFunc, InstrumentOptions, WasmtimeRuntime, instrument, snapshot, 
 /// behind. Start functions of the component's modules and the init export
 /// are removed: they already ran.
 #[derive(clap::Parser)]
-#[clap(after_help = AFTER_HELP)]
+#[clap(after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
 pub struct Opts {
+    /// Run one phase of the pipeline by itself (for other runtimes).
+    #[clap(subcommand)]
+    command: Option<split::Command>,
+
     #[clap(flatten)]
     io: wasm_tools::InputOutput,
 
@@ -54,16 +60,30 @@ Examples:
     # Print the result as WebAssembly text
     component-init app.wat -t
 
+    # The same in three steps, running init in another runtime (see README)
+    component-init instrument app.wasm -o instrumented.wasm --plan plan.json
+    component-init snapshot instrumented.wasm --plan plan.json -o snapshot.bin
+    component-init apply app.wasm --plan plan.json --snapshot snapshot.bin -o app.init.wasm
+
+    # Print the accessor interface instrumentation adds, as WIT
+    component-init wit app.wasm
+
 Exit status: 0 on success; 1 on any error, in which case nothing is written.";
 
 impl Opts {
     /// Options shared by every wasm-tools subcommand (`-v`, `--color`).
     pub fn general_opts(&self) -> &wasm_tools::GeneralOpts {
-        self.io.general_opts()
+        match &self.command {
+            Some(command) => command.general_opts(),
+            None => self.io.general_opts(),
+        }
     }
 
     /// Runs the command.
     pub fn run(self) -> Result<()> {
+        if let Some(command) = self.command {
+            return command.run();
+        }
         let input = read_input(self.io.input_path())?;
         let options = InstrumentOptions {
             init_func: self.init_func.as_deref().map(InitFunc::parse).transpose()?,
@@ -132,7 +152,7 @@ async fn pre_initialize(input: &[u8], options: &InstrumentOptions) -> Result<Vec
 }
 
 /// Reads a binary or text component from `path` (`-` or absent: stdin).
-fn read_input(path: Option<&Path>) -> Result<Vec<u8>> {
+pub(crate) fn read_input(path: Option<&Path>) -> Result<Vec<u8>> {
     let (bytes, name) = match path {
         Some(path) if path != Path::new("-") => (
             std::fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))?,
@@ -173,14 +193,18 @@ fn one_line(message: &str) -> String {
 
 /// Writes the output atomically (a temporary file renamed into place), so
 /// `-o` may name the input and a failure leaves any existing file intact.
-fn write_output(path: Option<&Path>, wasm: &[u8], wat: bool) -> Result<()> {
-    let text;
-    let bytes = if wat {
-        text = wasmprinter::print_bytes(wasm).context("failed to print the output as text")?;
-        text.as_bytes()
+pub(crate) fn write_output(path: Option<&Path>, wasm: &[u8], wat: bool) -> Result<()> {
+    if wat {
+        let text = wasmprinter::print_bytes(wasm).context("failed to print the output as text")?;
+        write_bytes(path, text.as_bytes(), true)
     } else {
-        wasm
-    };
+        write_bytes(path, wasm, false)
+    }
+}
+
+/// Writes `bytes` to `path` atomically, or to stdout (refusing binary
+/// output to a terminal).
+pub(crate) fn write_bytes(path: Option<&Path>, bytes: &[u8], text: bool) -> Result<()> {
     match path {
         Some(path) => {
             let dir = match path.parent() {
@@ -201,10 +225,10 @@ fn write_output(path: Option<&Path>, wasm: &[u8], wat: bool) -> Result<()> {
         }
         None => {
             let mut stdout = std::io::stdout().lock();
-            if !wat && stdout.is_terminal() {
+            if !text && stdout.is_terminal() {
                 bail!(
-                    "cannot print binary wasm output to a terminal; pass `-o FILE`, or `-t` to \
-                     print the text format"
+                    "cannot print binary output to a terminal; pass `-o FILE` (or `-t` to print \
+                     WebAssembly as text)"
                 );
             }
             stdout

@@ -11,5 +11,6 @@ mod large_memory;
 mod nested;
 mod probes;
 mod shapes;
+mod split;
 mod state_kinds;
 mod wit;

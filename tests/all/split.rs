@@ -1,0 +1,183 @@
+//! The pipeline's phases run apart, as another runtime would run them:
+//! `instrument`, then `snapshot` (here: Wasmtime), then `apply`.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::*;
+use wasmtime::component::Val;
+
+fn cli(args: &[&dyn AsRef<std::ffi::OsStr>]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_component-init"));
+    for arg in args {
+        command.arg(arg);
+    }
+    command.output().unwrap()
+}
+
+fn ok(output: std::process::Output) -> std::process::Output {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+const INPUT: &str = r#"(component
+  (core module $m
+    (memory (export "memory") 1)
+    (global $g (mut i64) (i64.const 0))
+    (global $v (mut v128) (v128.const i64x2 0 0))
+    (func (export "init")
+      (global.set $g (i64.const -5))
+      (global.set $v (v128.const i64x2 1 2))
+      (i32.store (i32.const 40) (i32.const 9)))
+    (func (export "get") (result i64)
+      (i64.add (global.get $g) (i64.extend_i32_u (i32.load (i32.const 40))))))
+  (core instance $i (instantiate $m))
+  (func (export "component-init") (canon lift (core func $i "init")))
+  (func (export "get") (result s64) (canon lift (core func $i "get"))))"#;
+
+#[test]
+fn instrument_snapshot_apply_equals_the_one_step_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name);
+    std::fs::write(d("app.wat"), INPUT).unwrap();
+    ok(cli(&[
+        &"instrument",
+        &d("app.wat"),
+        &"-o",
+        &d("inst.wasm"),
+        &"--plan",
+        &d("plan.json"),
+    ]));
+    ok(cli(&[
+        &"snapshot",
+        &d("inst.wasm"),
+        &"--plan",
+        &d("plan.json"),
+        &"-o",
+        &d("snap.bin"),
+    ]));
+    ok(cli(&[
+        &"apply",
+        &d("app.wat"),
+        &"--plan",
+        &d("plan.json"),
+        &"--snapshot",
+        &d("snap.bin"),
+        &"-o",
+        &d("split.wasm"),
+    ]));
+    ok(cli(&[&d("app.wat"), &"-o", &d("direct.wasm")]));
+    let split = std::fs::read(d("split.wasm")).unwrap();
+    assert_eq!(split, std::fs::read(d("direct.wasm")).unwrap());
+    assert_eq!(call1(&split, &["get"]).unwrap(), Val::S64(4));
+
+    // The plan is JSON that names every accessor.
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d("plan.json")).unwrap()).unwrap();
+    let funcs: Vec<_> = plan["accessors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["func"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(funcs, ["get-memory-0", "get-global-0", "get-global-1"]);
+}
+
+#[test]
+fn apply_rejects_a_snapshot_or_plan_that_does_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name);
+    std::fs::write(d("app.wat"), INPUT).unwrap();
+    ok(cli(&[
+        &"instrument",
+        &d("app.wat"),
+        &"-o",
+        &d("inst.wasm"),
+        &"--plan",
+        &d("plan.json"),
+    ]));
+    std::fs::write(d("bad.bin"), b"CISNAP\0\x01\x01\0\0\0\x07").unwrap();
+    let output = cli(&[
+        &"apply",
+        &d("app.wat"),
+        &"--plan",
+        &d("plan.json"),
+        &"--snapshot",
+        &d("bad.bin"),
+        &"-o",
+        &d("out.wasm"),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("unknown tag 7"), "{stderr}");
+    assert!(!Path::new(&d("out.wasm")).exists());
+
+    // A plan made for another component.
+    std::fs::write(d("other.wat"), INPUT.replace("-5", "-6")).unwrap();
+    ok(cli(&[
+        &"snapshot",
+        &d("inst.wasm"),
+        &"--plan",
+        &d("plan.json"),
+        &"-o",
+        &d("snap.bin"),
+    ]));
+    let output = cli(&[
+        &"apply",
+        &d("other.wat"),
+        &"--plan",
+        &d("plan.json"),
+        &"--snapshot",
+        &d("snap.bin"),
+        &"-o",
+        &d("out.wasm"),
+    ]);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("the plan was made for a different component"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn wit_prints_the_accessor_interface() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.wat");
+    std::fs::write(&path, INPUT).unwrap();
+    let output = ok(cli(&[&"wit", &path]));
+    let wit = String::from_utf8(output.stdout).unwrap();
+    assert!(wit.contains("interface accessors {"), "{wit}");
+    assert!(
+        wit.contains("get-memory-0: func(offset: u64, len: u32) -> list<u8>;"),
+        "{wit}"
+    );
+    assert!(wit.contains("get-global-0: func() -> s64;"), "{wit}");
+    assert!(
+        wit.contains("get-global-1: func() -> tuple<u64, u64>;"),
+        "{wit}"
+    );
+
+    // `wasm-tools component wit` on the instrumented component shows it too.
+    let instrumented =
+        component_init::instrument(&wat(INPUT), &component_init::InstrumentOptions::default())
+            .unwrap();
+    let decoded = wit_component::decode(&instrumented.component).unwrap();
+    let resolve = decoded.resolve();
+    let others: Vec<_> = resolve
+        .packages
+        .iter()
+        .map(|(id, _)| id)
+        .filter(|id| *id != decoded.package())
+        .collect();
+    let mut printer = wit_component::WitPrinter::default();
+    printer.print(resolve, decoded.package(), &others).unwrap();
+    let seen = printer.output.to_string();
+    assert!(
+        seen.contains("get-global-1: func() -> tuple<u64, u64>;"),
+        "{seen}"
+    );
+}
