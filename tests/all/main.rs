@@ -8,6 +8,7 @@ mod cli;
 mod errors;
 mod hostile;
 mod large_memory;
+mod linking;
 mod nested;
 mod probes;
 mod shapes;
