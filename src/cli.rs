@@ -112,6 +112,7 @@ async fn pre_initialize(input: &[u8], options: &InstrumentOptions) -> Result<Vec
         .instantiate(&instrumented.component)
         .await
         .context("failed to instantiate the component")?;
+    snapshot::check_instantiation(&mut runtime, plan).await?;
     log::info!("compiled and instantiated in {:.1?}", start.elapsed());
 
     let start = Instant::now();

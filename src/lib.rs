@@ -76,6 +76,7 @@ pub async fn initialize<R: Runtime>(
         .instantiate(&instrumented)
         .await
         .context("failed to instantiate the component")?;
+    snapshot::check_instantiation(runtime, &plan).await?;
     runtime
         .call_init(&plan.init)
         .await

@@ -1,8 +1,9 @@
 //! Phase 3, snapshot: read every piece of state through the accessors.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
-use crate::plan::{Plan, ScalarType, Snapshot, State, Value};
+use crate::plan::{GlobalValue, Plan, ScalarType, Snapshot, State, Value};
+use crate::probe::{self, Probe};
 use crate::runtime::Runtime;
 
 /// Bytes read from a memory per accessor call. Wasmtime bounds how much one
@@ -54,4 +55,38 @@ pub async fn read<R: Runtime>(runtime: &mut R, plan: &Plan) -> Result<Snapshot> 
     let snapshot = Snapshot { values };
     plan.check_snapshot(&snapshot)?;
     Ok(snapshot)
+}
+
+/// Reads the probes that record unsnapshottable instructions right after
+/// instantiation, before init: one that already fired ran in a start
+/// function (or code it called), which the output drops, so the effect
+/// (a table or GC write) would be lost. Call it between
+/// [`Runtime::instantiate`] and [`Runtime::call_init`].
+pub async fn check_instantiation<R: Runtime>(runtime: &mut R, plan: &Plan) -> Result<()> {
+    for accessor in &plan.accessors {
+        let State::Probe {
+            probe: Probe::Unsnapshottable,
+            ..
+        } = accessor.state
+        else {
+            continue;
+        };
+        let value = runtime
+            .read_global(&plan.interface, &accessor.func, ScalarType::I32)
+            .await
+            .with_context(|| format!("failed to call accessor `{}`", accessor.func))?;
+        let GlobalValue::I32(value) = value else {
+            continue;
+        };
+        if let Some((op, what, func)) = probe::decode_unsnapshottable(value) {
+            bail!(
+                "`{op}` ran while core instance {} (core module {}) was instantiated, in its \
+                 function {func}, before init; {what} cannot be snapshotted and the output drops \
+                 start functions, so instantiation must not change them",
+                accessor.instance,
+                accessor.module
+            );
+        }
+    }
+    Ok(())
 }

@@ -122,6 +122,7 @@ impl SnapshotOpts {
                 .instantiate(&instrumented)
                 .await
                 .context("failed to instantiate the component")?;
+            snapshot::check_instantiation(&mut runtime, &plan).await?;
             runtime
                 .call_init(&plan.init)
                 .await

@@ -536,7 +536,6 @@ fn table_set_in_a_library_constructor_is_refused() {
 /// empty), but the error says the instruction "ran during init": the probe
 /// that records it is not cleared between instantiation and the init call.
 #[test]
-#[ignore = "component-init blames init for a `table.set` that ran in a start function at instantiation"]
 fn table_set_in_a_start_function_is_not_blamed_on_init() {
     let input = wat(r#"
 (component
@@ -553,4 +552,8 @@ fn table_set_in_a_start_function_is_not_blamed_on_init() {
     let err = format!("{:#}", pre_init(&input).unwrap_err());
     assert!(err.contains("`table.set`"), "{err}");
     assert!(!err.contains("during init"), "{err}");
+    assert!(
+        err.contains("was instantiated, in its function 1, before init"),
+        "{err}"
+    );
 }
