@@ -380,9 +380,30 @@ fn append_local_accessors(
     let type_base = counts.types;
     let func_base = counts.funcs;
 
-    // The accessor module.
-    let accessor_module = accessor_module(local);
+    // 32-bit memories are read by a small module of their own that imports
+    // only that memory and returns the bytes in place (see `direct_reader`):
+    // no accessor module then needs more than one memory, which runtimes
+    // without multi-memory (jco on Node 20) need. Everything else is read by
+    // the accessor module.
+    let direct = |a: &Accessor| {
+        matches!(
+            a.state,
+            State::Memory {
+                memory64: false,
+                ..
+            }
+        )
+    };
+    let rest: Vec<&Accessor> = local.iter().copied().filter(|a| !direct(a)).collect();
+    let accessor_module = accessor_module(&rest);
     component.section(&ModuleSection(&accessor_module));
+    let mut readers = Vec::new();
+    for accessor in local.iter().filter(|a| direct(a)) {
+        if let State::Memory { page_size_log2, .. } = accessor.state {
+            component.section(&ModuleSection(&direct_reader(page_size_log2)));
+            readers.push(module_index + 1 + readers.len() as u32);
+        }
+    }
 
     // Alias each piece of state out of the instance that owns it.
     let mut aliases = ComponentAliasSection::new();
@@ -411,26 +432,71 @@ fn append_local_accessors(
     component.section(&aliases);
 
     // Bundle the state into one core instance and instantiate the accessor
-    // module with it.
+    // module with it; instantiate each reader with its memory.
     let mut instances = InstanceSection::new();
-    instances.export_items(
-        state_items
-            .iter()
-            .map(|(name, kind, index)| (name.as_str(), *kind, *index)),
-    );
+    // named by position among the accessor module's accessors
+    let bundled: Vec<(String, ExportKind, u32)> = state_items
+        .iter()
+        .zip(local)
+        .filter(|(_, a)| !direct(a))
+        .enumerate()
+        .map(|(n, ((_, kind, index), _))| (names::accessor_import(n), *kind, *index))
+        .collect();
+    instances.export_items(bundled.iter().map(|(n, k, i)| (n.as_str(), *k, *i)));
     let bundle = core_instance_base;
     instances.instantiate(module_index, [("state", ModuleArg::Instance(bundle))]);
     let accessor_instance = core_instance_base + 1;
+    // (reader instance, guest memory index) per direct accessor, in order
+    let mut reader_instances = Vec::new();
+    let direct_memories: Vec<u32> = state_items
+        .iter()
+        .zip(local)
+        .filter(|(_, a)| direct(a))
+        .map(|((_, _, index), _)| *index)
+        .collect();
+    for (memory, reader) in direct_memories.iter().zip(&readers) {
+        let bundle = core_instance_base + 2 + 2 * reader_instances.len() as u32;
+        instances.export_items([("memory", ExportKind::Memory, *memory)]);
+        instances.instantiate(*reader, [("state", ModuleArg::Instance(bundle))]);
+        reader_instances.push((bundle + 1, *memory));
+    }
     component.section(&instances);
 
-    // Alias the accessor functions and the accessor module's memory.
+    // Alias the accessor functions (and, for direct readers, their
+    // post-return functions) and the accessor module's memory.
     let mut aliases = ComponentAliasSection::new();
+    let mut next_func = core_func_base;
+    // (core function, post-return function, guest memory) per accessor
+    let mut core_funcs = Vec::new();
+    let mut readers = reader_instances.iter();
     for accessor in local {
-        aliases.alias(Alias::CoreInstanceExport {
-            instance: accessor_instance,
-            kind: ExportKind::Func,
-            name: &accessor.func,
-        });
+        let instance = if direct(accessor) {
+            readers.next().copied()
+        } else {
+            None
+        };
+        match instance {
+            Some((instance, memory)) => {
+                for name in ["read", "restore"] {
+                    aliases.alias(Alias::CoreInstanceExport {
+                        instance,
+                        kind: ExportKind::Func,
+                        name,
+                    });
+                }
+                core_funcs.push((next_func, Some(next_func + 1), Some(memory)));
+                next_func += 2;
+            }
+            None => {
+                aliases.alias(Alias::CoreInstanceExport {
+                    instance: accessor_instance,
+                    kind: ExportKind::Func,
+                    name: &accessor.func,
+                });
+                core_funcs.push((next_func, None, None));
+                next_func += 1;
+            }
+        }
     }
     aliases.alias(Alias::CoreInstanceExport {
         instance: accessor_instance,
@@ -483,14 +549,23 @@ fn append_local_accessors(
 
     // Lift each accessor.
     let mut canon = CanonicalFunctionSection::new();
-    for (i, accessor) in local.iter().enumerate() {
-        let core_func = core_func_base + i as u32;
+    for (accessor, &(core_func, post_return, memory)) in local.iter().zip(&core_funcs) {
         match accessor.state {
-            State::Memory { .. } => canon.lift(
-                core_func,
-                memory_func_type,
-                [CanonicalOption::Memory(accessor_memory)],
-            ),
+            State::Memory { .. } => match (post_return, memory) {
+                (Some(post_return), Some(memory)) => canon.lift(
+                    core_func,
+                    memory_func_type,
+                    [
+                        CanonicalOption::Memory(memory),
+                        CanonicalOption::PostReturn(post_return),
+                    ],
+                ),
+                _ => canon.lift(
+                    core_func,
+                    memory_func_type,
+                    [CanonicalOption::Memory(accessor_memory)],
+                ),
+            },
             State::Probe { .. } => canon.lift(core_func, scalar_func_type(ScalarType::I32), []),
             State::Global {
                 ty: ScalarType::V128,
@@ -505,6 +580,229 @@ fn append_local_accessors(
     }
     component.section(&canon);
     (0..local.len() as u32).map(|i| func_base + i).collect()
+}
+
+/// A module that reads one 32-bit guest memory in place: it imports only
+/// that memory (as `state.memory`) and exports
+///
+/// - `read(offset: i64, len: i32) -> retptr`: returns `(ptr, n)` pointing at
+///   the guest's own bytes `[offset, offset + n)`, with `n <= len`, cut at
+///   the memory's size when first read (0 at or past the end). The 8-byte
+///   return area is written into the guest memory outside the returned
+///   range (at 0 when `offset >= 8`; else at 8, and then `n <= 8 - offset`;
+///   past the end, after growing the memory, when it is smaller than 16
+///   bytes), after saving what was there;
+/// - `restore(retptr)`: the post-return function, which puts the saved bytes
+///   back once the caller has copied the list.
+///
+/// Readers stop at the first empty chunk.
+fn direct_reader(page_size_log2: u32) -> wasm_encoder::Module {
+    use Instruction as I;
+    let mut types = TypeSection::new();
+    types
+        .ty()
+        .function([ValType::I64, ValType::I32], [ValType::I32]);
+    types.ty().function([ValType::I32], []);
+    let mut imports = ImportSection::new();
+    imports.import(
+        "state",
+        "memory",
+        EntityType::Memory(MemoryType {
+            minimum: 0,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: (page_size_log2 != 16).then_some(page_size_log2),
+        }),
+    );
+    let mut globals = wasm_encoder::GlobalSection::new();
+    let mutable = |val_type| GlobalType {
+        val_type,
+        mutable: true,
+        shared: false,
+    };
+    // 0: the memory's size in bytes when first read (-1: not yet)
+    globals.global(
+        mutable(ValType::I64),
+        &wasm_encoder::ConstExpr::i64_const(-1),
+    );
+    // 1, 2: the saved bytes of the return area
+    globals.global(
+        mutable(ValType::I32),
+        &wasm_encoder::ConstExpr::i32_const(0),
+    );
+    globals.global(
+        mutable(ValType::I32),
+        &wasm_encoder::ConstExpr::i32_const(0),
+    );
+    let store = |offset| {
+        I::I32Store(MemArg {
+            offset,
+            align: 2,
+            memory_index: 0,
+        })
+    };
+    let load = |offset| {
+        I::I32Load(MemArg {
+            offset,
+            align: 2,
+            memory_index: 0,
+        })
+    };
+    let bytes_in_memory = [
+        I::MemorySize(0),
+        I::I64ExtendI32U,
+        I::I64Const(i64::from(page_size_log2)),
+        I::I64Shl,
+    ];
+    // params: 0 offset i64, 1 len i32; locals: 2 size i64, 3 n i32, 4 r i32
+    let mut read = Function::new([(1, ValType::I64), (2, ValType::I32)]);
+    let mut code = vec![
+        I::GlobalGet(0),
+        I::I64Const(-1),
+        I::I64Eq,
+        I::If(wasm_encoder::BlockType::Empty),
+    ];
+    code.extend(bytes_in_memory.clone());
+    code.extend([
+        I::GlobalSet(0),
+        I::End,
+        I::GlobalGet(0),
+        I::LocalSet(2),
+        // n = offset >= size ? 0 : min(size - offset, len)
+        I::LocalGet(0),
+        I::LocalGet(2),
+        I::I64GeU,
+        I::If(wasm_encoder::BlockType::Result(ValType::I32)),
+        I::I32Const(0),
+        I::Else,
+        I::LocalGet(2),
+        I::LocalGet(0),
+        I::I64Sub,
+        I::LocalGet(1),
+        I::I64ExtendI32U,
+        I::LocalGet(2),
+        I::LocalGet(0),
+        I::I64Sub,
+        I::LocalGet(1),
+        I::I64ExtendI32U,
+        I::I64LtU,
+        I::Select,
+        I::I32WrapI64,
+        I::End,
+        I::LocalSet(3),
+        // choose the return area r
+        I::LocalGet(2),
+        I::I64Const(16),
+        I::I64LtU,
+        I::If(wasm_encoder::BlockType::Empty),
+        // tiny memory: r = size rounded up to 8, grown into
+        I::LocalGet(2),
+        I::I64Const(7),
+        I::I64Add,
+        I::I64Const(-8),
+        I::I64And,
+        I::I32WrapI64,
+        I::LocalSet(4),
+        I::Block(wasm_encoder::BlockType::Empty),
+        I::Loop(wasm_encoder::BlockType::Empty),
+    ]);
+    code.extend(bytes_in_memory);
+    code.extend([
+        I::LocalGet(4),
+        I::I64ExtendI32U,
+        I::I64Const(8),
+        I::I64Add,
+        I::I64GeU,
+        I::BrIf(1),
+        I::I32Const(1),
+        I::MemoryGrow(0),
+        I::I32Const(-1),
+        I::I32Eq,
+        I::If(wasm_encoder::BlockType::Empty),
+        I::Unreachable,
+        I::End,
+        I::Br(0),
+        I::End,
+        I::End,
+        I::Else,
+        I::LocalGet(0),
+        I::I64Const(8),
+        I::I64GeU,
+        I::If(wasm_encoder::BlockType::Empty),
+        I::I32Const(0),
+        I::LocalSet(4),
+        I::Else,
+        // r = 8, n = min(n, 8 - offset)
+        I::I32Const(8),
+        I::LocalSet(4),
+        I::LocalGet(3),
+        I::I32Const(8),
+        I::LocalGet(0),
+        I::I32WrapI64,
+        I::I32Sub,
+        I::LocalGet(3),
+        I::I32Const(8),
+        I::LocalGet(0),
+        I::I32WrapI64,
+        I::I32Sub,
+        I::I32LtU,
+        I::Select,
+        I::LocalSet(3),
+        I::End,
+        I::End,
+        // save r[0..8], then r[0..8] = (n == 0 ? 0 : offset, n)
+        I::LocalGet(4),
+        load(0),
+        I::GlobalSet(1),
+        I::LocalGet(4),
+        load(4),
+        I::GlobalSet(2),
+        I::LocalGet(4),
+        I::LocalGet(0),
+        I::I32WrapI64,
+        I::I32Const(0),
+        I::LocalGet(3),
+        I::Select,
+        store(0),
+        I::LocalGet(4),
+        I::LocalGet(3),
+        store(4),
+        I::LocalGet(4),
+        I::End,
+    ]);
+    for i in &code {
+        read.instruction(i);
+    }
+    let mut restore = Function::new([]);
+    for i in [
+        I::LocalGet(0),
+        I::GlobalGet(1),
+        store(0),
+        I::LocalGet(0),
+        I::GlobalGet(2),
+        store(4),
+        I::End,
+    ] {
+        restore.instruction(&i);
+    }
+    let mut functions = wasm_encoder::FunctionSection::new();
+    functions.function(0);
+    functions.function(1);
+    let mut exports = wasm_encoder::ExportSection::new();
+    exports.export("read", ExportKind::Func, 0);
+    exports.export("restore", ExportKind::Func, 1);
+    let mut code_section = wasm_encoder::CodeSection::new();
+    code_section.function(&read);
+    code_section.function(&restore);
+    let mut module = wasm_encoder::Module::new();
+    module.section(&types);
+    module.section(&imports);
+    module.section(&functions);
+    module.section(&globals);
+    module.section(&exports);
+    module.section(&code_section);
+    module
 }
 
 /// The core module that reads state: it imports every piece of state from

@@ -24,14 +24,22 @@ pub async fn read<R: Runtime>(runtime: &mut R, plan: &Plan) -> Result<Snapshot> 
                         .read_memory(&plan.interface, &accessor.func, bytes.len() as u64, CHUNK)
                         .await
                         .with_context(|| format!("failed to call accessor `{}`", accessor.func))?;
-                    let done = chunk.len() < CHUNK as usize;
-                    if bytes.is_empty() && done {
+                    // A chunk may be short (the first bytes come in a short
+                    // chunk); the end is the first empty one.
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    if chunk.len() > CHUNK as usize {
+                        bail!(
+                            "accessor `{}` returned {} bytes, more than the {CHUNK} asked for",
+                            accessor.func,
+                            chunk.len()
+                        );
+                    }
+                    if bytes.is_empty() {
                         bytes = chunk;
                     } else {
                         bytes.extend_from_slice(&chunk);
-                    }
-                    if done {
-                        break;
                     }
                 }
                 Value::Memory(bytes)

@@ -7,6 +7,7 @@ mod basics;
 mod cli;
 mod errors;
 mod hostile;
+mod jco;
 mod large_memory;
 mod linking;
 mod nested;

@@ -1,0 +1,125 @@
+//! A second runtime for the split pipeline: jco transpiles the instrumented
+//! component to JavaScript, `tests/jco/driver.mjs` (Node) calls init and every
+//! accessor of the plan and writes the snapshot file, and `apply` bakes it in.
+//! The output must be byte for byte the one Wasmtime gives.
+//!
+//! Needs Node and the packages of `tests/jco` (`npm install --prefix tests/jco`,
+//! which this test runs when they are missing).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn jco_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jco")
+}
+
+fn run(command: &mut Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn ensure_jco() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if !jco_dir().join("node_modules/.bin/jco").exists() {
+            run(Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(jco_dir()));
+        }
+    });
+}
+
+fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_component-init"))
+}
+
+/// Runs instrument → jco + driver.mjs → apply on `input`, and the one-step
+/// pipeline; returns both outputs.
+fn through_jco(input: &Path) -> (Vec<u8>, Vec<u8>) {
+    ensure_jco();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name);
+    run(cli()
+        .arg("instrument")
+        .arg(input)
+        .arg("-o")
+        .arg(d("inst.wasm"))
+        .arg("--plan")
+        .arg(d("plan.json")));
+    run(Command::new(jco_dir().join("node_modules/.bin/jco"))
+        .arg("transpile")
+        .arg(d("inst.wasm"))
+        .arg("-o")
+        .arg(d("js"))
+        .args(["--name", "inst", "--quiet"]));
+    run(Command::new("node")
+        .arg(jco_dir().join("driver.mjs"))
+        .arg(d("js/inst.js"))
+        .arg(d("plan.json"))
+        .arg(d("snapshot.bin")));
+    run(cli()
+        .arg("apply")
+        .arg(input)
+        .arg("--plan")
+        .arg(d("plan.json"))
+        .arg("--snapshot")
+        .arg(d("snapshot.bin"))
+        .arg("-o")
+        .arg(d("jco.wasm")));
+    run(cli().arg(input).arg("-o").arg(d("wasmtime.wasm")));
+    (
+        std::fs::read(d("jco.wasm")).unwrap(),
+        std::fs::read(d("wasmtime.wasm")).unwrap(),
+    )
+}
+
+#[test]
+fn jco_run_gives_the_same_output_as_wasmtime_for_the_example() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/primes.wat");
+    let (jco, wasmtime) = through_jco(&example);
+    assert!(jco == wasmtime, "outputs differ");
+}
+
+#[test]
+fn jco_run_handles_every_global_type_and_nested_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.wat");
+    std::fs::write(
+        &path,
+        r#"(component
+          (component $inner
+            (core module $m
+              (memory 1)
+              (global $n (mut i32) (i32.const 0))
+              (func (export "bump") (global.set $n (i32.add (global.get $n) (i32.const 1)))
+                (i32.store (i32.const 3) (global.get $n))))
+            (core instance $i (instantiate $m))
+            (func (export "bump") (canon lift (core func $i "bump"))))
+          (instance $c (instantiate $inner))
+          (core module $m
+            (memory 1)
+            (global $a (mut i64) (i64.const 0))
+            (global $b (mut f32) (f32.const 0))
+            (global $d (mut f64) (f64.const 0))
+            (global $v (mut v128) (v128.const i64x2 0 0))
+            (func (export "init")
+              (global.set $a (i64.const -9000000000))
+              (global.set $b (f32.const 1.25))
+              (global.set $d (f64.const -0.5))
+              (global.set $v (v128.const i64x2 7 -8))
+              (i32.store (i32.const 65532) (i32.const 0x01020304))))
+          (core instance $i (instantiate $m))
+          (func (export "component-init") (canon lift (core func $i "init")))
+          (export "bump" (func $c "bump")))"#,
+    )
+    .unwrap();
+    let (jco, wasmtime) = through_jco(&path);
+    assert!(jco == wasmtime, "outputs differ");
+}

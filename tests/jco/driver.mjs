@@ -1,0 +1,109 @@
+// Runs the middle of component-init's split pipeline in jco instead of
+// Wasmtime: import the instrumented component transpiled by
+// `jco transpile`, call the init function, then every accessor the plan
+// lists, and write the snapshot file that `component-init apply` reads.
+//
+// usage: node driver.mjs TRANSPILED.js PLAN.json SNAPSHOT.bin
+//
+// Snapshot file format (see `Snapshot::to_bytes` in src/plan.rs):
+//   magic "CISNAP\0\x01", count u32 LE, then per accessor a tag byte and
+//   its value: 0 memory (u64 LE length + bytes), 1 i32, 2 i64, 3 f32 bits,
+//   4 f64 bits, 5 v128 (16 bytes), all little-endian.
+
+import { readFile, writeFile } from "node:fs/promises";
+import { pathToFileURL } from "node:url";
+import { resolve } from "node:path";
+
+const [modulePath, planPath, snapshotPath] = process.argv.slice(2);
+if (!snapshotPath) {
+  console.error("usage: node driver.mjs TRANSPILED.js PLAN.json SNAPSHOT.bin");
+  process.exit(2);
+}
+
+const plan = JSON.parse(await readFile(planPath, "utf8"));
+const component = await import(pathToFileURL(resolve(modulePath)).href);
+
+// jco names exports in lowerCamelCase; interfaces are exported both by
+// their full name and by their plain name.
+const camel = (name) => name.replace(/-([a-z0-9])/g, (_, c) => c.toUpperCase());
+const instance = (name) => {
+  const plain = name.replace(/^.*\//, "").replace(/@.*$/, "");
+  const found = component[name] ?? component[camel(plain)];
+  if (!found) throw new Error(`the component does not export \`${name}\``);
+  return found;
+};
+const func = (owner, name, what) => {
+  const f = owner[camel(name)];
+  if (typeof f !== "function") throw new Error(`${what} \`${name}\` is not exported`);
+  return f;
+};
+
+// 1. init
+const initOwner = plan.init.interface ? instance(plan.init.interface) : component;
+if (plan.init.args) {
+  throw new Error("init arguments are not supported by this driver");
+}
+func(initOwner, plan.init.name, "init function")();
+
+// 2. every accessor, in plan order
+const accessors = instance(plan.interface);
+const CHUNK = 16 << 20;
+const parts = [Buffer.from("CISNAP\0\x01", "latin1"), u32(plan.accessors.length)];
+for (const accessor of plan.accessors) {
+  const f = func(accessors, accessor.func, "accessor");
+  const state = accessor.state;
+  if (state.kind === "memory") {
+    const chunks = [];
+    let length = 0n;
+    for (;;) {
+      const chunk = f(length, CHUNK);
+      // a chunk may be short; the end is the first empty one
+      if (chunk.byteLength === 0) break;
+      chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      length += BigInt(chunk.byteLength);
+    }
+    const header = Buffer.alloc(9);
+    header.writeUInt8(0, 0);
+    header.writeBigUInt64LE(length, 1);
+    parts.push(header, ...chunks);
+  } else if (state.kind === "probe") {
+    parts.push(tagged(1, 4, (b) => b.writeInt32LE(f(), 1)));
+  } else {
+    const value = f();
+    switch (state.ty) {
+      case "i32":
+        parts.push(tagged(1, 4, (b) => b.writeInt32LE(value, 1)));
+        break;
+      case "i64":
+        parts.push(tagged(2, 8, (b) => b.writeBigInt64LE(value, 1)));
+        break;
+      case "f32":
+        parts.push(tagged(3, 4, (b) => b.writeFloatLE(value, 1)));
+        break;
+      case "f64":
+        parts.push(tagged(4, 8, (b) => b.writeDoubleLE(value, 1)));
+        break;
+      case "v128": {
+        const [low, high] = value;
+        parts.push(tagged(5, 16, (b) => { b.writeBigUInt64LE(low, 1); b.writeBigUInt64LE(high, 9); }));
+        break;
+      }
+      default:
+        throw new Error(`unknown global type ${state.ty}`);
+    }
+  }
+}
+await writeFile(snapshotPath, Buffer.concat(parts));
+
+function u32(n) {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n, 0);
+  return b;
+}
+
+function tagged(tag, size, write) {
+  const b = Buffer.alloc(1 + size);
+  b.writeUInt8(tag, 0);
+  write(b);
+  return b;
+}
