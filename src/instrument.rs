@@ -1023,3 +1023,30 @@ fn memory_reader(memory: u32, own: u32, memory64: bool, page_size_log2: u32) -> 
     }
     f
 }
+
+// ---------------------------------------------------------------------------
+// Instrumenting for a caller that runs init itself (used by
+// `component_init::transform`).
+
+/// Instruments `bytes` like [`instrument`], for a caller that instantiates
+/// the instrumented component and runs init itself, however it likes (an init
+/// function that takes arguments, several calls, host state of its own).
+///
+/// No init function is looked up or type-checked: `init` is recorded in the
+/// plan as given, for information only, and the plan keeps every export of
+/// the component (`remove_init_export` is false).
+pub fn instrument_with_external_init(bytes: &[u8], init: InitFunc) -> Result<Instrumented> {
+    let parsed = parse::parse(bytes)?;
+    let level = Level::build(bytes, &parsed.root)?;
+    let plan = Plan {
+        format: PLAN_FORMAT,
+        input: InputId::of(bytes),
+        remove_init_export: false,
+        init,
+        interface: names::ACCESSOR_INSTANCE_EXPORT.to_string(),
+        accessors: level.accessors.iter().map(|a| a.accessor.clone()).collect(),
+    };
+    let component = encode(bytes, &parsed.root, &level, true)?;
+    wit::check(&component, &plan).context("instrumentation produced an ill-typed component")?;
+    Ok(Instrumented { component, plan })
+}

@@ -33,6 +33,7 @@ pub mod names;
 pub mod parse;
 pub mod plan;
 pub mod probe;
+pub mod retarget;
 pub mod rewrite;
 pub mod runtime;
 mod segments;
