@@ -38,6 +38,7 @@ pub mod rewrite;
 pub mod runtime;
 mod segments;
 pub mod snapshot;
+pub mod transform;
 #[cfg(feature = "wasmtime")]
 pub mod wasmtime_runtime;
 pub mod wit;

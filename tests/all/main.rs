@@ -15,4 +15,5 @@ mod probes;
 mod shapes;
 mod split;
 mod state_kinds;
+mod transform;
 mod wit;
