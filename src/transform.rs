@@ -26,8 +26,8 @@
 //!      chunk of memory `N` (at most [`CHUNK`](crate::snapshot::CHUNK)
 //!      bytes) and moves on, so one call never copies more than that: the
 //!      memory is read front to back by calling again until a chunk comes
-//!      back short. Memories of any size, 64-bit ones included, are read this
-//!      way.
+//!      back empty. Memories of any size, 64-bit ones included, are read
+//!      this way.
 //!    - `component-init-get-global-N: func() -> s32|s64|f32|f64`, and for a
 //!      `v128` global the pair `component-init-get-global-N-low` and
 //!      `component-init-get-global-N-high: func() -> s64` (the low and high

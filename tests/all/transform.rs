@@ -306,8 +306,24 @@ fn init_with_arguments_runs_in_the_callers_closure() {
         called.iter().all(|n| n.starts_with("component-init-get-")),
         "{called:?}"
     );
-    // 1 memory (one short chunk), 4 globals (heap, count, scale, calls).
-    assert_eq!(called.len(), 5, "{called:?}");
+    // 4 globals (heap, count, scale, calls), each read once; the rest are
+    // calls for chunks of the memory (how many depends on where the reader
+    // stops: at a short chunk or at an empty one).
+    for global in 0..4 {
+        let name = format!("component-init-get-global-{global}");
+        assert_eq!(
+            called.iter().filter(|n| **n == name).count(),
+            1,
+            "{called:?}"
+        );
+    }
+    assert!(
+        called
+            .iter()
+            .filter(|n| !n.starts_with("component-init-get-global-"))
+            .all(|n| n == "component-init-get-memory-0"),
+        "{called:?}"
+    );
 
     // The output's host imports still work after pre-initialization.
     let after = host_with_log(&output);
@@ -563,12 +579,13 @@ fn large_and_64_bit_memories_v128_and_nested_globals() {
             Val::S64(-77),
         ]
     );
-    // The big memory took two calls (a full chunk, then a short one), the
-    // 64-bit one (3 pages) one call, and the v128 global two halves.
+    // The big memory (over one chunk) took at least two calls, each
+    // returning at most a chunk; the 64-bit one (3 pages) at least one; the
+    // v128 global two halves.
     let called = called.lock().unwrap().clone();
     let count = |name: &str| called.iter().filter(|n| *n == name).count();
-    assert_eq!(count("component-init-get-memory-0"), 2, "{called:?}");
-    assert_eq!(count("component-init-get-memory-1"), 1, "{called:?}");
+    assert!(count("component-init-get-memory-0") >= 2, "{called:?}");
+    assert!(count("component-init-get-memory-1") >= 1, "{called:?}");
     assert_eq!(count("component-init-get-global-0-low"), 1, "{called:?}");
     assert_eq!(count("component-init-get-global-0-high"), 1, "{called:?}");
 }
