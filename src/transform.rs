@@ -23,11 +23,10 @@
 //!    the [accessors](crate::plan::Accessor) of the plan with a
 //!    `component-init-` prefix:
 //!    - `component-init-get-memory-N: func() -> list<u8>` returns the next
-//!      chunk of memory `N` (at most [`CHUNK`](crate::snapshot::CHUNK)
-//!      bytes) and moves on, so one call never copies more than that: the
-//!      memory is read front to back by calling again until a chunk comes
-//!      back empty. Memories of any size, 64-bit ones included, are read
-//!      this way.
+//!      chunk of memory `N` (at most [`CHUNK`] bytes) and moves on, so one
+//!      call never copies more than that: the memory is read front to back
+//!      by calling again until a chunk comes back empty. Memories of any
+//!      size, 64-bit ones included, are read this way.
 //!    - `component-init-get-global-N: func() -> s32|s64|f32|f64`, and for a
 //!      `v128` global the pair `component-init-get-global-N-low` and
 //!      `component-init-get-global-N-high: func() -> s64` (the low and high
