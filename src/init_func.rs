@@ -67,7 +67,7 @@ impl fmt::Display for InitFunc {
 pub struct ResolvedInit {
     /// What the runtime calls.
     pub func: InitFunc,
-    /// Index into [`Parsed::exports`] of the export that the rewrite removes,
+    /// Index into [`ComponentInfo::exports`](crate::parse::ComponentInfo::exports) of the top level of the export that the rewrite removes,
     /// when the function is a top-level export.
     pub export: Option<usize>,
 }
