@@ -67,7 +67,8 @@ impl fmt::Display for InitFunc {
 pub struct ResolvedInit {
     /// What the runtime calls.
     pub func: InitFunc,
-    /// Index into [`ComponentInfo::exports`](crate::parse::ComponentInfo::exports) of the top level of the export that the rewrite removes,
+    /// Index into the top level's [`ComponentInfo::exports`](crate::parse::ComponentInfo::exports)
+    /// of the export that the rewrite removes,
     /// when the function is a top-level export.
     pub export: Option<usize>,
 }
