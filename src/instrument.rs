@@ -49,14 +49,25 @@ pub struct Instrumented {
 pub fn instrument(bytes: &[u8], options: &InstrumentOptions) -> Result<Instrumented> {
     let parsed = parse::parse(bytes)?;
     let init = init_func::resolve(&parsed, options.init_func.as_ref())?;
+    // An init function inside an exported interface stays: removing it
+    // would break the interface the component claims to implement.
+    let remove_init_export = !options.keep_init_func && init.export.is_some();
+    instrument_parsed(&parsed, init.func, remove_init_export)
+}
+
+/// Instruments a parsed component; `init` is recorded in the plan.
+fn instrument_parsed(
+    parsed: &parse::Parsed<'_>,
+    init: InitFunc,
+    remove_init_export: bool,
+) -> Result<Instrumented> {
+    let bytes = parsed.bytes;
     let level = Level::build(bytes, &parsed.root)?;
     let plan = Plan {
         format: PLAN_FORMAT,
         input: InputId::of(bytes),
-        // An init function inside an exported interface stays: removing it
-        // would break the interface the component claims to implement.
-        remove_init_export: !options.keep_init_func && init.export.is_some(),
-        init: init.func,
+        remove_init_export,
+        init,
         interface: names::ACCESSOR_INSTANCE_EXPORT.to_string(),
         accessors: level.accessors.iter().map(|a| a.accessor.clone()).collect(),
     };
@@ -1036,17 +1047,5 @@ fn memory_reader(memory: u32, own: u32, memory64: bool, page_size_log2: u32) -> 
 /// plan as given, for information only, and the plan keeps every export of
 /// the component (`remove_init_export` is false).
 pub fn instrument_with_external_init(bytes: &[u8], init: InitFunc) -> Result<Instrumented> {
-    let parsed = parse::parse(bytes)?;
-    let level = Level::build(bytes, &parsed.root)?;
-    let plan = Plan {
-        format: PLAN_FORMAT,
-        input: InputId::of(bytes),
-        remove_init_export: false,
-        init,
-        interface: names::ACCESSOR_INSTANCE_EXPORT.to_string(),
-        accessors: level.accessors.iter().map(|a| a.accessor.clone()).collect(),
-    };
-    let component = encode(bytes, &parsed.root, &level, true)?;
-    wit::check(&component, &plan).context("instrumentation produced an ill-typed component")?;
-    Ok(Instrumented { component, plan })
+    instrument_parsed(&parse::parse(bytes)?, init, false)
 }
