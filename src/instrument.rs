@@ -18,6 +18,7 @@ use wasm_encoder::{
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
+use crate::codegen;
 use crate::init_func::{self, InitFunc};
 use crate::module::{self, ModuleEdit};
 use crate::names;
@@ -660,12 +661,7 @@ fn direct_reader(page_size_log2: u32) -> wasm_encoder::Module {
             memory_index: 0,
         })
     };
-    let bytes_in_memory = [
-        I::MemorySize(0),
-        I::I64ExtendI32U,
-        I::I64Const(i64::from(page_size_log2)),
-        I::I64Shl,
-    ];
+    let bytes_in_memory = codegen::memory_bytes(0, false, page_size_log2);
     // params: 0 offset i64, 1 len i32; locals: 2 size i64, 3 n i32, 4 r i32
     let mut read = Function::new([(1, ValType::I64), (2, ValType::I32)]);
     let mut code = vec![
@@ -675,32 +671,13 @@ fn direct_reader(page_size_log2: u32) -> wasm_encoder::Module {
         I::If(wasm_encoder::BlockType::Empty),
     ];
     code.extend(bytes_in_memory.clone());
+    code.extend([I::GlobalSet(0), I::End, I::GlobalGet(0), I::LocalSet(2)]);
+    code.extend(codegen::bytes_left(
+        &[I::LocalGet(0)],
+        &[I::LocalGet(2)],
+        &[I::LocalGet(1), I::I64ExtendI32U],
+    ));
     code.extend([
-        I::GlobalSet(0),
-        I::End,
-        I::GlobalGet(0),
-        I::LocalSet(2),
-        // n = offset >= size ? 0 : min(size - offset, len)
-        I::LocalGet(0),
-        I::LocalGet(2),
-        I::I64GeU,
-        I::If(wasm_encoder::BlockType::Result(ValType::I32)),
-        I::I32Const(0),
-        I::Else,
-        I::LocalGet(2),
-        I::LocalGet(0),
-        I::I64Sub,
-        I::LocalGet(1),
-        I::I64ExtendI32U,
-        I::LocalGet(2),
-        I::LocalGet(0),
-        I::I64Sub,
-        I::LocalGet(1),
-        I::I64ExtendI32U,
-        I::I64LtU,
-        I::Select,
-        I::I32WrapI64,
-        I::End,
         I::LocalSet(3),
         // choose the return area r
         I::LocalGet(2),
@@ -950,59 +927,19 @@ fn memory_reader(memory: u32, own: u32, memory64: bool, page_size_log2: u32) -> 
             memory_index: own,
         })
     };
-    let mut code = vec![I::MemorySize(memory)];
-    if !memory64 {
-        code.push(I::I64ExtendI32U);
-    }
+    // size = memory.size(memory) << page_size_log2
+    let mut code = codegen::memory_bytes(memory, memory64, page_size_log2);
+    code.push(I::LocalSet(2));
+    // n = offset >= size ? 0 : min(size - offset, len)
+    code.extend(codegen::bytes_left(
+        &[I::LocalGet(0)],
+        &[I::LocalGet(2)],
+        &[I::LocalGet(1), I::I64ExtendI32U],
+    ));
+    code.push(I::LocalSet(3));
+    // grow the own memory to hold the return area and n bytes
+    code.extend(codegen::grow_to_hold(own, 3, 4));
     code.extend([
-        // size = memory.size(memory) << page_size_log2
-        I::I64Const(i64::from(page_size_log2)),
-        I::I64Shl,
-        I::LocalSet(2),
-        // n = offset >= size ? 0 : min(size - offset, len)
-        I::LocalGet(0),
-        I::LocalGet(2),
-        I::I64GeU,
-        I::If(wasm_encoder::BlockType::Result(ValType::I32)),
-        I::I32Const(0),
-        I::Else,
-        I::LocalGet(2),
-        I::LocalGet(0),
-        I::I64Sub,
-        I::LocalGet(1),
-        I::I64ExtendI32U,
-        I::LocalGet(2),
-        I::LocalGet(0),
-        I::I64Sub,
-        I::LocalGet(1),
-        I::I64ExtendI32U,
-        I::I64LtU,
-        I::Select,
-        I::I32WrapI64,
-        I::End,
-        I::LocalSet(3),
-        // pages = (n + 8 + 0xffff) >> 16; grow the own memory to that many
-        I::LocalGet(3),
-        I::I64ExtendI32U,
-        I::I64Const(8 + 0xffff),
-        I::I64Add,
-        I::I64Const(16),
-        I::I64ShrU,
-        I::I32WrapI64,
-        I::LocalTee(4),
-        I::MemorySize(own),
-        I::I32GtU,
-        I::If(wasm_encoder::BlockType::Empty),
-        I::LocalGet(4),
-        I::MemorySize(own),
-        I::I32Sub,
-        I::MemoryGrow(own),
-        I::I32Const(-1),
-        I::I32Eq,
-        I::If(wasm_encoder::BlockType::Empty),
-        I::Unreachable,
-        I::End,
-        I::End,
         // if n != 0: copy memory[offset..offset + n] to own[8..8 + n]
         I::LocalGet(3),
         I::If(wasm_encoder::BlockType::Empty),

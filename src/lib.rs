@@ -26,6 +26,7 @@
 
 #![deny(missing_docs)]
 
+mod codegen;
 pub mod init_func;
 pub mod instrument;
 mod module;

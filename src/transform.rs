@@ -81,6 +81,7 @@ use wasm_encoder::{
 };
 use wasmparser::{ComponentExternalKind, Parser, Payload, Validator};
 
+use crate::codegen;
 use crate::init_func::InitFunc;
 use crate::instrument::{self, Instrumented};
 use crate::names;
@@ -638,57 +639,19 @@ fn chunk_reader(
             memory_index: own,
         })
     };
-    let mut code = vec![I::MemorySize(memory)];
-    if !memory64 {
-        code.push(I::I64ExtendI32U);
-    }
+    // size = memory.size(memory) << page_size_log2
+    let mut code = codegen::memory_bytes(memory, memory64, page_size_log2);
+    code.push(I::LocalSet(0));
+    // n = cursor >= size ? 0 : min(size - cursor, CHUNK)
+    code.extend(codegen::bytes_left(
+        &[I::GlobalGet(cursor)],
+        &[I::LocalGet(0)],
+        &[I::I64Const(i64::from(CHUNK))],
+    ));
+    code.push(I::LocalSet(1));
+    // grow the own memory to hold the return area and n bytes
+    code.extend(codegen::grow_to_hold(own, 1, 2));
     code.extend([
-        // size = memory.size(memory) << page_size_log2
-        I::I64Const(i64::from(page_size_log2)),
-        I::I64Shl,
-        I::LocalSet(0),
-        // n = cursor >= size ? 0 : min(size - cursor, CHUNK)
-        I::GlobalGet(cursor),
-        I::LocalGet(0),
-        I::I64GeU,
-        I::If(wasm_encoder::BlockType::Result(ValType::I32)),
-        I::I32Const(0),
-        I::Else,
-        I::LocalGet(0),
-        I::GlobalGet(cursor),
-        I::I64Sub,
-        I::I64Const(i64::from(CHUNK)),
-        I::LocalGet(0),
-        I::GlobalGet(cursor),
-        I::I64Sub,
-        I::I64Const(i64::from(CHUNK)),
-        I::I64LtU,
-        I::Select,
-        I::I32WrapI64,
-        I::End,
-        I::LocalSet(1),
-        // pages = (n + 8 + 0xffff) >> 16; grow the own memory to that many
-        I::LocalGet(1),
-        I::I64ExtendI32U,
-        I::I64Const(8 + 0xffff),
-        I::I64Add,
-        I::I64Const(16),
-        I::I64ShrU,
-        I::I32WrapI64,
-        I::LocalTee(2),
-        I::MemorySize(own),
-        I::I32GtU,
-        I::If(wasm_encoder::BlockType::Empty),
-        I::LocalGet(2),
-        I::MemorySize(own),
-        I::I32Sub,
-        I::MemoryGrow(own),
-        I::I32Const(-1),
-        I::I32Eq,
-        I::If(wasm_encoder::BlockType::Empty),
-        I::Unreachable,
-        I::End,
-        I::End,
         // if n != 0: copy memory[cursor..cursor + n] to own[8..8 + n]
         I::LocalGet(1),
         I::If(wasm_encoder::BlockType::Empty),

@@ -1,0 +1,74 @@
+//! Instruction sequences shared by the reader functions that
+//! instrumentation synthesizes (the accessor module, the in-place memory
+//! readers, and `transform`'s chunk readers).
+
+use wasm_encoder::{BlockType, Instruction as I, ValType};
+
+/// Pushes the size in bytes, as `i64`, of memory `memory`.
+pub fn memory_bytes(memory: u32, memory64: bool, page_size_log2: u32) -> Vec<I<'static>> {
+    let mut code = vec![I::MemorySize(memory)];
+    if !memory64 {
+        code.push(I::I64ExtendI32U);
+    }
+    code.extend([I::I64Const(i64::from(page_size_log2)), I::I64Shl]);
+    code
+}
+
+/// Pushes, as `i32`, how many bytes to return from `offset` in a memory of
+/// `size` bytes when at most `len` are asked for:
+/// `offset >= size ? 0 : min(size - offset, len)`. Each operand is an
+/// instruction that pushes an `i64`.
+pub fn bytes_left(
+    offset: &[I<'static>],
+    size: &[I<'static>],
+    len: &[I<'static>],
+) -> Vec<I<'static>> {
+    let mut code = Vec::new();
+    code.extend_from_slice(offset);
+    code.extend_from_slice(size);
+    code.extend([
+        I::I64GeU,
+        I::If(BlockType::Result(ValType::I32)),
+        I::I32Const(0),
+        I::Else,
+    ]);
+    // select(size - offset, len, size - offset < len)
+    for _ in 0..2 {
+        code.extend_from_slice(size);
+        code.extend_from_slice(offset);
+        code.push(I::I64Sub);
+        code.extend_from_slice(len);
+    }
+    code.extend([I::I64LtU, I::Select, I::I32WrapI64, I::End]);
+    code
+}
+
+/// Grows memory `own` (64 KiB pages) so that it holds `8 + n` bytes, where
+/// local `n` is an `i32`; uses local `pages` (`i32`) as scratch; traps when
+/// the memory cannot grow.
+pub fn grow_to_hold(own: u32, n: u32, pages: u32) -> Vec<I<'static>> {
+    vec![
+        // pages = (n + 8 + 0xffff) >> 16
+        I::LocalGet(n),
+        I::I64ExtendI32U,
+        I::I64Const(8 + 0xffff),
+        I::I64Add,
+        I::I64Const(16),
+        I::I64ShrU,
+        I::I32WrapI64,
+        I::LocalTee(pages),
+        I::MemorySize(own),
+        I::I32GtU,
+        I::If(BlockType::Empty),
+        I::LocalGet(pages),
+        I::MemorySize(own),
+        I::I32Sub,
+        I::MemoryGrow(own),
+        I::I32Const(-1),
+        I::I32Eq,
+        I::If(BlockType::Empty),
+        I::Unreachable,
+        I::End,
+        I::End,
+    ]
+}
