@@ -9,8 +9,10 @@ use std::time::Instant;
 
 use crate::plan::{State, Value};
 use crate::runtime::Runtime;
+use crate::wasi::{self, PreopenDir, WasiOptions};
 
 mod split;
+
 use crate::{InitFunc, InstrumentOptions, WasmtimeRuntime, instrument, snapshot, wasmtime_runtime};
 
 /// Pre-initialize a WebAssembly component.
@@ -46,6 +48,46 @@ pub struct Opts {
     /// init export is removed; one inside an exported interface always stays).
     #[clap(long)]
     keep_init_func: bool,
+
+    /// Provide WASI p2 to the init function (by default every import traps
+    /// when init calls it). Nothing of the host is visible unless granted
+    /// with the options below; randomness and clocks are the host's.
+    #[clap(long, help_heading = "WASI during init")]
+    wasi: bool,
+
+    /// Preopen the host directory HOST_DIR for init, as GUEST_DIR (by
+    /// default under the name HOST_DIR). Needs `--wasi`.
+    #[clap(
+        long = "dir",
+        value_name = "HOST_DIR[::GUEST_DIR]",
+        help_heading = "WASI during init"
+    )]
+    dirs: Vec<String>,
+
+    /// Set an environment variable for init; `NAME` alone passes the host's
+    /// value. Needs `--wasi`.
+    #[clap(
+        long = "env",
+        value_name = "NAME[=VAL]",
+        help_heading = "WASI during init"
+    )]
+    env: Vec<String>,
+
+    /// Pass the host's whole environment to init. Needs `--wasi`.
+    #[clap(long, help_heading = "WASI during init")]
+    inherit_env: bool,
+
+    /// Show init's stdout and stderr (on stderr when the output component
+    /// goes to stdout); stdin stays empty. By default they are discarded.
+    /// Needs `--wasi`.
+    #[clap(long, help_heading = "WASI during init")]
+    inherit_stdio: bool,
+
+    /// Snapshot even if init leaves WASI resources open (files, streams,
+    /// directory handles); the guest's handles to them dangle in instances
+    /// started from the output. Needs `--wasi`.
+    #[clap(long, help_heading = "WASI during init")]
+    allow_open_resources: bool,
 }
 
 const AFTER_HELP: &str = "\
@@ -59,6 +101,9 @@ Examples:
 
     # Print the result as WebAssembly text
     component-init app.wat -t
+
+    # Let init read ./config (as /config) and $HOME, and show what it prints
+    component-init app.wasm --wasi --dir ./config::/config --env HOME --inherit-stdio -o out.wasm
 
     # The same in three steps, running init in another runtime (see README)
     component-init instrument app.wasm -o instrumented.wasm --plan plan.json
@@ -89,13 +134,52 @@ impl Opts {
             init_func: self.init_func.as_deref().map(InitFunc::parse).transpose()?,
             keep_init_func: self.keep_init_func,
         };
-        let output = wasmtime_runtime::block_on(pre_initialize(&input, &options))??;
+        let wasi = self.wasi_options()?;
+        let output = wasmtime_runtime::block_on(pre_initialize(&input, &options, wasi))??;
         write_output(self.io.output_path(), &output, self.wat)
+    }
+
+    /// The WASI options, if `--wasi` is given; the other WASI flags need it.
+    fn wasi_options(&self) -> Result<Option<WasiOptions>> {
+        if !self.wasi {
+            let given = [
+                (!self.dirs.is_empty(), "--dir"),
+                (!self.env.is_empty(), "--env"),
+                (self.inherit_env, "--inherit-env"),
+                (self.inherit_stdio, "--inherit-stdio"),
+                (self.allow_open_resources, "--allow-open-resources"),
+            ];
+            if let Some((_, flag)) = given.iter().find(|(given, _)| *given) {
+                bail!("`{flag}` needs `--wasi` (WASI is off during init unless `--wasi` is given)");
+            }
+            return Ok(None);
+        }
+        let mut env = Vec::new();
+        for spec in &self.env {
+            env.extend(wasi::parse_env(spec)?);
+        }
+        Ok(Some(WasiOptions {
+            dirs: self
+                .dirs
+                .iter()
+                .map(|d| PreopenDir::parse(d))
+                .collect::<Result<_>>()?,
+            env,
+            inherit_env: self.inherit_env,
+            inherit_stdio: self.inherit_stdio,
+            // The output component may go to stdout: keep it clean.
+            stdout_to_stderr: self.io.output_path().is_none(),
+            allow_open_resources: self.allow_open_resources,
+        }))
     }
 }
 
 /// The pipeline, phase by phase, logging what each did (`-v`).
-async fn pre_initialize(input: &[u8], options: &InstrumentOptions) -> Result<Vec<u8>> {
+async fn pre_initialize(
+    input: &[u8],
+    options: &InstrumentOptions,
+    wasi: Option<WasiOptions>,
+) -> Result<Vec<u8>> {
     let start = Instant::now();
     let instrumented = instrument(input, options)?;
     let plan = &instrumented.plan;
@@ -108,6 +192,25 @@ async fn pre_initialize(input: &[u8], options: &InstrumentOptions) -> Result<Vec
 
     let start = Instant::now();
     let mut runtime = WasmtimeRuntime::new()?;
+    if let Some(wasi) = wasi {
+        log::info!(
+            "WASI enabled for init: {} preopened director{}, {} environment variable{}, stdio {}",
+            wasi.dirs.len(),
+            if wasi.dirs.len() == 1 { "y" } else { "ies" },
+            wasi.environment().len(),
+            if wasi.environment().len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            if wasi.inherit_stdio {
+                "shown"
+            } else {
+                "discarded"
+            }
+        );
+        runtime = runtime.with_wasi(wasi)?;
+    }
     runtime
         .instantiate(&instrumented.component)
         .await
@@ -116,10 +219,9 @@ async fn pre_initialize(input: &[u8], options: &InstrumentOptions) -> Result<Vec
     log::info!("compiled and instantiated in {:.1?}", start.elapsed());
 
     let start = Instant::now();
-    runtime
-        .call_init(&plan.init)
-        .await
-        .with_context(|| format!("init function `{}` failed", plan.init))?;
+    let result = runtime.call_init(&plan.init).await;
+    log_audit(runtime.audit());
+    result.with_context(|| format!("init function `{}` failed", plan.init))?;
     log::info!("ran `{}` in {:.1?}", plan.init, start.elapsed());
 
     let start = Instant::now();
@@ -150,6 +252,26 @@ async fn pre_initialize(input: &[u8], options: &InstrumentOptions) -> Result<Vec
         output.len()
     );
     Ok(output)
+}
+
+/// Reports what init took from the host through WASI: a warning for
+/// randomness and clocks (their values are frozen into the output), the rest
+/// with `-v`.
+fn log_audit(audit: &wasi::Audit) {
+    for entry in audit.summary() {
+        if entry.category.is_frozen() {
+            log::warn!("{}", entry.message);
+        } else {
+            log::info!("{}", entry.message);
+        }
+    }
+    if !audit.open_resources().is_empty() {
+        log::warn!(
+            "init left WASI resources open (allowed by `--allow-open-resources`): {}; the \
+             guest's handles to them dangle in instances started from the output",
+            wasi::describe_resources(audit.open_resources())
+        );
+    }
 }
 
 /// Reads a binary or text component from `path` (`-` or absent: stdin).

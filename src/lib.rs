@@ -41,6 +41,8 @@ mod segments;
 pub mod snapshot;
 pub mod transform;
 #[cfg(feature = "wasmtime")]
+pub mod wasi;
+#[cfg(feature = "wasmtime")]
 pub mod wasmtime_runtime;
 pub mod wit;
 
@@ -53,6 +55,8 @@ pub use init_func::InitFunc;
 pub use instrument::{InstrumentOptions, Instrumented, instrument};
 pub use plan::{GlobalValue, Plan, Snapshot, Value};
 pub use runtime::Runtime;
+#[cfg(feature = "wasmtime")]
+pub use wasi::{Audit, WasiOptions};
 #[cfg(feature = "wasmtime")]
 pub use wasmtime_runtime::WasmtimeRuntime;
 

@@ -1,19 +1,27 @@
-//! The default [`Runtime`]: Wasmtime, with every import trapping.
+//! The default [`Runtime`]: Wasmtime, with every import trapping unless
+//! WASI is enabled ([`WasmtimeRuntime::with_wasi`]).
 
 use anyhow::{Context, Result, bail};
-use wasmtime::component::{Component, Func, Instance, Linker, Val};
+use tracing::instrument::WithSubscriber;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Func, Instance, Linker, LinkerInstance, ResourceType, Val};
 use wasmtime::{Config, Engine, Store};
 
 use crate::init_func::InitFunc;
 use crate::plan::{GlobalValue, ScalarType};
 use crate::runtime::Runtime;
+use crate::wasi::{Audit, Host, Recorder, WasiOptions, open_resources_error};
 
 /// Runs the instrumented component in Wasmtime. Every import of the
-/// component traps when called, with an error naming the import.
+/// component traps when called, with an error naming the import; with
+/// [`with_wasi`](WasmtimeRuntime::with_wasi), WASI p2 imports are provided
+/// (and audited) and only the others trap.
 pub struct WasmtimeRuntime {
     engine: Engine,
-    store: Store<()>,
+    store: Store<Host>,
     instance: Option<Instance>,
+    wasi: Option<WasiOptions>,
+    audit: Audit,
 }
 
 impl WasmtimeRuntime {
@@ -30,12 +38,37 @@ impl WasmtimeRuntime {
 
     /// A runtime on an engine of the caller's.
     pub fn with_engine(engine: Engine) -> WasmtimeRuntime {
-        let store = Store::new(&engine, ());
+        let store = Store::new(&engine, Host::new());
         WasmtimeRuntime {
             engine,
             store,
             instance: None,
+            wasi: None,
+            audit: Audit::default(),
         }
+    }
+
+    /// Provides WASI p2 to the init function, with what `options` grants of
+    /// the host (nothing else is visible), and audits its use: see
+    /// [`audit`](WasmtimeRuntime::audit). Fails if a directory to preopen
+    /// cannot be opened, or if the component was already instantiated.
+    ///
+    /// WASI's host functions run on Tokio: drive this runtime inside a Tokio
+    /// runtime (as [`block_on`] does).
+    pub fn with_wasi(mut self, options: WasiOptions) -> Result<WasmtimeRuntime> {
+        if self.instance.is_some() {
+            bail!("WASI must be enabled before the component is instantiated");
+        }
+        *self.store.data_mut() = Host::with_wasi(&options)?;
+        self.wasi = Some(options);
+        Ok(self)
+    }
+
+    /// What the init function took from the host through WASI: every WASI
+    /// function it called, what it wrote to stdout and stderr. Empty until
+    /// init ran, and without WASI.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     fn func(&mut self, interface: Option<&str>, name: &str) -> Result<Func> {
@@ -65,8 +98,13 @@ impl WasmtimeRuntime {
 impl Runtime for WasmtimeRuntime {
     async fn instantiate(&mut self, component: &[u8]) -> Result<()> {
         let component = Component::new(&self.engine, component)?;
-        let mut linker = Linker::<()>::new(&self.engine);
-        linker.define_unknown_imports_as_traps(&component)?;
+        let mut linker = Linker::<Host>::new(&self.engine);
+        if self.wasi.is_some() {
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+            define_missing_imports_as_traps(&mut linker, &component)?;
+        } else {
+            linker.define_unknown_imports_as_traps(&component)?;
+        }
         self.instance = Some(
             linker
                 .instantiate_async(&mut self.store, &component)
@@ -82,7 +120,38 @@ impl Runtime for WasmtimeRuntime {
             bail!("init function `{init}` takes parameters");
         }
         let mut results = vec![Val::Bool(false); ty.results().len()];
-        func.call_async(&mut self.store, &[], &mut results).await?;
+        let Some(options) = &self.wasi else {
+            func.call_async(&mut self.store, &[], &mut results).await?;
+            return Ok(());
+        };
+        // Every WASI host function reports its calls through `tracing`.
+        let recorder = Recorder::default();
+        let result = func
+            .call_async(&mut self.store, &[], &mut results)
+            .with_subscriber(recorder.clone())
+            .await;
+        self.audit = recorder.audit(options, self.store.data());
+        if let Err(e) = result {
+            if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                bail!(
+                    "it called `wasi:cli/exit#exit` with status {}; init must return instead",
+                    exit.0
+                );
+            }
+            let e = anyhow::Error::from(e);
+            return Err(match self.store.data().last_stderr_lines() {
+                Some(lines) => anyhow::anyhow!(
+                    "{e:#} (the end of its stderr, which is discarded without \
+                     `--inherit-stdio`: {lines})"
+                ),
+                None => e,
+            });
+        }
+        let open = self.store.data_mut().open_resources();
+        if !open.is_empty() && !options.allow_open_resources {
+            return Err(open_resources_error(&open));
+        }
+        self.audit.set_open_resources(open);
         Ok(())
     }
 
@@ -133,10 +202,141 @@ impl Runtime for WasmtimeRuntime {
     }
 }
 
+/// The version of the WASI p2 interfaces that `wasmtime-wasi` provides, and
+/// those interfaces.
+const WASI_P2_VERSION: &str = "0.2.12";
+const WASI_P2_INTERFACES: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/ip-name-lookup",
+];
+
+/// The name under which the linker holds the WASI p2 interface that
+/// `import` (e.g. `wasi:cli/environment@0.2.6`) resolves to, if any.
+fn wasi_host_name(import: &str) -> Option<String> {
+    let (interface, version) = import.split_once('@')?;
+    let patch = version.strip_prefix("0.2.")?;
+    if !WASI_P2_INTERFACES.contains(&interface) || !patch.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(format!("{interface}@{WASI_P2_VERSION}"))
+}
+
+/// Like [`Linker::define_unknown_imports_as_traps`], for a linker holding
+/// WASI: an import of a WASI p2 interface at another 0.2 version resolves to
+/// the host's instance (a semver-compatible match), so its missing functions
+/// are added to that instance, rather than to a new instance under the
+/// import's exact name, which would shadow the host's with traps.
+fn define_missing_imports_as_traps(linker: &mut Linker<Host>, component: &Component) -> Result<()> {
+    let engine = linker.engine().clone();
+    let ty = component.component_type();
+    for (name, import) in ty.imports(&engine) {
+        match &import.ty {
+            ComponentItem::ComponentInstance(_) => {
+                let host_name = wasi_host_name(name);
+                let mut instance = linker.instance(host_name.as_deref().unwrap_or(name))?;
+                stub(
+                    &mut instance,
+                    &engine,
+                    None,
+                    name,
+                    &import.ty,
+                    true,
+                    host_name.is_some(),
+                )?;
+            }
+            item => stub(&mut linker.root(), &engine, None, name, item, false, false)?,
+        }
+    }
+    Ok(())
+}
+
+/// Defines `name` in `linker` as a trap (functions) or an empty host type
+/// (resources), unless it is already defined; `inside` says that `linker` is
+/// already the instance `name` names, and `host` that it is one of WASI's,
+/// whose resource types (its own and those it uses from other interfaces)
+/// are the host's.
+fn stub(
+    linker: &mut LinkerInstance<'_, Host>,
+    engine: &Engine,
+    parent: Option<&str>,
+    name: &str,
+    item: &ComponentItem,
+    inside: bool,
+    host: bool,
+) -> Result<()> {
+    match item {
+        ComponentItem::ComponentFunc(_) => {
+            let full = match parent {
+                Some(parent) => format!("{parent}#{name}"),
+                None => name.to_string(),
+            };
+            // Without shadowing, defining a name again fails: whatever the
+            // host defined stays.
+            let _ = linker.func_new(name, move |_, _, _, _| {
+                wasmtime::bail!("unknown import: `{full}` has not been defined")
+            });
+        }
+        ComponentItem::Resource(_) if host => {}
+        ComponentItem::Resource(_) => {
+            let _ = linker.resource(name, ResourceType::host::<()>(), |_, _| Ok(()));
+        }
+        ComponentItem::ComponentInstance(instance) => {
+            if inside {
+                stub_exports(linker, engine, name, instance, host)?;
+            } else {
+                stub_exports(&mut linker.instance(name)?, engine, name, instance, host)?;
+            }
+        }
+        ComponentItem::Component(_) | ComponentItem::Module(_) => {
+            bail!("cannot define the import `{name}` (a component or module) as a trap")
+        }
+        ComponentItem::CoreFunc(_) | ComponentItem::Type(_) => {}
+    }
+    Ok(())
+}
+
+fn stub_exports(
+    linker: &mut LinkerInstance<'_, Host>,
+    engine: &Engine,
+    name: &str,
+    instance: &wasmtime::component::types::ComponentInstance,
+    host: bool,
+) -> Result<()> {
+    for (export, item) in instance.exports(engine) {
+        stub(linker, engine, Some(name), export, &item.ty, false, host)?;
+    }
+    Ok(())
+}
+
 /// Runs `future` to completion on a single-threaded Tokio runtime.
 pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .context("failed to start the async runtime")?;
     Ok(runtime.block_on(future))
