@@ -35,13 +35,14 @@ pub struct Opts {
     #[clap(short = 't', long)]
     wat: bool,
 
-    /// The exported function to run as init: `NAME`, `NAME()` or
-    /// `INTERFACE#NAME` (for example `my:pkg/setup#init`).
+    /// The exported function to run as init, and its arguments: `NAME`,
+    /// `NAME(ARGS)`, `INTERFACE#NAME` or `INTERFACE#NAME(ARGS)` (for example
+    /// `'my:pkg/setup#init("config.json", 3)'`), the arguments in WAVE as
+    /// `wasmtime run --invoke` takes them.
     ///
     /// Defaults to `component-init`, or `wizer-initialize` when only that is
-    /// exported. The function must take no parameters; its results are
-    /// ignored.
-    #[clap(long, value_name = "NAME")]
+    /// exported. Results are shown with `-v`; an `err` result fails.
+    #[clap(long, value_name = "NAME[(ARGS)]")]
     init_func: Option<String>,
 
     /// Keep the init function's export in the output (by default a top-level
@@ -223,6 +224,13 @@ async fn pre_initialize(
     log_audit(runtime.audit());
     result.with_context(|| format!("init function `{}` failed", plan.init))?;
     log::info!("ran `{}` in {:.1?}", plan.init, start.elapsed());
+    if !runtime.init_results().is_empty() {
+        log::info!(
+            "`{}` returned {}",
+            plan.init,
+            runtime.init_results().join(", ")
+        );
+    }
 
     let start = Instant::now();
     let snapshot = snapshot::read(&mut runtime, plan).await?;

@@ -11,7 +11,7 @@ use crate::parse::Parsed;
 
 /// An exported function, named as `name` (a function exported by the
 /// component) or `interface#name` (a function of an exported instance, such
-/// as `my:pkg/setup#init`).
+/// as `my:pkg/setup#init`), and the arguments to call it with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitFunc {
     /// The exported instance holding the function, if any.
@@ -19,19 +19,29 @@ pub struct InitFunc {
     pub interface: Option<String>,
     /// The function's name.
     pub name: String,
+    /// The arguments, in WAVE (the WebAssembly Value Encoding, as
+    /// `wasmtime run --invoke` takes them), without the parentheses:
+    /// `"\"config.json\", 3, {verbose: true}"`. `None` calls the function
+    /// without arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<String>,
 }
 
 impl InitFunc {
-    /// Parses `NAME`, `NAME()`, `IFACE#NAME` or `IFACE#NAME()`.
+    /// Parses `NAME`, `NAME(ARGS)`, `IFACE#NAME` or `IFACE#NAME(ARGS)`, where
+    /// `ARGS` are WAVE values separated by commas (checked against the
+    /// function's parameter types when it is called).
     pub fn parse(spec: &str) -> Result<InitFunc> {
         let spec = spec.trim();
-        let path = match spec.find('(') {
-            None => spec,
-            Some(open) if &spec[open..] == "()" => &spec[..open],
-            Some(_) => bail!(
-                "init function `{spec}`: arguments are not supported; name a function that \
-                 takes no parameters, as `NAME` or `NAME()`"
-            ),
+        let (path, args) = match spec.find('(') {
+            None => (spec, None),
+            Some(open) => {
+                let Some(args) = spec[open + 1..].strip_suffix(')') else {
+                    bail!("init function `{spec}`: the argument list does not end with `)`");
+                };
+                let args = args.trim();
+                (&spec[..open], (!args.is_empty()).then(|| args.to_string()))
+            }
         };
         let (interface, name) = match path.rsplit_once('#') {
             Some((interface, name)) => (Some(interface.to_string()), name),
@@ -43,6 +53,7 @@ impl InitFunc {
         Ok(InitFunc {
             interface,
             name: name.to_string(),
+            args,
         })
     }
 
@@ -50,12 +61,31 @@ impl InitFunc {
         InitFunc {
             interface: None,
             name: name.to_string(),
+            args: None,
+        }
+    }
+
+    /// The call as WAVE text: `NAME(ARGS)`, for `wasm_wave`'s call parser.
+    pub fn wave_call(&self) -> String {
+        format!("{}({})", self.name, self.args.as_deref().unwrap_or(""))
+    }
+}
+
+impl InitFunc {
+    /// `NAME` or `INTERFACE#NAME`, without arguments.
+    pub fn path(&self) -> String {
+        match &self.interface {
+            Some(interface) => format!("{interface}#{}", self.name),
+            None => self.name.clone(),
         }
     }
 }
 
 impl fmt::Display for InitFunc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(args) = &self.args {
+            return write!(f, "{}({args})", self.path());
+        }
         match &self.interface {
             Some(interface) => write!(f, "{interface}#{}", self.name),
             None => f.write_str(&self.name),
@@ -137,10 +167,12 @@ fn find(parsed: &Parsed<'_>, name: &str) -> Option<usize> {
 }
 
 fn check_params(func: &InitFunc, params: usize) -> Result<()> {
-    if params != 0 {
+    if params != 0 && func.args.is_none() {
         bail!(
-            "init function `{func}` takes {params} parameter{}; the init function must take none",
-            if params == 1 { "" } else { "s" }
+            "init function `{func}` takes {params} parameter{}; pass the arguments in WAVE, as \
+             `--init-func '{}(ARG, ...)'`",
+            if params == 1 { "" } else { "s" },
+            func.path()
         );
     }
     Ok(())

@@ -44,6 +44,8 @@ pub mod transform;
 pub mod wasi;
 #[cfg(feature = "wasmtime")]
 pub mod wasmtime_runtime;
+#[cfg(feature = "wasmtime")]
+mod wave;
 pub mod wit;
 
 #[cfg(feature = "cli")]

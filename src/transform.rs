@@ -164,6 +164,7 @@ fn closure_init() -> InitFunc {
     InitFunc {
         interface: None,
         name: "<the initialize closure>".to_string(),
+        args: None,
     }
 }
 

@@ -11,6 +11,7 @@ use crate::init_func::InitFunc;
 use crate::plan::{GlobalValue, ScalarType};
 use crate::runtime::Runtime;
 use crate::wasi::{Audit, Host, Recorder, WasiOptions, open_resources_error};
+use crate::wave;
 
 /// Runs the instrumented component in Wasmtime. Every import of the
 /// component traps when called, with an error naming the import; with
@@ -22,6 +23,7 @@ pub struct WasmtimeRuntime {
     instance: Option<Instance>,
     wasi: Option<WasiOptions>,
     audit: Audit,
+    init_results: Vec<String>,
 }
 
 impl WasmtimeRuntime {
@@ -45,7 +47,13 @@ impl WasmtimeRuntime {
             instance: None,
             wasi: None,
             audit: Audit::default(),
+            init_results: Vec::new(),
         }
+    }
+
+    /// What the init function returned, in WAVE, once it ran.
+    pub fn init_results(&self) -> &[String] {
+        &self.init_results
     }
 
     /// Provides WASI p2 to the init function, with what `options` grants of
@@ -115,19 +123,18 @@ impl Runtime for WasmtimeRuntime {
 
     async fn call_init(&mut self, init: &InitFunc) -> Result<()> {
         let func = self.func(init.interface.as_deref(), &init.name)?;
-        let ty = func.ty(&self.store);
-        if ty.params().len() != 0 {
-            bail!("init function `{init}` takes parameters");
-        }
-        let mut results = vec![Val::Bool(false); ty.results().len()];
+        let (args, results) = wave::args(&self.store, &func, init)?;
+        let mut results = vec![Val::Bool(false); results];
         let Some(options) = &self.wasi else {
-            func.call_async(&mut self.store, &[], &mut results).await?;
+            func.call_async(&mut self.store, &args, &mut results)
+                .await?;
+            self.init_results = wave::results(init, &results)?;
             return Ok(());
         };
         // Every WASI host function reports its calls through `tracing`.
         let recorder = Recorder::default();
         let result = func
-            .call_async(&mut self.store, &[], &mut results)
+            .call_async(&mut self.store, &args, &mut results)
             .with_subscriber(recorder.clone())
             .await;
         self.audit = recorder.audit(options, self.store.data());
@@ -152,6 +159,7 @@ impl Runtime for WasmtimeRuntime {
             return Err(open_resources_error(&open));
         }
         self.audit.set_open_resources(open);
+        self.init_results = wave::results(init, &results)?;
         Ok(())
     }
 

@@ -114,7 +114,7 @@ fn init_export_of_the_wrong_type() {
     );
     assert!(err.contains("`component-init` is not a function"), "{err}");
     let err = fails(&component(GOOD), &["--init-func", "component-init(1, 2)"]);
-    assert!(err.contains("arguments are not supported"), "{err}");
+    assert!(err.contains("do not fit its parameters"), "{err}");
 }
 
 #[test]

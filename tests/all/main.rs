@@ -8,6 +8,7 @@ mod cli;
 mod errors;
 mod guests;
 mod hostile;
+mod init_args;
 mod jco;
 mod large_memory;
 mod linking;
