@@ -1,0 +1,666 @@
+//! Pre-initialization, measured side by side: component-init's pipeline
+//! against wasmtime-wizer 48 (`wasmtime wizer`) on the same inputs and init
+//! function. See BENCHMARKS.md.
+//!
+//! ```text
+//! cargo bench --bench pre_init                      # every workload
+//! cargo bench --bench pre_init -- dense-96mib large-code
+//! PRE_INIT_BENCH_RUNS=3 cargo bench --bench pre_init
+//! ```
+//!
+//! Every pipeline run is a child process of its own (this binary, re-run as
+//! `pre_init __child TOOL WASI INPUT OUTPUT`), so that its peak RSS (VmHWM)
+//! is its own and a panic of either tool is a note, not the end of the
+//! suite. Times are medians over the runs; the report (Markdown) goes to
+//! stdout and to `target/release/pre-init-bench/results.md`.
+
+#[path = "pre_init/child.rs"]
+mod child;
+#[path = "pre_init/startup.rs"]
+mod startup;
+#[path = "pre_init/workloads.rs"]
+mod workloads;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use child::{Measured, PHASES};
+use workloads::Workload;
+
+/// Pipeline runs per workload and tool, unless `PRE_INIT_BENCH_RUNS` says.
+const RUNS: usize = 5;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("__child") {
+        let [_, tool, wasi, input, output] = &args[..] else {
+            eprintln!("usage: pre_init __child TOOL WASI INPUT OUTPUT");
+            std::process::exit(2);
+        };
+        if let Err(e) = child::main(tool, wasi == "1", input, output) {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    // `cargo bench` passes `--bench`; other arguments select workloads.
+    let selected: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if let Err(e) = run(&selected) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The median of `values` (sorted in place); NaN when empty.
+pub fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The outcome of one tool on one workload.
+#[derive(Default)]
+struct ToolResult {
+    runs: Vec<Measured>,
+    /// Why the tool failed, if it did (then `runs` is empty).
+    failure: Option<String>,
+    /// Where its output component is.
+    output: Option<PathBuf>,
+}
+
+impl ToolResult {
+    fn ok(&self) -> bool {
+        !self.runs.is_empty()
+    }
+
+    fn phase(&self, i: usize) -> f64 {
+        median(&mut self.runs.iter().map(|m| m.phases[i]).collect::<Vec<_>>())
+    }
+
+    fn total(&self) -> f64 {
+        median(&mut self.runs.iter().map(|m| m.total).collect::<Vec<_>>())
+    }
+
+    fn rss(&self) -> f64 {
+        median(
+            &mut self
+                .runs
+                .iter()
+                .map(|m| m.peak_rss as f64)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn size(&self) -> usize {
+        self.runs.first().map_or(0, |m| m.output_size)
+    }
+
+    fn guest_memory(&self) -> usize {
+        self.runs.first().map_or(0, |m| m.guest_memory)
+    }
+}
+
+struct Row {
+    workload: Workload,
+    load: f64,
+    ours: ToolResult,
+    peer: ToolResult,
+    /// Ours on an engine that does not optimize (workloads where
+    /// compilation dominates only).
+    ours_o0: Option<ToolResult>,
+    startup: Option<Startup>,
+}
+
+/// The workloads on which the what-if `ours-o0` also runs.
+const WHAT_IF: &[&str] = &["regex-tables", "large-code"];
+
+/// Median seconds of instantiate + first call, per variant.
+struct Startup {
+    ours: Option<f64>,
+    peer: Option<f64>,
+    /// Ours on an engine that maps sparse memory images too.
+    dense_image_engine: Option<f64>,
+    original_with_init: f64,
+    original_no_init: f64,
+    agree: String,
+}
+
+fn run(selected: &[&str]) -> Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("no target directory")?
+        .join("pre-init-bench");
+    std::fs::create_dir_all(&dir)?;
+    let runs = std::env::var("PRE_INIT_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RUNS)
+        .max(1);
+    let names: Vec<&str> = workloads::NAMES
+        .iter()
+        .copied()
+        .filter(|n| selected.is_empty() || selected.contains(n))
+        .collect();
+    if names.is_empty() {
+        anyhow::bail!(
+            "no workload named {selected:?}; the workloads are {:?}",
+            workloads::NAMES
+        );
+    }
+
+    let load_start = load();
+    let idle = run_child(
+        &exe,
+        "idle",
+        false,
+        &dir.join("idle.wasm"),
+        &dir.join("idle.out"),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = Engine::new(&child::config())?;
+    let empty = Component::new(&engine, workloads::empty())?;
+    let (empty_startup, _) = startup::measure(&engine, &empty, false, &["probe"])?;
+
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    for name in names {
+        eprintln!("== {name}: building the input");
+        let workload = match workloads::build(name, &root) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("   skipped: {e}");
+                skipped.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let input = dir.join(format!("{name}.wasm"));
+        std::fs::write(&input, &workload.bytes)?;
+        let load = load();
+        let mut ours = ToolResult::default();
+        let mut peer = ToolResult::default();
+        let mut ours_o0 = ToolResult::default();
+        let what_if = WHAT_IF.contains(&name);
+        for i in 0..runs {
+            let mut tools = vec![("ours", &mut ours), ("peer", &mut peer)];
+            if what_if {
+                tools.push(("ours-o0", &mut ours_o0));
+            }
+            for (tool, result) in tools {
+                if result.failure.is_some() {
+                    continue;
+                }
+                let output = dir.join(format!("{name}.{tool}.wasm"));
+                match run_child(&exe, tool, workload.wasi, &input, &output) {
+                    Ok(m) => {
+                        eprintln!(
+                            "   {tool} run {}/{runs}: {:.1} ms, {} bytes, peak RSS {:.0} MiB",
+                            i + 1,
+                            m.total * 1e3,
+                            m.output_size,
+                            m.peak_rss as f64 / (1 << 20) as f64
+                        );
+                        result.runs.push(m);
+                        result.output = Some(output);
+                    }
+                    Err(e) => {
+                        eprintln!("   {tool} failed: {e}");
+                        result.failure = Some(e);
+                        result.runs.clear();
+                        result.output = None;
+                    }
+                }
+            }
+        }
+        eprintln!("   startup");
+        let startup = measure_startup(&engine, &workload, &ours, &peer)
+            .map_err(|e| eprintln!("   startup failed: {e:#}"))
+            .ok();
+        rows.push(Row {
+            workload,
+            load,
+            ours,
+            peer,
+            ours_o0: what_if.then_some(ours_o0),
+            startup,
+        });
+    }
+
+    let report = report(
+        &rows,
+        &skipped,
+        runs,
+        idle.peak_rss,
+        empty_startup,
+        load_start,
+    );
+    print!("{report}");
+    let path = dir.join("results.md");
+    std::fs::write(&path, &report)?;
+    eprintln!("report written to {}", path.display());
+    Ok(())
+}
+
+/// Runs one pipeline in a child process; `Err` is the child's error or
+/// panic message.
+fn run_child(
+    exe: &Path,
+    tool: &str,
+    wasi: bool,
+    input: &Path,
+    output: &Path,
+) -> Result<Measured, String> {
+    let out = Command::new(exe)
+        .arg("__child")
+        .arg(tool)
+        .arg(if wasi { "1" } else { "0" })
+        .arg(input)
+        .arg(output)
+        .output()
+        .map_err(|e| format!("failed to start the child: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.success()
+        && let Some(json) = stdout.lines().find_map(|l| l.strip_prefix("RESULT "))
+    {
+        return serde_json::from_str(json).map_err(|e| format!("bad child output: {e}"));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut lines = stderr.lines();
+    let message = match lines.clone().position(|l| l.contains("panicked at")) {
+        // "thread 'main' panicked at FILE:LINE:COL:" then the message
+        Some(i) => {
+            let at = lines.nth(i).unwrap_or_default();
+            let location = at
+                .split("panicked at ")
+                .nth(1)
+                .unwrap_or_default()
+                .trim_end_matches(':');
+            let what = lines.next().unwrap_or_default();
+            format!("panicked: {what} (at {location})")
+        }
+        None => stderr
+            .lines()
+            .find(|l| l.starts_with("error"))
+            .unwrap_or(stderr.trim())
+            .to_string(),
+    };
+    Err(format!("{message} [{}]", out.status))
+}
+
+fn measure_startup(
+    engine: &Engine,
+    workload: &Workload,
+    ours: &ToolResult,
+    peer: &ToolResult,
+) -> Result<Startup> {
+    let probe = workload.probe;
+    let wasi = workload.wasi;
+    let original = Component::new(engine, &workload.bytes)?;
+    let (original_with_init, expected) =
+        startup::measure(engine, &original, wasi, &["component-init", probe])?;
+    let (original_no_init, _) = startup::measure(engine, &original, wasi, &[probe])?;
+    drop(original);
+    let mut agree = Vec::new();
+    let mut output = |result: &ToolResult, tool: &str, engine: &Engine| -> Result<Option<f64>> {
+        let Some(path) = &result.output else {
+            return Ok(None);
+        };
+        let component = match Component::new(engine, std::fs::read(path)?) {
+            Ok(component) => component,
+            Err(e) => {
+                agree.push(format!(
+                    "{tool}'s output does not compile: {}",
+                    e.to_string().replace('|', "\\|")
+                ));
+                return Ok(None);
+            }
+        };
+        let (time, got) = startup::measure(engine, &component, wasi, &[probe])?;
+        if got != expected {
+            agree.push(format!("{tool}: `{probe}` = {got}, expected {expected}"));
+        }
+        Ok(Some(time))
+    };
+    let ours_time = output(ours, "ours", engine)?;
+    let peer = output(peer, "peer", engine)?;
+    // Wasmtime maps a memory image copy-on-write only when the image is
+    // dense or small (`Config::memory_guaranteed_dense_image_size`); a
+    // sparse 1 GiB image is applied segment by segment at every
+    // instantiation. What an embedder that allows it gets:
+    let dense_image_engine = if workload.name.starts_with("sparse") {
+        let mut config = child::config();
+        config.memory_guaranteed_dense_image_size(4 << 30);
+        output(ours, "ours (dense image engine)", &Engine::new(&config)?)?
+    } else {
+        None
+    };
+    Ok(Startup {
+        ours: ours_time,
+        peer,
+        dense_image_engine,
+        original_with_init,
+        original_no_init,
+        agree: if agree.is_empty() {
+            format!("`{probe}` = {expected} everywhere")
+        } else {
+            agree.join("; ")
+        },
+    })
+}
+
+/// The 1-minute load average.
+fn load() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn ms(seconds: f64) -> String {
+    if seconds.is_nan() {
+        "–".into()
+    } else if seconds < 0.01 {
+        format!("{:.2}", seconds * 1e3)
+    } else {
+        format!("{:.1}", seconds * 1e3)
+    }
+}
+
+fn us(seconds: f64) -> String {
+    format!("{:.0}", seconds * 1e6)
+}
+
+fn mib(bytes: f64) -> String {
+    format!("{:.1} MiB", bytes / (1 << 20) as f64)
+}
+
+fn size(bytes: usize) -> String {
+    if bytes < 1 << 20 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        mib(bytes as f64)
+    }
+}
+
+fn ratio(ours: f64, peer: f64) -> String {
+    if ours.is_nan() || peer.is_nan() || peer == 0.0 {
+        "–".into()
+    } else {
+        format!("{:.2}x", ours / peer)
+    }
+}
+
+fn report(
+    rows: &[Row],
+    skipped: &[String],
+    runs: usize,
+    idle_rss: u64,
+    empty_startup: f64,
+    load_start: f64,
+) -> String {
+    let mut r = String::new();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    writeln!(
+        r,
+        "Machine: {cpus} CPUs, {cpu}; load average (1 min) {load_start:.2} at the start, \
+         {:.2} at the end. Median of {runs} runs per tool and workload, each run a child \
+         process. Peak RSS of an idle child: {}.\n",
+        load(),
+        mib(idle_rss as f64)
+    )
+    .unwrap();
+
+    r.push_str("### Pre-initialization, total\n\n");
+    r.push_str(
+        "| workload | load | ours ms | peer ms | ours/peer | ours output | peer output | ours/peer \
+         | ours peak RSS | peer peak RSS | ours/peer |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        let (o, p) = (&row.ours, &row.peer);
+        let peer_cell = |s: String| if p.ok() { s } else { "fails¹".into() };
+        writeln!(
+            r,
+            "| {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.workload.name,
+            row.load,
+            if o.ok() {
+                ms(o.total())
+            } else {
+                "fails".into()
+            },
+            peer_cell(ms(p.total())),
+            ratio(o.total(), p.total()),
+            size(o.size()),
+            peer_cell(size(p.size())),
+            ratio(o.size() as f64, p.size() as f64),
+            mib(o.rss()),
+            peer_cell(mib(p.rss())),
+            ratio(o.rss(), p.rss()),
+        )
+        .unwrap();
+    }
+
+    r.push_str("\n### Per phase (median ms; ours/peer)\n\n");
+    r.push_str("| workload |");
+    for phase in PHASES {
+        write!(r, " {phase} |").unwrap();
+    }
+    r.push_str("\n|---|---|---|---|---|---|\n");
+    for row in rows {
+        write!(r, "| {} |", row.workload.name).unwrap();
+        for i in 0..PHASES.len() {
+            let (o, p) = (row.ours.phase(i), row.peer.phase(i));
+            if row.peer.ok() {
+                write!(r, " {} / {} ({}) |", ms(o), ms(p), ratio(o, p)).unwrap();
+            } else {
+                write!(r, " {} / – |", ms(o)).unwrap();
+            }
+        }
+        r.push('\n');
+    }
+
+    r.push_str(
+        "\n### Startup (median µs: new store, instantiate, first call of `probe`; compiled \
+         beforehand)\n\n",
+    );
+    r.push_str(
+        "| workload | ours output | peer output | original, init at runtime | original, no init \
+         | empty component | ours / (original, no init) | check |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        let Some(s) = &row.startup else {
+            writeln!(r, "| {} | failed | | | | | | |", row.workload.name).unwrap();
+            continue;
+        };
+        let opt = |t: Option<f64>| t.map_or("–".into(), us);
+        writeln!(
+            r,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.workload.name,
+            opt(s.ours),
+            opt(s.peer),
+            us(s.original_with_init),
+            us(s.original_no_init),
+            us(empty_startup),
+            ratio(s.ours.unwrap_or(f64::NAN), s.original_no_init),
+            s.agree,
+        )
+        .unwrap();
+    }
+    for row in rows {
+        if let Some(t) = row.startup.as_ref().and_then(|s| s.dense_image_engine) {
+            writeln!(
+                r,
+                "\n{}: ours output on an engine with \
+                 `memory_guaranteed_dense_image_size(4 GiB)` (copy-on-write image even when \
+                 sparse): {} µs.",
+                row.workload.name,
+                us(t)
+            )
+            .unwrap();
+        }
+    }
+
+    r.push_str(
+        "\n### Targets\n\n| target | workload | measured (ours) | met | the peer's own figure \
+         |\n|---|---|---|---|---|\n",
+    );
+    let mut target =
+        |what: &str, workload: &str, measured: String, met: Option<bool>, peer: String| {
+            let met = match met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "n/a",
+            };
+            writeln!(r, "| {what} | {workload} | {measured} | {met} | {peer} |").unwrap();
+        };
+    for row in rows {
+        let (o, p) = (&row.ours, &row.peer);
+        let name = row.workload.name;
+        let limit = if name == "large-code" { 0.5 } else { 1.0 };
+        let comparable = o.ok() && p.ok();
+        let peer_fails = || "fails".to_string();
+        target(
+            &format!("total time ≤ {limit}x peer"),
+            name,
+            if comparable {
+                ratio(o.total(), p.total())
+            } else {
+                "peer fails".into()
+            },
+            comparable.then(|| o.total() / p.total() <= limit),
+            String::new(),
+        );
+        target(
+            "output size ≤ 1.0x peer",
+            name,
+            if comparable {
+                format!(
+                    "{:.4}x ({} vs {} bytes)",
+                    o.size() as f64 / p.size() as f64,
+                    o.size(),
+                    p.size()
+                )
+            } else {
+                "peer fails".into()
+            },
+            comparable.then(|| o.size() <= p.size()),
+            String::new(),
+        );
+        if name.starts_with("dense") && o.ok() {
+            let gbps = |t: &ToolResult| t.guest_memory() as f64 / (t.phase(3) + t.phase(4)) / 1e9;
+            target(
+                "snapshot + rewrite ≥ 2 GB/s of guest memory",
+                name,
+                format!("{:.2} GB/s", gbps(o)),
+                Some(gbps(o) >= 2.0),
+                if p.ok() {
+                    format!("{:.2} GB/s", gbps(p))
+                } else {
+                    peer_fails()
+                },
+            );
+        }
+        if let Some(s) = &row.startup
+            && let Some(t) = s.ours
+        {
+            let x = t / s.original_no_init;
+            target(
+                "startup ≤ 1.2x the original without init",
+                name,
+                format!("{x:.2}x"),
+                Some(x <= 1.2),
+                s.peer
+                    .map_or_else(peer_fails, |t| format!("{:.2}x", t / s.original_no_init)),
+            );
+        }
+        let rss_limit = |t: &ToolResult| t.guest_memory() as f64 + 1.5 * t.size() as f64;
+        if o.ok() {
+            target(
+                "peak RSS ≤ guest memory + 1.5x output",
+                name,
+                format!("{} vs {}", mib(o.rss()), mib(rss_limit(o))),
+                Some(o.rss() <= rss_limit(o)),
+                if p.ok() {
+                    format!("{} vs {}", mib(p.rss()), mib(rss_limit(p)))
+                } else {
+                    peer_fails()
+                },
+            );
+        }
+    }
+
+    r.push_str(
+        "\n### What-if: our pipeline on an engine with `cranelift_opt_level(None)` \
+         (`WasmtimeRuntime::with_engine`)\n\n| workload | ours ms | ours, opt-level none ms | \
+         peer ms | opt-level none/peer | compile+instantiate, opt-level none ms | same output \
+         size |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        let Some(o0) = &row.ours_o0 else { continue };
+        writeln!(
+            r,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.workload.name,
+            ms(row.ours.total()),
+            ms(o0.total()),
+            ms(row.peer.total()),
+            ratio(o0.total(), row.peer.total()),
+            ms(o0.phase(1)),
+            // (not the same bytes where init reads `wasi:random`)
+            o0.size() == row.ours.size()
+        )
+        .unwrap();
+    }
+
+    r.push_str("\n### Workloads and failures\n\n");
+    for row in rows {
+        writeln!(
+            r,
+            "- `{}`: {}; {} input, {} of guest memory after init.",
+            row.workload.name,
+            row.workload.description,
+            size(row.workload.bytes.len()),
+            size(row.ours.guest_memory())
+        )
+        .unwrap();
+    }
+    for row in rows {
+        for (tool, result) in [("ours", &row.ours), ("peer", &row.peer)] {
+            if let Some(failure) = &result.failure {
+                writeln!(r, "- ¹ {tool} on `{}`: {failure}", row.workload.name).unwrap();
+            }
+        }
+    }
+    for s in skipped {
+        writeln!(r, "- skipped {s}").unwrap();
+    }
+    r
+}

@@ -1,0 +1,420 @@
+//! The inputs: one component per workload, each exporting `component-init`
+//! (the init function both tools run) and a `probe` export (no parameters)
+//! for the startup measurement that reads state init leaves behind.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::process::Command;
+
+/// One input component and how to run it.
+pub struct Workload {
+    /// Short name, used on the command line to select workloads.
+    pub name: &'static str,
+    /// What it is, one line.
+    pub description: String,
+    /// Whether init needs WASI p2 (both tools then provide it).
+    pub wasi: bool,
+    /// The export called first at startup; it must not run the init work.
+    pub probe: &'static str,
+    /// The component.
+    pub bytes: Vec<u8>,
+}
+
+/// Every workload's name, in report order.
+pub const NAMES: &[&str] = &[
+    "regex-tables",
+    "large-code",
+    "dense-256mib",
+    "dense-96mib",
+    "sparse-1gib",
+    "many-globals",
+    "adapter-shape",
+];
+
+/// Builds the workload `name`; `Err` says why it cannot be built here.
+pub fn build(name: &str, root: &Path) -> Result<Workload, String> {
+    let wat = |text: &str| wat::parse_str(text).map_err(|e| format!("{name}: {e}"));
+    Ok(match name {
+        "regex-tables" => Workload {
+            name: "regex-tables",
+            description: "Rust guest (wasm32-wasip2, tests/programs/regex-tables): init compiles \
+                          regexes and builds a HashMap from embedded JSON"
+                .into(),
+            wasi: true,
+            probe: "init-calls",
+            bytes: rust_guest(root, "regex-tables")?,
+        },
+        "large-code" => {
+            let bytes = wat(&large_code(LARGE_CODE_FUNCS))?;
+            Workload {
+                name: "large-code",
+                description: format!(
+                    "{LARGE_CODE_FUNCS} generated functions ({:.1} MiB component), init touches a \
+                     few of them",
+                    mib(bytes.len())
+                ),
+                wasi: false,
+                probe: "probe",
+                bytes,
+            }
+        }
+        "dense-256mib" => Workload {
+            name: "dense-256mib",
+            description: "init grows memory to 256 MiB and fills all of it with non-zero \
+                          pseudo-random bytes"
+                .into(),
+            wasi: false,
+            probe: "probe",
+            bytes: wat(&dense(4096))?,
+        },
+        "dense-96mib" => Workload {
+            name: "dense-96mib",
+            description: "as dense-256mib at 96 MiB, below the size at which the peer fails".into(),
+            wasi: false,
+            probe: "probe",
+            bytes: wat(&dense(1536))?,
+        },
+        "sparse-1gib" => Workload {
+            name: "sparse-1gib",
+            description: format!(
+                "init grows memory to 1 GiB and writes {SPARSE_WRITES} scattered 8-byte words"
+            ),
+            wasi: false,
+            probe: "probe",
+            bytes: wat(&sparse(16384, SPARSE_WRITES))?,
+        },
+        "many-globals" => Workload {
+            name: "many-globals",
+            description: format!(
+                "{GLOBALS_MODULES} modules, each instantiated once, with {GLOBALS_PER_MODULE} \
+                 mutable i32/i64/f32/f64 globals each ({} in all), init sets every one",
+                GLOBALS_MODULES * GLOBALS_PER_MODULE
+            ),
+            wasi: false,
+            probe: "probe",
+            bytes: wat(&many_globals(GLOBALS_MODULES, GLOBALS_PER_MODULE))?,
+        },
+        "adapter-shape" => Workload {
+            name: "adapter-shape",
+            description: "wit-component's shape: shim (table of trampolines), main module \
+                          (1 MiB heap written by init, start function), adapter importing main's \
+                          memory with 64 globals of its own, fixups filling the shim's table"
+                .into(),
+            wasi: false,
+            probe: "probe",
+            bytes: wat(&adapter_shape())?,
+        },
+        other => return Err(format!("unknown workload `{other}`")),
+    })
+}
+
+/// The floor for startup: a component with nothing to initialize.
+pub fn empty() -> Vec<u8> {
+    wat::parse_str(
+        r#"(component
+          (core module $m (func (export "probe") (result i32) (i32.const 7)))
+          (core instance $i (instantiate $m))
+          (func (export "probe") (result u32) (canon lift (core func $i "probe"))))"#,
+    )
+    .expect("the empty component parses")
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+/// Builds a guest of `tests/programs` for wasm32-wasip2 the way
+/// `tests/all/guests.rs` does, returning the component.
+fn rust_guest(root: &Path, package: &str) -> Result<Vec<u8>, String> {
+    let dir = root.join("tests/programs");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+        ])
+        .arg("--manifest-path")
+        .arg(dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(dir.join("target"))
+        .args(["-p", package]);
+    // Flags meant for the host build must not reach the guests'.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+    ] {
+        command.env_remove(var);
+    }
+    let output = command
+        .output()
+        .map_err(|e| format!("failed to run cargo: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "building tests/programs/{package} for wasm32-wasip2 failed (`rustup target add \
+             wasm32-wasip2`?): {}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        ));
+    }
+    let path = dir
+        .join("target/wasm32-wasip2/release")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+const LARGE_CODE_FUNCS: usize = 12_000;
+
+/// A module with `funcs` generated functions (each a small `br_table`
+/// switch and arithmetic over memory, a few hundred bytes), of which init
+/// calls ten.
+fn large_code(funcs: usize) -> String {
+    let mut m = String::from("(core module $m (memory (export \"memory\") 1)\n");
+    m.push_str("(global $calls (mut i32) (i32.const 0))\n");
+    let mut x: u32 = 0x1234_5678;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    for i in 0..funcs {
+        write!(m, "(func $f{i} (param $x i32) (result i32) (local $y i32)").unwrap();
+        write!(
+            m,
+            "(local.set $y (i32.mul (local.get $x) (i32.const {})))",
+            next() | 1
+        )
+        .unwrap();
+        for _ in 0..4 {
+            let (a, b, c, d) = (next(), next(), next() % 31, next() & 0xfffc);
+            write!(
+                m,
+                "(block $d (block $c2 (block $c1 (block $c0 \
+                   (br_table $c0 $c1 $c2 $d (i32.and (local.get $y) (i32.const 3))))\
+                   (local.set $y (i32.add (local.get $y) (i32.const {a}))) (br $d))\
+                   (local.set $y (i32.xor (local.get $y) (i32.const {b}))) (br $d))\
+                   (local.set $y (i32.rotl (local.get $y) (i32.const {c}))))\
+                 (i32.store (i32.const {d}) (i32.add (i32.load (i32.const {d})) (local.get $y)))"
+            )
+            .unwrap();
+        }
+        if i > 0 {
+            // Calls make the functions reachable from one another.
+            write!(
+                m,
+                "(if (i32.eqz (local.get $x)) (then (local.set $y (call $f{} (local.get $y)))))",
+                next() as usize % i
+            )
+            .unwrap();
+        }
+        m.push_str("(local.get $y))\n");
+    }
+    m.push_str("(func (export \"init\") (global.set $calls (i32.const 1))");
+    for k in 0..10 {
+        let f = k * (funcs / 10);
+        write!(
+            m,
+            "(i32.store (i32.const {}) (call $f{f} (i32.const {})))",
+            0x8000 + 4 * k,
+            k + 1
+        )
+        .unwrap();
+    }
+    m.push_str(")\n(func (export \"probe\") (result i32) (i32.add (global.get $calls) (i32.load (i32.const 0x8000)))))\n");
+    format!(
+        r#"(component {m}
+          (core instance $i (instantiate $m))
+          (func (export "component-init") (canon lift (core func $i "init")))
+          (func (export "probe") (result u32) (canon lift (core func $i "probe"))))"#
+    )
+}
+
+/// Init grows memory to `pages` and fills it with non-zero xorshift bytes.
+fn dense(pages: u32) -> String {
+    let bytes = u64::from(pages) << 16;
+    format!(
+        r#"(component
+      (core module $m
+        (memory 1)
+        (func (export "init") (local $p i32) (local $x i64)
+          (drop (memory.grow (i32.const {grow})))
+          (local.set $x (i64.const 0x2545F4914F6CDD1D))
+          (loop $l
+            (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 13))))
+            (local.set $x (i64.xor (local.get $x) (i64.shr_u (local.get $x) (i64.const 7))))
+            (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 17))))
+            (i64.store (local.get $p) (i64.or (local.get $x) (i64.const 0x0101010101010101)))
+            (local.set $p (i32.add (local.get $p) (i32.const 8)))
+            (br_if $l (i32.lt_u (local.get $p) (i32.const {bytes})))))
+        ;; reads the first, a middle and the last word; 0 before init
+        (func (export "probe") (result i32)
+          (if (result i32) (i32.lt_u (memory.size) (i32.const {pages}))
+            (then (i32.const 0))
+            (else
+              (i32.xor (i32.xor (i32.load (i32.const 0)) (i32.load (i32.const {mid})))
+                       (i32.load (i32.const {last})))))))
+      (core instance $i (instantiate $m))
+      (func (export "component-init") (canon lift (core func $i "init")))
+      (func (export "probe") (result u32) (canon lift (core func $i "probe"))))"#,
+        grow = pages - 1,
+        mid = bytes / 2 + 4,
+        last = bytes - 4,
+    )
+}
+
+const SPARSE_WRITES: u32 = 8000;
+
+/// Init grows memory to `pages` (up to 65536) and stores `writes` non-zero
+/// words at pseudo-random places.
+fn sparse(pages: u32, writes: u32) -> String {
+    let mask = ((u64::from(pages) << 16) - 1) & !7;
+    format!(
+        r#"(component
+      (core module $m
+        (memory 1)
+        (global $last (mut i32) (i32.const 0))
+        (func (export "init") (local $n i32) (local $x i64) (local $at i32)
+          (drop (memory.grow (i32.const {grow})))
+          (local.set $x (i64.const 0x2545F4914F6CDD1D))
+          (loop $l
+            (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 13))))
+            (local.set $x (i64.xor (local.get $x) (i64.shr_u (local.get $x) (i64.const 7))))
+            (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 17))))
+            (local.set $at (i32.wrap_i64 (i64.and (local.get $x) (i64.const {mask}))))
+            (i64.store (local.get $at) (i64.or (local.get $x) (i64.const 1)))
+            (local.set $n (i32.add (local.get $n) (i32.const 1)))
+            (br_if $l (i32.lt_u (local.get $n) (i32.const {writes}))))
+          (global.set $last (local.get $at)))
+        (func (export "probe") (result i32) (i32.load (global.get $last))))
+      (core instance $i (instantiate $m))
+      (func (export "component-init") (canon lift (core func $i "init")))
+      (func (export "probe") (result u32) (canon lift (core func $i "probe"))))"#,
+        grow = pages - 1,
+    )
+}
+
+const GLOBALS_MODULES: usize = 48;
+const GLOBALS_PER_MODULE: usize = 100;
+
+/// `modules` distinct modules with `per_module` mutable globals each, every
+/// module instantiated once; a driver module's init calls each one's init.
+fn many_globals(modules: usize, per_module: usize) -> String {
+    let types = ["i32", "i64", "f32", "f64"];
+    let mut c = String::from("(component\n");
+    for k in 0..modules {
+        writeln!(c, "(core module $m{k}").unwrap();
+        for g in 0..per_module {
+            let ty = types[g % 4];
+            write!(c, "(global $g{g} (mut {ty}) ({ty}.const 0))").unwrap();
+        }
+        c.push_str("(func (export \"init\")");
+        for g in 0..per_module {
+            let ty = types[g % 4];
+            let v = k * 1000 + g + 1;
+            write!(c, "(global.set $g{g} ({ty}.const {v}))").unwrap();
+        }
+        c.push_str(")(func (export \"get\") (result i32) (global.get $g0)))\n");
+        writeln!(c, "(core instance $i{k} (instantiate $m{k}))").unwrap();
+    }
+    c.push_str("(core module $driver\n");
+    for k in 0..modules {
+        write!(
+            c,
+            "(import \"m{k}\" \"init\" (func $init{k})) (import \"m{k}\" \"get\" (func $get{k} (result i32)))"
+        )
+        .unwrap();
+    }
+    c.push_str("(func (export \"init\")");
+    for k in 0..modules {
+        write!(c, "(call $init{k})").unwrap();
+    }
+    c.push_str(")(func (export \"probe\") (result i32) (i32.const 0)");
+    for k in 0..modules {
+        write!(c, "(call $get{k}) (i32.add)").unwrap();
+    }
+    c.push_str("))\n(core instance $driver (instantiate $driver");
+    for k in 0..modules {
+        write!(c, " (with \"m{k}\" (instance $i{k}))").unwrap();
+    }
+    c.push_str(
+        r#"))
+      (func (export "component-init") (canon lift (core func $driver "init")))
+      (func (export "probe") (result u32) (canon lift (core func $driver "probe"))))"#,
+    );
+    c
+}
+
+/// The shape of `tests/all/shapes.rs`, with more state: a 1 MiB heap in
+/// main, 64 adapter globals.
+fn adapter_shape() -> String {
+    let mut adapter_globals = String::new();
+    let mut adapter_sets = String::new();
+    for g in 0..64 {
+        write!(adapter_globals, "(global $a{g} (mut i64) (i64.const 0))").unwrap();
+        write!(
+            adapter_sets,
+            "(global.set $a{g} (i64.add (global.get $a{g}) (i64.extend_i32_u (local.get 0))))"
+        )
+        .unwrap();
+    }
+    format!(
+        r#"(component
+  (core module $shim
+    (type $t (func (param i32)))
+    (table (export "$imports") 1 1 funcref)
+    (func (export "log") (param i32) (call_indirect (type $t) (local.get 0) (i32.const 0))))
+  (core module $main
+    (import "adapter" "log" (func $log (param i32)))
+    (memory (export "memory") 17)
+    (global $sp (mut i32) (i32.const 1024))
+    (global $inited (mut i32) (i32.const 0))
+    (func $_initialize (global.set $inited (i32.add (global.get $inited) (i32.const 1))))
+    (start $_initialize)
+    (func (export "init") (local $p i32)
+      (call $log (i32.const 5))
+      (global.set $sp (i32.const 2048))
+      ;; a 1 MiB heap at 64 KiB, every word its own index
+      (local.set $p (i32.const 0x10000))
+      (loop $l
+        (i32.store (local.get $p) (i32.shr_u (local.get $p) (i32.const 2)))
+        (local.set $p (i32.add (local.get $p) (i32.const 4)))
+        (br_if $l (i32.lt_u (local.get $p) (i32.const 0x110000)))))
+    (func (export "get") (result i32)
+      (i32.add (i32.add (i32.load (i32.const 0x10040)) (global.get $sp)) (global.get $inited))))
+  (core module $adapter
+    (import "env" "memory" (memory 0))
+    {adapter_globals}
+    (func (export "log") (param i32)
+      {adapter_sets}
+      (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (local.get 0))))
+    (func (export "total") (result i32) (i32.add (i32.wrap_i64 (global.get $a63)) (i32.load (i32.const 4)))))
+  (core module $fixups
+    (import "" "$imports" (table 1 1 funcref))
+    (import "" "log" (func $log (param i32)))
+    (elem (i32.const 0) func $log))
+  (core module $probe
+    (import "main" "get" (func $get (result i32)))
+    (import "adapter" "total" (func $total (result i32)))
+    (func (export "probe") (result i32) (i32.add (call $get) (call $total))))
+  (core instance $shim (instantiate $shim))
+  (core instance $main (instantiate $main (with "adapter" (instance $shim))))
+  (core instance $env (export "memory" (memory $main "memory")))
+  (core instance $adapter (instantiate $adapter (with "env" (instance $env))))
+  (core instance $fixup-args
+    (export "$imports" (table $shim "$imports"))
+    (export "log" (func $adapter "log")))
+  (core instance $fixups (instantiate $fixups (with "" (instance $fixup-args))))
+  (core instance $probe (instantiate $probe (with "main" (instance $main)) (with "adapter" (instance $adapter))))
+  (func (export "component-init") (canon lift (core func $main "init")))
+  (func (export "probe") (result u32) (canon lift (core func $probe "probe"))))"#
+    )
+}
