@@ -25,6 +25,23 @@ fn build(target: &'static str, packages: &[&str]) -> Result<PathBuf, String> {
     let dir = programs_dir();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let start = Instant::now();
+    // So that `cargo test` alone works on a fresh machine: add the target
+    // when rustup manages the toolchain (a no-op when it is installed).
+    if let Ok(output) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        && !String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .any(|t| t.trim() == target)
+    {
+        let added = Command::new("rustup")
+            .args(["target", "add", target])
+            .status()
+            .map_err(|e| format!("failed to run rustup: {e}"))?;
+        if !added.success() {
+            return Err(format!("`rustup target add {target}` failed"));
+        }
+    }
     let mut command = Command::new(cargo);
     command
         .arg("build")
