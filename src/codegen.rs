@@ -72,3 +72,49 @@ pub fn grow_to_hold(own: u32, n: u32, pages: u32) -> Vec<I<'static>> {
         I::End,
     ]
 }
+
+/// Copies `n` bytes (local `n`, `i32`) of memory `memory` from the address
+/// `src` pushes (`i64`) to `own[8..8 + n]`, unless `n` is 0.
+pub fn copy_to_own(
+    memory: u32,
+    memory64: bool,
+    own: u32,
+    src: &[I<'static>],
+    n: u32,
+) -> Vec<I<'static>> {
+    let mut code = vec![I::LocalGet(n), I::If(BlockType::Empty), I::I32Const(8)];
+    code.extend_from_slice(src);
+    if !memory64 {
+        code.push(I::I32WrapI64);
+    }
+    code.extend([
+        I::LocalGet(n),
+        I::MemoryCopy {
+            src_mem: memory,
+            dst_mem: own,
+        },
+        I::End,
+    ]);
+    code
+}
+
+/// Writes the canonical ABI return area of a `list<u8>` at `own[0..8]`:
+/// `(8, n)`, and pushes its address, 0.
+pub fn return_own_list(own: u32, n: u32) -> Vec<I<'static>> {
+    let store = |offset| {
+        I::I32Store(wasm_encoder::MemArg {
+            offset,
+            align: 2,
+            memory_index: own,
+        })
+    };
+    vec![
+        I::I32Const(0),
+        I::I32Const(8),
+        store(0),
+        I::I32Const(0),
+        I::LocalGet(n),
+        store(4),
+        I::I32Const(0),
+    ]
+}

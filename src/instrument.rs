@@ -920,13 +920,6 @@ fn memory_reader(memory: u32, own: u32, memory64: bool, page_size_log2: u32) -> 
     use Instruction as I;
     // params: 0 offset i64, 1 len i32; locals: 2 size i64, 3 n i32, 4 pages i32
     let mut f = Function::new([(1, ValType::I64), (2, ValType::I32)]);
-    let own_arg = |offset| {
-        I::I32Store(MemArg {
-            offset,
-            align: 2,
-            memory_index: own,
-        })
-    };
     // size = memory.size(memory) << page_size_log2
     let mut code = codegen::memory_bytes(memory, memory64, page_size_log2);
     code.push(I::LocalSet(2));
@@ -939,33 +932,17 @@ fn memory_reader(memory: u32, own: u32, memory64: bool, page_size_log2: u32) -> 
     code.push(I::LocalSet(3));
     // grow the own memory to hold the return area and n bytes
     code.extend(codegen::grow_to_hold(own, 3, 4));
-    code.extend([
-        // if n != 0: copy memory[offset..offset + n] to own[8..8 + n]
-        I::LocalGet(3),
-        I::If(wasm_encoder::BlockType::Empty),
-        I::I32Const(8),
-        I::LocalGet(0),
-    ]);
-    if !memory64 {
-        code.push(I::I32WrapI64);
-    }
-    code.extend([
-        I::LocalGet(3),
-        I::MemoryCopy {
-            src_mem: memory,
-            dst_mem: own,
-        },
-        I::End,
-        // own[0..8] = (8, n); return 0
-        I::I32Const(0),
-        I::I32Const(8),
-        own_arg(0),
-        I::I32Const(0),
-        I::LocalGet(3),
-        own_arg(4),
-        I::I32Const(0),
-        I::End,
-    ]);
+    // if n != 0: copy memory[offset..offset + n] to own[8..8 + n]
+    code.extend(codegen::copy_to_own(
+        memory,
+        memory64,
+        own,
+        &[I::LocalGet(0)],
+        3,
+    ));
+    // own[0..8] = (8, n); return 0
+    code.extend(codegen::return_own_list(own, 3));
+    code.push(I::End);
     for i in &code {
         f.instruction(i);
     }

@@ -76,8 +76,8 @@ use std::pin::Pin;
 use wasm_encoder::{
     Alias, CanonicalFunctionSection, CanonicalOption, ComponentAliasSection, ComponentExportKind,
     ComponentExportSection, ComponentTypeSection, ComponentValType, ConstExpr, EntityType,
-    ExportKind, Function, GlobalType, ImportSection, InstanceSection, Instruction, MemArg,
-    MemoryType, ModuleArg, ModuleSection, PrimitiveValType, TypeSection, ValType,
+    ExportKind, Function, GlobalType, ImportSection, InstanceSection, Instruction, MemoryType,
+    ModuleArg, ModuleSection, PrimitiveValType, TypeSection, ValType,
 };
 use wasmparser::{ComponentExternalKind, Parser, Payload, Validator};
 
@@ -633,13 +633,6 @@ fn chunk_reader(
     use Instruction as I;
     // locals: 0 size i64, 1 n i32, 2 pages i32
     let mut f = Function::new([(1, ValType::I64), (2, ValType::I32)]);
-    let store = |offset| {
-        I::I32Store(MemArg {
-            offset,
-            align: 2,
-            memory_index: own,
-        })
-    };
     // size = memory.size(memory) << page_size_log2
     let mut code = codegen::memory_bytes(memory, memory64, page_size_log2);
     code.push(I::LocalSet(0));
@@ -652,39 +645,25 @@ fn chunk_reader(
     code.push(I::LocalSet(1));
     // grow the own memory to hold the return area and n bytes
     code.extend(codegen::grow_to_hold(own, 1, 2));
+    // if n != 0: copy memory[cursor..cursor + n] to own[8..8 + n]
+    code.extend(codegen::copy_to_own(
+        memory,
+        memory64,
+        own,
+        &[I::GlobalGet(cursor)],
+        1,
+    ));
     code.extend([
-        // if n != 0: copy memory[cursor..cursor + n] to own[8..8 + n]
-        I::LocalGet(1),
-        I::If(wasm_encoder::BlockType::Empty),
-        I::I32Const(8),
-        I::GlobalGet(cursor),
-    ]);
-    if !memory64 {
-        code.push(I::I32WrapI64);
-    }
-    code.extend([
-        I::LocalGet(1),
-        I::MemoryCopy {
-            src_mem: memory,
-            dst_mem: own,
-        },
-        I::End,
         // cursor += n
         I::GlobalGet(cursor),
         I::LocalGet(1),
         I::I64ExtendI32U,
         I::I64Add,
         I::GlobalSet(cursor),
-        // own[0..8] = (8, n); return 0
-        I::I32Const(0),
-        I::I32Const(8),
-        store(0),
-        I::I32Const(0),
-        I::LocalGet(1),
-        store(4),
-        I::I32Const(0),
-        I::End,
     ]);
+    // own[0..8] = (8, n); return 0
+    code.extend(codegen::return_own_list(own, 1));
+    code.push(I::End);
     for i in &code {
         f.instruction(i);
     }
