@@ -5,6 +5,7 @@ mod support;
 
 mod basics;
 mod cli;
+mod differential;
 mod errors;
 mod guests;
 mod hostile;
