@@ -22,7 +22,7 @@ use crate::codegen;
 use crate::init_func::{self, InitFunc};
 use crate::module::{self, ModuleEdit};
 use crate::names;
-use crate::parse::{self, ComponentInfo, Counts, SectionKind};
+use crate::parse::{self, ComponentInfo, SectionKind};
 use crate::plan::GlobalValue;
 use crate::plan::{Accessor, InputId, PLAN_FORMAT, Plan, ScalarType, State};
 use crate::probe::{self, Probed};
@@ -303,20 +303,21 @@ fn encode(bytes: &[u8], info: &ComponentInfo, level: &Level, root: bool) -> Resu
         }
     }
     if root || !level.accessors.is_empty() {
-        append_accessors(&mut component, &info.counts, level);
+        append_accessors(&mut component, info, level);
     }
     Ok(component.finish())
 }
 
 /// Appends the accessor module, its instantiation, the lifted accessors and
 /// the exported accessor instance.
-fn append_accessors(component: &mut Component, counts: &Counts, level: &Level) {
+fn append_accessors(component: &mut Component, info: &ComponentInfo, level: &Level) {
     let local: Vec<&Accessor> = level.local().collect();
     let lifted = if local.is_empty() {
         Vec::new()
     } else {
-        append_local_accessors(component, counts, &local)
+        append_local_accessors(component, info, &local)
     };
+    let counts = &info.counts;
 
     // Alias the accessor instance of each nested component instance, then
     // the functions in it.
@@ -381,9 +382,10 @@ fn append_accessors(component: &mut Component, counts: &Counts, level: &Level) {
 /// functions' indices, in the order of `local`.
 fn append_local_accessors(
     component: &mut Component,
-    counts: &Counts,
+    info: &ComponentInfo,
     local: &[&Accessor],
 ) -> Vec<u32> {
+    let counts = &info.counts;
     let module_index = counts.modules;
     let core_instance_base = counts.core_instances;
     let core_memory_base = counts.memories;
@@ -397,14 +399,23 @@ fn append_local_accessors(
     // no accessor module then needs more than one memory, which runtimes
     // without multi-memory (jco on Node 20) need. Everything else is read by
     // the accessor module.
-    let direct = |a: &Accessor| {
-        matches!(
-            a.state,
-            State::Memory {
-                memory64: false,
-                ..
-            }
-        )
+    // A memory too small to ever hold the reader's 8-byte return area next
+    // to a byte of data (at most 16 bytes, such as `(memory 0 0)`) is read by
+    // the accessor module too.
+    let direct = |a: &Accessor| match a.state {
+        State::Memory {
+            memory64: false,
+            index,
+            page_size_log2,
+        } => info
+            .modules
+            .iter()
+            .filter(|m| m.index == a.module)
+            .flat_map(|m| &m.memories)
+            .find(|m| m.index == index)
+            .and_then(|m| m.ty.maximum)
+            .is_none_or(|max| max << page_size_log2 >= 16),
+        _ => false,
     };
     let rest: Vec<&Accessor> = local.iter().copied().filter(|a| !direct(a)).collect();
     let accessor_module = accessor_module(&rest);

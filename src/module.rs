@@ -4,7 +4,7 @@
 //! Used by instrument (to export a module's state) and by rewrite (to bake a
 //! snapshot into it).
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::borrow::Cow;
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_encoder::{ConstExpr, Encode};
@@ -152,6 +152,12 @@ pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
                     if let Some(&(_, pages)) =
                         edit.memory_minimums.iter().find(|(m, _)| *m == index)
                     {
+                        if let Some(maximum) = ty.maximum.filter(|&max| pages > max) {
+                            bail!(
+                                "the snapshot of memory {index} is {pages} pages, more than \
+                                 its declared maximum of {maximum}"
+                            );
+                        }
                         ty.minimum = ty.minimum.max(pages);
                     }
                     section.memory(ty);

@@ -85,21 +85,6 @@ const SEEDS: &[&str] = &[
 /// What one hostile case exercised.
 pub type Exercised = &'static str;
 
-/// Known bugs, reported and not fixed yet: a substring of the error
-/// `Plan::apply` returns, and the name the case is counted under instead of
-/// failing. Remove an entry once its bug is fixed (the tally printed by the
-/// `hostile_inputs` test shows whether it is still hit).
-pub const KNOWN_BUGS: &[(&str, Exercised)] = &[(
-    // `Plan::apply` with a memory snapshot larger than the memory's declared
-    // maximum rewrites the module with minimum > maximum and then reports
-    // "internal error: the rewritten component does not validate; please
-    // report this" instead of rejecting the snapshot (`check_snapshot` does
-    // not look at maxima). Reproduction: `(core module (memory 1 1) (func
-    // (export "init")))` and a 2-page snapshot.
-    "size minimum must not be greater than maximum",
-    "known bug: memory snapshot over the declared maximum",
-)];
-
 fn guard<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
         let msg = p
@@ -294,9 +279,6 @@ pub fn check(u: &mut Unstructured<'_>) -> Result<Exercised, String> {
             .map_err(|e| format!("Plan::apply returned an invalid component ({what}): {e}"))?,
         Err(e) => {
             let msg = format!("{e:#}");
-            if let Some((_, known)) = KNOWN_BUGS.iter().find(|(m, _)| msg.contains(m)) {
-                return Ok(known);
-            }
             if !tampered && msg.contains("does not validate") {
                 return Err(format!(
                     "Plan::apply produced an invalid component ({what}): {msg}"

@@ -372,9 +372,6 @@ pub struct Case {
     pub steps: Vec<Step>,
     /// How many observations start (and end) `steps`.
     pub observations: usize,
-    /// Whether the module has a memory whose maximum is 0 (see
-    /// [`KNOWN_BUG_ZERO_MAX_MEMORY`]).
-    pub zero_max_memory: bool,
 }
 
 /// Generates a case from `u`; `None` when wasm-smith cannot, or the module
@@ -787,7 +784,6 @@ fn build(
         init: init_index,
         steps,
         observations: observation_count,
-        zero_max_memory: exports.memories.iter().any(|m| m.ty.maximum == Some(0)),
     })
 }
 
@@ -1082,27 +1078,6 @@ fn pre_init(component: &[u8]) -> Result<Result<Vec<u8>>, String> {
     })
 }
 
-/// Known bugs, reported and not fixed yet: the cases they explain are counted
-/// under these names instead of failing, so that the rest of the check runs.
-/// Remove an entry once its bug is fixed (the tally shows whether it is still
-/// hit).
-///
-/// - A memory declared with maximum 0 (`(memory 0 0)`) makes
-///   pre-initialization fail: "failed to call accessor `get-memory-0`: wasm
-///   trap: wasm `unreachable` instruction executed". Reproduction:
-///   `(component (core module $m (memory 0 0) (func (export "init")))
-///   (core instance $i (instantiate $m)) (func (export "component-init")
-///   (canon lift (core func $i "init"))))`; `(memory 0)` and `(memory 1 1)`
-///   work.
-pub const KNOWN_BUG_ZERO_MAX_MEMORY: &str = "known bug: a memory with maximum 0";
-
-fn known_bug(case: &Case, msg: &str) -> Option<&'static str> {
-    (case.zero_max_memory
-        && msg.contains("failed to call accessor `get-memory-")
-        && msg.contains("`unreachable` instruction executed"))
-    .then_some(KNOWN_BUG_ZERO_MAX_MEMORY)
-}
-
 /// The documented limitation a pre-initialization error reports, if any:
 /// tables and reference-typed globals cannot be snapshotted, so neither init
 /// nor a start function may change them; mutable globals of some types are
@@ -1142,9 +1117,6 @@ fn compare(
             if msg.contains("call stack exhausted") {
                 // The instrumented code may use more stack than the original.
                 return Ok((Verdict::Skipped(STACK_DEPTH_DIFFERS), 0));
-            }
-            if let Some(known) = known_bug(case, &msg) {
-                return Ok((Verdict::Skipped(known), 0));
             }
             return Err(format!(
                 "pre-initialization failed, but the original's init returns: {msg}"

@@ -98,3 +98,46 @@ fn v128_globals() {
         Val::S64(0x1112_1314_1516_1718)
     );
 }
+
+#[test]
+fn memories_too_small_for_a_return_area() {
+    // `(memory 0 0)` can never hold a byte; a 5-byte memory of 1-byte pages
+    // cannot hold the 8-byte return area of an in-place reader either.
+    let input = wat(r#"
+    (component
+      (core module $m
+        (memory $none 0 0)
+        (memory $five 2 5 (pagesize 1))
+        (func (export "init")
+          (drop (memory.grow $five (i32.const 3)))
+          (i32.store8 $five (i32.const 4) (i32.const 0x5a)))
+        (func (export "five") (result i32)
+          (i32.add (i32.load8_u $five (i32.const 4))
+            (i32.add (memory.size $five) (memory.size $none)))))
+      (core instance $i (instantiate $m))
+      (func (export "component-init") (canon lift (core func $i "init")))
+      (func (export "five") (result s32) (canon lift (core func $i "five"))))"#);
+    let output = pre_init(&input).unwrap();
+    validate(&output);
+    assert_eq!(call1(&output, &["five"]).unwrap(), Val::S32(0x5a + 5));
+}
+
+#[test]
+fn a_memory_snapshot_over_the_declared_maximum_is_refused() {
+    use component_init::plan::{Snapshot, Value};
+    let input = wat(r#"
+    (component
+      (core module $m (memory 1 1) (func (export "init")))
+      (core instance $i (instantiate $m))
+      (func (export "component-init") (canon lift (core func $i "init"))))"#);
+    let instrumented =
+        component_init::instrument(&input, &component_init::InstrumentOptions::default()).unwrap();
+    let snapshot = Snapshot {
+        values: vec![Value::Memory(vec![1; 2 << 16])],
+    };
+    let err = instrumented.plan.apply(&input, &snapshot).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("is 2 pages, more than its declared maximum of 1"),
+        "{err:#}"
+    );
+}
