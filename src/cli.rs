@@ -50,6 +50,42 @@ pub struct Opts {
     #[clap(long)]
     keep_init_func: bool,
 
+    #[clap(flatten)]
+    run: RunArgs,
+}
+
+/// How init runs: WASI and limits (the main command and `snapshot`).
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Stop init after this long, with an error (`500ms`, `3s`, `2m`, `1h`;
+    /// `0`: no limit). Instantiation, start functions included, counts.
+    #[clap(
+        long,
+        value_name = "DURATION",
+        default_value = "5m",
+        value_parser = crate::limits::parse_duration,
+        help_heading = "Limits during init"
+    )]
+    // (a full path: clap must not make an `Option` field optional)
+    timeout: std::option::Option<std::time::Duration>,
+
+    /// Stop init with an error when the component's linear memories would
+    /// hold more than SIZE bytes in all (`65536`, `64MiB`, `2GiB`). By
+    /// default only the memories' own maxima apply.
+    #[clap(
+        long,
+        value_name = "SIZE",
+        value_parser = crate::limits::parse_size,
+        help_heading = "Limits during init"
+    )]
+    max_memory: Option<u64>,
+
+    /// Stop init with an error once it has used N units of fuel (about one
+    /// per instruction): a bound that is the same on every machine. Metering
+    /// fuel slows init down.
+    #[clap(long, value_name = "N", help_heading = "Limits during init")]
+    fuel: Option<u64>,
+
     /// Provide WASI p2 to the init function (by default every import traps
     /// when init calls it). Nothing of the host is visible unless granted
     /// with the options below; randomness and clocks are the host's.
@@ -106,6 +142,9 @@ Examples:
     # Let init read ./config (as /config) and $HOME, and show what it prints
     component-init app.wasm --wasi --dir ./config::/config --env HOME --inherit-stdio -o out.wasm
 
+    # Give init at most 30 seconds and 1 GiB of linear memory
+    component-init app.wasm --timeout 30s --max-memory 1GiB -o app.init.wasm
+
     # The same in three steps, running init in another runtime (see README)
     component-init instrument app.wasm -o instrumented.wasm --plan plan.json
     component-init snapshot instrumented.wasm --plan plan.json -o snapshot.bin
@@ -135,13 +174,52 @@ impl Opts {
             init_func: self.init_func.as_deref().map(InitFunc::parse).transpose()?,
             keep_init_func: self.keep_init_func,
         };
-        let wasi = self.wasi_options()?;
-        let output = wasmtime_runtime::block_on(pre_initialize(&input, &options, wasi))??;
+        let runtime = self.run.runtime(self.io.output_path().is_none())?;
+        let output = wasmtime_runtime::block_on(pre_initialize(&input, &options, runtime))??;
         write_output(self.io.output_path(), &output, self.wat)
+    }
+}
+
+impl RunArgs {
+    /// The limits the flags give.
+    fn limits(&self) -> crate::Limits {
+        crate::Limits {
+            timeout: self.timeout,
+            max_memory: self.max_memory,
+            fuel: self.fuel,
+        }
+    }
+
+    /// A Wasmtime runtime with these limits and WASI options, logged (`-v`).
+    /// `output_to_stdout`: the output goes to stdout, so init's stdout must
+    /// not.
+    pub(crate) fn runtime(&self, output_to_stdout: bool) -> Result<WasmtimeRuntime> {
+        let wasi = self.wasi_options(output_to_stdout)?;
+        let mut runtime = WasmtimeRuntime::with_limits(self.limits())?;
+        if let Some(wasi) = wasi {
+            log::info!(
+                "WASI enabled for init: {} preopened director{}, {} environment variable{}, stdio {}",
+                wasi.dirs.len(),
+                if wasi.dirs.len() == 1 { "y" } else { "ies" },
+                wasi.environment().len(),
+                if wasi.environment().len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                if wasi.inherit_stdio {
+                    "shown"
+                } else {
+                    "discarded"
+                }
+            );
+            runtime = runtime.with_wasi(wasi)?;
+        }
+        Ok(runtime)
     }
 
     /// The WASI options, if `--wasi` is given; the other WASI flags need it.
-    fn wasi_options(&self) -> Result<Option<WasiOptions>> {
+    fn wasi_options(&self, output_to_stdout: bool) -> Result<Option<WasiOptions>> {
         if !self.wasi {
             let given = [
                 (!self.dirs.is_empty(), "--dir"),
@@ -169,7 +247,7 @@ impl Opts {
             inherit_env: self.inherit_env,
             inherit_stdio: self.inherit_stdio,
             // The output component may go to stdout: keep it clean.
-            stdout_to_stderr: self.io.output_path().is_none(),
+            stdout_to_stderr: output_to_stdout,
             allow_open_resources: self.allow_open_resources,
         }))
     }
@@ -179,7 +257,7 @@ impl Opts {
 async fn pre_initialize(
     input: &[u8],
     options: &InstrumentOptions,
-    wasi: Option<WasiOptions>,
+    mut runtime: WasmtimeRuntime,
 ) -> Result<Vec<u8>> {
     let start = Instant::now();
     let instrumented = instrument(input, options)?;
@@ -192,26 +270,6 @@ async fn pre_initialize(
     );
 
     let start = Instant::now();
-    let mut runtime = WasmtimeRuntime::new()?;
-    if let Some(wasi) = wasi {
-        log::info!(
-            "WASI enabled for init: {} preopened director{}, {} environment variable{}, stdio {}",
-            wasi.dirs.len(),
-            if wasi.dirs.len() == 1 { "y" } else { "ies" },
-            wasi.environment().len(),
-            if wasi.environment().len() == 1 {
-                ""
-            } else {
-                "s"
-            },
-            if wasi.inherit_stdio {
-                "shown"
-            } else {
-                "discarded"
-            }
-        );
-        runtime = runtime.with_wasi(wasi)?;
-    }
     runtime
         .instantiate(&instrumented.component)
         .await

@@ -29,6 +29,7 @@
 mod codegen;
 pub mod init_func;
 pub mod instrument;
+pub mod limits;
 mod module;
 pub mod names;
 pub mod parse;
@@ -55,6 +56,7 @@ use anyhow::{Context, Result};
 
 pub use init_func::InitFunc;
 pub use instrument::{InstrumentOptions, Instrumented, instrument};
+pub use limits::Limits;
 pub use plan::{GlobalValue, Plan, Snapshot, Value};
 pub use runtime::Runtime;
 #[cfg(feature = "wasmtime")]

@@ -24,6 +24,8 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 use wasmtime::component::ResourceTable;
+
+use crate::limits::MemoryLimiter;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -164,6 +166,8 @@ pub(crate) struct Host {
     stderr: Arc<AtomicU64>,
     /// The last bytes written to stderr, when it is discarded.
     stderr_tail: Arc<Mutex<Vec<u8>>>,
+    /// Counts linear memory against `--max-memory`.
+    pub(crate) limiter: MemoryLimiter,
 }
 
 /// How much of a discarded stderr is kept, to explain a failing init.
@@ -177,6 +181,7 @@ impl Host {
             stdout: Arc::default(),
             stderr: Arc::default(),
             stderr_tail: Arc::default(),
+            limiter: MemoryLimiter::default(),
         }
     }
 
@@ -188,6 +193,7 @@ impl Host {
             stdout,
             stderr,
             stderr_tail,
+            limiter: MemoryLimiter::default(),
         })
     }
 

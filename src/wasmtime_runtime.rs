@@ -2,16 +2,22 @@
 //! WASI is enabled ([`WasmtimeRuntime::with_wasi`]).
 
 use anyhow::{Context, Result, bail};
+use std::sync::mpsc;
 use tracing::instrument::WithSubscriber;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Func, Instance, Linker, LinkerInstance, ResourceType, Val};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine, Store, Trap};
 
 use crate::init_func::InitFunc;
+use crate::limits::{Limits, ShowDuration};
 use crate::plan::{GlobalValue, ScalarType};
 use crate::runtime::Runtime;
 use crate::wasi::{Audit, Host, Recorder, WasiOptions, open_resources_error};
 use crate::wave;
+
+/// An epoch deadline that is never reached (the epoch only advances when a
+/// timeout expires).
+const NO_DEADLINE: u64 = 1 << 62;
 
 /// Runs the instrumented component in Wasmtime. Every import of the
 /// component traps when called, with an error naming the import; with
@@ -24,23 +30,55 @@ pub struct WasmtimeRuntime {
     wasi: Option<WasiOptions>,
     audit: Audit,
     init_results: Vec<String>,
+    limits: Limits,
+    /// Ends the timeout's timer thread when dropped.
+    timer: Option<mpsc::Sender<()>>,
 }
 
 impl WasmtimeRuntime {
     /// A runtime with Wasmtime's default configuration (wasm backtraces off,
-    /// so that errors stay on one line).
+    /// so that errors stay on one line) and the default [`Limits`]: init
+    /// times out after [`DEFAULT_TIMEOUT`](crate::limits::DEFAULT_TIMEOUT).
     pub fn new() -> Result<WasmtimeRuntime> {
+        WasmtimeRuntime::with_limits(Limits::default())
+    }
+
+    /// A runtime with Wasmtime's default configuration and `limits` on init.
+    pub fn with_limits(limits: Limits) -> Result<WasmtimeRuntime> {
+        let engine = Engine::new(&WasmtimeRuntime::config(&limits))?;
+        let mut runtime = WasmtimeRuntime::with_engine(engine);
+        runtime.limits = limits;
+        if let Some(fuel) = runtime.limits.fuel {
+            runtime.store.set_fuel(fuel)?;
+        }
+        runtime.store.data_mut().limiter.max = runtime.limits.max_memory;
+        Ok(runtime)
+    }
+
+    /// The engine configuration [`with_limits`](WasmtimeRuntime::with_limits)
+    /// uses: Wasmtime's defaults with the proposals this crate snapshots
+    /// (multi-memory, memory64, custom page sizes), epoch interruption when
+    /// `limits` has a timeout and fuel when it has fuel.
+    pub fn config(limits: &Limits) -> Config {
         let mut config = Config::new();
         config.wasm_backtrace_max_frames(None);
         config.wasm_multi_memory(true);
         config.wasm_memory64(true);
         config.wasm_custom_page_sizes(true);
-        Ok(WasmtimeRuntime::with_engine(Engine::new(&config)?))
+        config.epoch_interruption(limits.timeout.is_some());
+        config.consume_fuel(limits.fuel.is_some());
+        config
     }
 
-    /// A runtime on an engine of the caller's.
+    /// A runtime on an engine of the caller's, without limits (an engine
+    /// made from [`config`](WasmtimeRuntime::config) can enforce them:
+    /// see [`with_engine_and_limits`](WasmtimeRuntime::with_engine_and_limits)).
     pub fn with_engine(engine: Engine) -> WasmtimeRuntime {
-        let store = Store::new(&engine, Host::new());
+        let mut store = Store::new(&engine, Host::new());
+        store.limiter(|host| &mut host.limiter);
+        // Stores start at deadline 0: on an engine with epoch interruption,
+        // wasm would trap at once.
+        store.set_epoch_deadline(NO_DEADLINE);
         WasmtimeRuntime {
             engine,
             store,
@@ -48,6 +86,74 @@ impl WasmtimeRuntime {
             wasi: None,
             audit: Audit::default(),
             init_results: Vec::new(),
+            limits: Limits::none(),
+            timer: None,
+        }
+    }
+
+    /// A runtime on an engine of the caller's, with `limits`: the engine
+    /// must have epoch interruption enabled for a timeout, and fuel for
+    /// fuel (as [`config`](WasmtimeRuntime::config) does).
+    pub fn with_engine_and_limits(engine: Engine, limits: Limits) -> Result<WasmtimeRuntime> {
+        let mut runtime = WasmtimeRuntime::with_engine(engine);
+        if let Some(fuel) = limits.fuel {
+            runtime.store.set_fuel(fuel).map_err(|e| {
+                anyhow::Error::from(e).context("fuel needs an engine with `Config::consume_fuel`")
+            })?;
+        }
+        runtime.store.data_mut().limiter.max = limits.max_memory;
+        runtime.limits = limits;
+        Ok(runtime)
+    }
+
+    /// Starts the timeout's clock: from now on, wasm code running past the
+    /// timeout traps.
+    fn start_timer(&mut self) {
+        let Some(timeout) = self.limits.timeout else {
+            return;
+        };
+        self.store.set_epoch_deadline(1);
+        self.store.epoch_deadline_trap();
+        let (stop, stopped) = mpsc::channel::<()>();
+        let engine = self.engine.clone();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(timeout) {
+                engine.increment_epoch();
+            }
+        });
+        self.timer = Some(stop);
+    }
+
+    /// Lifts the limits once init is done: reading the state back is this
+    /// crate's code, and its memory does not count.
+    fn end_limits(&mut self) {
+        self.timer = None;
+        self.store.set_epoch_deadline(NO_DEADLINE);
+        if self.limits.fuel.is_some() {
+            self.store.set_fuel(u64::MAX).ok();
+        }
+        self.store.data_mut().limiter.max = None;
+    }
+
+    /// Says which limit ended `e`, if one did.
+    fn explain(&self, e: wasmtime::Error) -> anyhow::Error {
+        let e = anyhow::Error::from(e);
+        let limit = match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => self.limits.timeout.map(|t| {
+                format!(
+                    "timed out: still running after {} (`--timeout`)",
+                    ShowDuration(t)
+                )
+            }),
+            Some(Trap::OutOfFuel) => self
+                .limits
+                .fuel
+                .map(|fuel| format!("ran out of fuel: used all of its {fuel} units (`--fuel`)")),
+            _ => None,
+        };
+        match limit {
+            Some(limit) => anyhow::anyhow!(limit),
+            None => e,
         }
     }
 
@@ -67,7 +173,9 @@ impl WasmtimeRuntime {
         if self.instance.is_some() {
             bail!("WASI must be enabled before the component is instantiated");
         }
+        let limiter = std::mem::take(&mut self.store.data_mut().limiter);
         *self.store.data_mut() = Host::with_wasi(&options)?;
+        self.store.data_mut().limiter = limiter;
         self.wasi = Some(options);
         Ok(self)
     }
@@ -113,11 +221,10 @@ impl Runtime for WasmtimeRuntime {
         } else {
             linker.define_unknown_imports_as_traps(&component)?;
         }
-        self.instance = Some(
-            linker
-                .instantiate_async(&mut self.store, &component)
-                .await?,
-        );
+        // Start functions count against the limits: they are init work.
+        self.start_timer();
+        let instance = linker.instantiate_async(&mut self.store, &component).await;
+        self.instance = Some(instance.map_err(|e| self.explain(e))?);
         Ok(())
     }
 
@@ -125,9 +232,10 @@ impl Runtime for WasmtimeRuntime {
         let func = self.func(init.interface.as_deref(), &init.name)?;
         let (args, results) = wave::args(&self.store, &func, init)?;
         let mut results = vec![Val::Bool(false); results];
-        let Some(options) = &self.wasi else {
-            func.call_async(&mut self.store, &args, &mut results)
-                .await?;
+        let Some(options) = self.wasi.clone() else {
+            let result = func.call_async(&mut self.store, &args, &mut results).await;
+            self.end_limits();
+            result.map_err(|e| self.explain(e))?;
             self.init_results = wave::results(init, &results)?;
             return Ok(());
         };
@@ -137,7 +245,8 @@ impl Runtime for WasmtimeRuntime {
             .call_async(&mut self.store, &args, &mut results)
             .with_subscriber(recorder.clone())
             .await;
-        self.audit = recorder.audit(options, self.store.data());
+        self.end_limits();
+        self.audit = recorder.audit(&options, self.store.data());
         if let Err(e) = result {
             if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
                 bail!(
@@ -145,7 +254,7 @@ impl Runtime for WasmtimeRuntime {
                     exit.0
                 );
             }
-            let e = anyhow::Error::from(e);
+            let e = self.explain(e);
             return Err(match self.store.data().last_stderr_lines() {
                 Some(lines) => anyhow::anyhow!(
                     "{e:#} (the end of its stderr, which is discarded without \

@@ -4,7 +4,21 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let opts = component_init::cli::Opts::parse();
+    let opts = match component_init::cli::Opts::try_parse() {
+        Ok(opts) => opts,
+        // `--help` and `--version` print as clap has them
+        Err(e) if !e.use_stderr() => e.exit(),
+        // A usage error: its first line (`error: invalid value ...`), exit
+        // status 2 as clap has it.
+        Err(e) => {
+            let text = e.render().to_string();
+            eprintln!(
+                "{}",
+                text.lines().next().unwrap_or("error: invalid arguments")
+            );
+            return ExitCode::from(2);
+        }
+    };
     opts.general_opts().init_logger();
     match opts.run() {
         Ok(()) => ExitCode::SUCCESS,

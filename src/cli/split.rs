@@ -9,10 +9,10 @@
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
-use super::{read_input, write_bytes, write_output};
+use super::{RunArgs, read_input, write_bytes, write_output};
 use crate::plan::{Plan, Snapshot};
 use crate::runtime::Runtime;
-use crate::{InitFunc, InstrumentOptions, WasmtimeRuntime, instrument, snapshot, wasmtime_runtime};
+use crate::{InitFunc, InstrumentOptions, instrument, snapshot, wasmtime_runtime};
 
 /// The phases of the pipeline, one at a time.
 #[derive(clap::Subcommand)]
@@ -110,14 +110,17 @@ pub struct SnapshotOpts {
     /// The plan written by `instrument`.
     #[clap(long, value_name = "PATH")]
     plan: PathBuf,
+
+    #[clap(flatten)]
+    run: RunArgs,
 }
 
 impl SnapshotOpts {
     fn run(self) -> Result<()> {
         let instrumented = read_input(self.io.input_path())?;
         let plan = read_plan(&self.plan)?;
+        let mut runtime = self.run.runtime(self.io.output_path().is_none())?;
         let snapshot = wasmtime_runtime::block_on(async {
-            let mut runtime = WasmtimeRuntime::new()?;
             runtime
                 .instantiate(&instrumented)
                 .await

@@ -12,6 +12,7 @@ mod hostile;
 mod init_args;
 mod jco;
 mod large_memory;
+mod limits;
 mod linking;
 mod nested;
 mod probes;

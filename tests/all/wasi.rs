@@ -503,3 +503,63 @@ fn with_wasi_comes_before_instantiation() {
             .contains("before the component is instantiated")
     );
 }
+
+#[test]
+fn the_split_snapshot_command_takes_the_wasi_flags() {
+    let dir = config_dir("split=yes");
+    let work = tempfile::tempdir().unwrap();
+    let w = |name: &str| work.path().join(name);
+    let mount = format!("{}::/config", dir.path().display());
+    let guest = wasip2_path("wasi-config");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let output = cli().args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    };
+    run(&[
+        "instrument".as_ref(),
+        guest.as_ref(),
+        "-o".as_ref(),
+        w("inst.wasm").as_ref(),
+        "--plan".as_ref(),
+        w("plan.json").as_ref(),
+    ]);
+    // Without `--wasi` init's WASI imports trap, naming one.
+    let output = cli()
+        .arg("snapshot")
+        .arg(w("inst.wasm"))
+        .arg("--plan")
+        .arg(w("plan.json"))
+        .arg("-o")
+        .arg(w("snap.bin"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("wasi:"), "{}", stderr(&output));
+    run(&[
+        "snapshot".as_ref(),
+        w("inst.wasm").as_ref(),
+        "--plan".as_ref(),
+        w("plan.json").as_ref(),
+        "-o".as_ref(),
+        w("snap.bin").as_ref(),
+        "--wasi".as_ref(),
+        "--dir".as_ref(),
+        mount.as_ref(),
+        "--env".as_ref(),
+        "GREETING=split".as_ref(),
+    ]);
+    run(&[
+        "apply".as_ref(),
+        guest.as_ref(),
+        "--plan".as_ref(),
+        w("plan.json").as_ref(),
+        "--snapshot".as_ref(),
+        w("snap.bin").as_ref(),
+        "-o".as_ref(),
+        w("out.wasm").as_ref(),
+    ]);
+    assert_eq!(
+        config_of(&std::fs::read(w("out.wasm")).unwrap()),
+        "settings=split=yes\ngreeting=split"
+    );
+}

@@ -1,0 +1,265 @@
+//! Limits on init: `--timeout` (epoch interruption), `--max-memory` (a store
+//! limiter) and `--fuel`. An init that never returns or grows memory without
+//! bound ends with a one-line error naming the limit, exit status 1 and no
+//! output.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use component_init::runtime::Runtime;
+use component_init::{InstrumentOptions, Limits, WasmtimeRuntime, wasmtime_runtime};
+use wasmtime::component::Val;
+
+use crate::support::*;
+
+fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_component-init"))
+}
+
+/// Runs the CLI on `input` (WAT) with `args` and `-o` into a fresh
+/// directory, where an older output already exists; returns the process's
+/// output and whether that file is intact.
+fn run_cli(input: &str, args: &[&str]) -> (Output, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let in_path = dir.path().join("in.wat");
+    std::fs::write(&in_path, input).unwrap();
+    let out_path = dir.path().join("out.wasm");
+    std::fs::write(&out_path, b"previous output").unwrap();
+    let output = cli()
+        .arg(&in_path)
+        .arg("-o")
+        .arg(&out_path)
+        .args(args)
+        .output()
+        .unwrap();
+    let intact = std::fs::read(&out_path).unwrap() == b"previous output";
+    (output, intact)
+}
+
+/// Asserts the failure contract and returns the error line.
+fn fails(input: &str, args: &[&str]) -> String {
+    let (output, intact) = run_cli(input, args);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.starts_with("error: "), "stderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(intact, "the existing output must be left untouched");
+    stderr
+}
+
+fn succeeds(input: &str, args: &[&str]) {
+    let (output, _) = run_cli(input, args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A component whose init runs `body` in a module with one memory (1 page)
+/// and a mutable global `$n`; `n` returns it.
+fn component(body: &str) -> String {
+    component_with(body, "")
+}
+
+fn component_with(body: &str, start: &str) -> String {
+    format!(
+        r#"(component
+          (core module $m
+            (memory 1)
+            (global $n (mut i32) (i32.const 0))
+            (func $init (export "init") {body})
+            {start}
+            (func (export "n") (result i32) (global.get $n)))
+          (core instance $i (instantiate $m))
+          (func (export "component-init") (canon lift (core func $i "init")))
+          (func (export "n") (result s32) (canon lift (core func $i "n"))))"#
+    )
+}
+
+const FOREVER: &str = "(loop $l (global.set $n (i32.add (global.get $n) (i32.const 1))) (br $l))";
+
+/// Grows the memory a page at a time, ignoring failures: without a limit it
+/// never ends.
+const GROW_FOREVER: &str = "(loop $l (drop (memory.grow (i32.const 1))) (br $l))";
+
+/// Counts `$n` up to `count`.
+fn count_to(count: u32) -> String {
+    format!(
+        "(loop $l (global.set $n (i32.add (global.get $n) (i32.const 1)))
+           (br_if $l (i32.lt_u (global.get $n) (i32.const {count}))))"
+    )
+}
+
+#[test]
+fn an_init_that_never_returns_times_out() {
+    let start = Instant::now();
+    let err = fails(&component(FOREVER), &["--timeout", "300ms"]);
+    assert!(
+        err.contains("init function `component-init` failed: timed out: still running after 300ms"),
+        "{err}"
+    );
+    // the timer ends it, not the default of minutes
+    assert!(start.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn a_start_function_that_never_returns_times_out() {
+    let input = component_with("", &format!("(func $s {FOREVER}) (start $s)"));
+    let err = fails(&input, &["--timeout", "200ms"]);
+    assert!(
+        err.contains("failed to instantiate the component: timed out"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unbounded_memory_growth_is_stopped_by_max_memory() {
+    let err = fails(&component(GROW_FOREVER), &["--max-memory", "4MiB"]);
+    assert!(
+        err.contains("init function `component-init` failed: growing a memory from")
+            && err.contains("over the limit of 4 MiB (`--max-memory`)"),
+        "{err}"
+    );
+    // Without `--max-memory`, the memory grows to its 4 GiB maximum, then
+    // every grow fails and the loop goes on: the timeout ends it.
+    let err = fails(&component(GROW_FOREVER), &["--timeout", "2s"]);
+    assert!(err.contains("timed out"), "{err}");
+}
+
+#[test]
+fn max_memory_counts_init_not_the_reading_back() {
+    // Init uses 3 of the 4 MiB allowed; reading state back through the
+    // accessors (whose buffers would go over) does not count.
+    let body = "(drop (memory.grow (i32.const 47)))
+                (i32.store (i32.const 3000000) (i32.const 7))
+                (global.set $n (i32.load (i32.const 3000000)))";
+    succeeds(&component(body), &["--max-memory", "4MiB"]);
+    // A memory64 memory is copied out by the accessor module in chunks.
+    let input = r#"(component
+      (core module $m
+        (memory i64 1)
+        (func (export "init")
+          (drop (memory.grow (i64.const 47)))
+          (i64.store (i64.const 3000000) (i64.const 7))))
+      (core instance $i (instantiate $m))
+      (func (export "component-init") (canon lift (core func $i "init"))))"#;
+    succeeds(input, &["--max-memory", "3MiB"]);
+    let err = fails(input, &["--max-memory", "2MiB"]);
+    assert!(err.contains("over the limit of 2 MiB"), "{err}");
+}
+
+#[test]
+fn fuel_is_a_deterministic_bound() {
+    let input = component(&count_to(10_000));
+    succeeds(&input, &["--fuel", "1000000"]);
+    let err = fails(&input, &["--fuel", "10000"]);
+    assert!(
+        err.contains(
+            "init function `component-init` failed: ran out of fuel: used all of its 10000 units"
+        ),
+        "{err}"
+    );
+    let err = fails(&component(FOREVER), &["--fuel", "50000", "--timeout", "0"]);
+    assert!(err.contains("ran out of fuel"), "{err}");
+}
+
+#[test]
+fn limits_on_the_split_snapshot_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name);
+    std::fs::write(d("app.wat"), component(FOREVER)).unwrap();
+    let status = cli()
+        .args(["instrument".as_ref(), d("app.wat").as_os_str()])
+        .args(["-o".as_ref(), d("inst.wasm").as_os_str()])
+        .args(["--plan".as_ref(), d("plan.json").as_os_str()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = cli()
+        .args(["snapshot".as_ref(), d("inst.wasm").as_os_str()])
+        .args(["--plan".as_ref(), d("plan.json").as_os_str()])
+        .args(["-o".as_ref(), d("snap.bin").as_os_str()])
+        .args(["--timeout", "250ms"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("timed out: still running after 250ms"),
+        "{stderr}"
+    );
+    assert!(!Path::new(&d("snap.bin")).exists());
+}
+
+#[test]
+fn bad_limit_values_are_one_line_errors() {
+    for (args, expected) in [
+        (["--timeout", "3"], "has no unit"),
+        (["--timeout", "3 days"], "unknown unit"),
+        (["--max-memory", "lots"], "unknown unit"),
+        (["--fuel", "lots"], "invalid value 'lots' for '--fuel <N>'"),
+        (["--fuel", "-5"], "unexpected argument '-5'"),
+    ] {
+        let (output, intact) = run_cli(&component(""), &args);
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(intact);
+    }
+}
+
+/// The library: limits on `WasmtimeRuntime`, and the same init with and
+/// without them.
+#[test]
+fn library_limits() {
+    let input = wat(&component(&count_to(100_000)));
+    let run = |limits: Limits| {
+        let mut runtime = WasmtimeRuntime::with_limits(limits)?;
+        wasmtime_runtime::block_on(component_init::initialize(
+            &input,
+            &InstrumentOptions::default(),
+            &mut runtime,
+        ))?
+    };
+    let output = run(Limits::none()).unwrap();
+    assert_eq!(call1(&output, &["n"]).unwrap(), Val::S32(100_000));
+    // Fuel is deterministic: the same bound fails the same way every time.
+    let fuel = Limits {
+        fuel: Some(100_000),
+        ..Limits::none()
+    };
+    for _ in 0..2 {
+        let err = run(fuel.clone()).unwrap_err();
+        assert!(format!("{err:#}").contains("ran out of fuel"), "{err:#}");
+    }
+    let output = run(Limits {
+        fuel: Some(10_000_000),
+        ..Limits::default()
+    })
+    .unwrap();
+    assert_eq!(call1(&output, &["n"]).unwrap(), Val::S32(100_000));
+
+    // An engine of the caller's must be configured for the limits it gets.
+    let engine = wasmtime::Engine::default();
+    let err = WasmtimeRuntime::with_engine_and_limits(engine, fuel.clone())
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains("Config::consume_fuel"),
+        "{err:#}"
+    );
+    let engine = wasmtime::Engine::new(&WasmtimeRuntime::config(&fuel)).unwrap();
+    let mut runtime = WasmtimeRuntime::with_engine_and_limits(engine, fuel).unwrap();
+    let instrumented = component_init::instrument(&input, &InstrumentOptions::default()).unwrap();
+    let err = wasmtime_runtime::block_on(async {
+        runtime.instantiate(&instrumented.component).await?;
+        runtime.call_init(&instrumented.plan.init).await
+    })
+    .unwrap()
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("ran out of fuel"), "{err:#}");
+}
