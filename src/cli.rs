@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::plan::{State, Value};
 use crate::runtime::Runtime;
 use crate::wasi::{self, PreopenDir, WasiOptions};
+use crate::wasmtime_runtime::Compiler;
 
 mod split;
 
@@ -54,9 +55,18 @@ pub struct Opts {
     run: RunArgs,
 }
 
-/// How init runs: WASI and limits (the main command and `snapshot`).
+/// How init runs: compiler, limits and WASI (the main command and
+/// `snapshot`).
 #[derive(clap::Args)]
 pub struct RunArgs {
+    /// The compiler for the instrumented component: `winch` (baseline:
+    /// compiles several times faster, runs init slower; Cranelift takes
+    /// over where Winch cannot compile), `cranelift` (optimizing: for inits
+    /// that run long), or `auto`: Winch on x86-64 unless `--fuel` is given
+    /// (fuel needs Cranelift), else Cranelift. The output is the same.
+    #[clap(long, value_name = "COMPILER", default_value = "auto")]
+    compiler: CompilerArg,
+
     /// Stop init after this long, with an error (`500ms`, `3s`, `2m`, `1h`;
     /// `0`: no limit). Instantiation, start functions included, counts.
     #[clap(
@@ -180,6 +190,14 @@ impl Opts {
     }
 }
 
+/// `--compiler`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CompilerArg {
+    Auto,
+    Cranelift,
+    Winch,
+}
+
 impl RunArgs {
     /// The limits the flags give.
     fn limits(&self) -> crate::Limits {
@@ -195,7 +213,12 @@ impl RunArgs {
     /// not.
     pub(crate) fn runtime(&self, output_to_stdout: bool) -> Result<WasmtimeRuntime> {
         let wasi = self.wasi_options(output_to_stdout)?;
-        let mut runtime = WasmtimeRuntime::with_limits(self.limits())?;
+        let compiler = match self.compiler {
+            CompilerArg::Auto => Compiler::Auto,
+            CompilerArg::Cranelift => Compiler::Cranelift,
+            CompilerArg::Winch => Compiler::Winch,
+        };
+        let mut runtime = WasmtimeRuntime::with_compiler(self.limits(), compiler)?;
         if let Some(wasi) = wasi {
             log::info!(
                 "WASI enabled for init: {} preopened director{}, {} environment variable{}, stdio {}",
@@ -275,7 +298,14 @@ async fn pre_initialize(
         .await
         .context("failed to instantiate the component")?;
     snapshot::check_instantiation(&mut runtime, plan).await?;
-    log::info!("compiled and instantiated in {:.1?}", start.elapsed());
+    if let Some(reason) = runtime.winch_fallback() {
+        log::info!("Winch cannot compile the component ({reason}); compiled it with Cranelift");
+    }
+    log::info!(
+        "compiled ({:?}) and instantiated in {:.1?}",
+        runtime.compiled_with().unwrap_or_default(),
+        start.elapsed()
+    );
 
     let start = Instant::now();
     let result = runtime.call_init(&plan.init).await;

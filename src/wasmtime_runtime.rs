@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use tracing::instrument::WithSubscriber;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Func, Instance, Linker, LinkerInstance, ResourceType, Val};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Engine, Store, Strategy, Trap};
 
 use crate::init_func::InitFunc;
 use crate::limits::{Limits, ShowDuration};
@@ -33,6 +33,41 @@ pub struct WasmtimeRuntime {
     limits: Limits,
     /// Ends the timeout's timer thread when dropped.
     timer: Option<mpsc::Sender<()>>,
+    /// The compiler the engine uses, when this crate made the engine.
+    compiler: Option<Compiler>,
+    winch_fallback: Option<String>,
+}
+
+/// Which of Wasmtime's compilers compiles the instrumented component. The
+/// output does not depend on it: only how long compiling and running init
+/// take.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compiler {
+    /// Winch where it can (x86-64, no fuel), else Cranelift. The default:
+    /// for pre-initialization, compiling is most of the work (init runs
+    /// once), and Winch compiles several times faster than Cranelift.
+    #[default]
+    Auto,
+    /// Cranelift, the optimizing compiler: the fastest init, the slowest
+    /// compilation. Best when init runs long enough to repay compilation.
+    Cranelift,
+    /// Winch, the baseline compiler: compiles several times faster, runs
+    /// init slower. Cranelift takes over for components Winch cannot
+    /// compile (GC, exceptions, tail calls, some SIMD).
+    Winch,
+}
+
+impl Compiler {
+    /// The compiler to start with: `Auto` resolved.
+    fn resolve(self, limits: &Limits) -> Compiler {
+        match self {
+            Compiler::Auto if cfg!(target_arch = "x86_64") && limits.fuel.is_none() => {
+                Compiler::Winch
+            }
+            Compiler::Auto => Compiler::Cranelift,
+            other => other,
+        }
+    }
 }
 
 impl WasmtimeRuntime {
@@ -43,24 +78,35 @@ impl WasmtimeRuntime {
         WasmtimeRuntime::with_limits(Limits::default())
     }
 
-    /// A runtime with Wasmtime's default configuration and `limits` on init.
+    /// A runtime with Wasmtime's default configuration, the default
+    /// [`Compiler`] and `limits` on init.
     pub fn with_limits(limits: Limits) -> Result<WasmtimeRuntime> {
-        let engine = Engine::new(&WasmtimeRuntime::config(&limits))?;
-        let mut runtime = WasmtimeRuntime::with_engine(engine);
-        runtime.limits = limits;
-        if let Some(fuel) = runtime.limits.fuel {
-            runtime.store.set_fuel(fuel)?;
+        WasmtimeRuntime::with_compiler(limits, Compiler::default())
+    }
+
+    /// A runtime that compiles the instrumented component with `compiler`,
+    /// with `limits` on init.
+    pub fn with_compiler(limits: Limits, compiler: Compiler) -> Result<WasmtimeRuntime> {
+        if compiler == Compiler::Winch && limits.fuel.is_some() {
+            bail!("fuel needs the Cranelift compiler; Winch cannot meter fuel");
         }
-        runtime.store.data_mut().limiter.max = runtime.limits.max_memory;
+        let compiler = compiler.resolve(&limits);
+        let engine = Engine::new(&WasmtimeRuntime::config(&limits, compiler))?;
+        let mut runtime = WasmtimeRuntime::with_engine_and_limits(engine, limits)?;
+        runtime.compiler = Some(compiler);
         Ok(runtime)
     }
 
-    /// The engine configuration [`with_limits`](WasmtimeRuntime::with_limits)
-    /// uses: Wasmtime's defaults with the proposals this crate snapshots
-    /// (multi-memory, memory64, custom page sizes), epoch interruption when
-    /// `limits` has a timeout and fuel when it has fuel.
-    pub fn config(limits: &Limits) -> Config {
+    /// The engine configuration [`with_compiler`](WasmtimeRuntime::with_compiler)
+    /// uses: Wasmtime's defaults with `compiler`, the proposals this crate
+    /// snapshots (multi-memory, memory64, custom page sizes), epoch
+    /// interruption when `limits` has a timeout and fuel when it has fuel.
+    pub fn config(limits: &Limits, compiler: Compiler) -> Config {
         let mut config = Config::new();
+        config.strategy(match compiler.resolve(limits) {
+            Compiler::Winch => Strategy::Winch,
+            _ => Strategy::Cranelift,
+        });
         config.wasm_backtrace_max_frames(None);
         config.wasm_multi_memory(true);
         config.wasm_memory64(true);
@@ -68,6 +114,40 @@ impl WasmtimeRuntime {
         config.epoch_interruption(limits.timeout.is_some());
         config.consume_fuel(limits.fuel.is_some());
         config
+    }
+
+    /// The compiler that compiled the instrumented component: the one asked
+    /// for, or Cranelift when Winch could not compile it. `None` before
+    /// instantiation and on an engine of the caller's.
+    pub fn compiled_with(&self) -> Option<Compiler> {
+        self.instance.and(self.compiler)
+    }
+
+    /// Why Winch could not compile the component, when Cranelift took over.
+    pub fn winch_fallback(&self) -> Option<&str> {
+        self.winch_fallback.as_deref()
+    }
+
+    /// Compiles `component`; when Winch cannot, starts over on a Cranelift
+    /// engine (and a new store, before anything ran in the old one).
+    fn compile(&mut self, component: &[u8]) -> Result<Component> {
+        let winch_error = match Component::new(&self.engine, component) {
+            Ok(compiled) => return Ok(compiled),
+            Err(e) if self.compiler == Some(Compiler::Winch) => e,
+            Err(e) => return Err(e.into()),
+        };
+        let engine = Engine::new(&WasmtimeRuntime::config(&self.limits, Compiler::Cranelift))?;
+        let compiled = Component::new(&engine, component)?;
+        let host = std::mem::replace(&mut self.store, Store::new(&engine, Host::new())).into_data();
+        let fresh = WasmtimeRuntime::with_engine_and_limits(engine, self.limits.clone())?;
+        self.engine = fresh.engine.clone();
+        self.store = fresh.store;
+        // nothing ran in the old store: its host data (WASI context, limiter)
+        // is as new
+        *self.store.data_mut() = host;
+        self.compiler = Some(Compiler::Cranelift);
+        self.winch_fallback = Some(format!("{:#}", anyhow::Error::from(winch_error)));
+        Ok(compiled)
     }
 
     /// A runtime on an engine of the caller's, without limits (an engine
@@ -88,6 +168,8 @@ impl WasmtimeRuntime {
             init_results: Vec::new(),
             limits: Limits::none(),
             timer: None,
+            compiler: None,
+            winch_fallback: None,
         }
     }
 
@@ -213,7 +295,7 @@ impl WasmtimeRuntime {
 
 impl Runtime for WasmtimeRuntime {
     async fn instantiate(&mut self, component: &[u8]) -> Result<()> {
-        let component = Component::new(&self.engine, component)?;
+        let component = self.compile(component)?;
         let mut linker = Linker::<Host>::new(&self.engine);
         if self.wasi.is_some() {
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;

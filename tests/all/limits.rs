@@ -8,7 +8,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use component_init::runtime::Runtime;
-use component_init::{InstrumentOptions, Limits, WasmtimeRuntime, wasmtime_runtime};
+use component_init::wasmtime_runtime::{self, Compiler};
+use component_init::{InstrumentOptions, Limits, WasmtimeRuntime};
 use wasmtime::component::Val;
 
 use crate::support::*;
@@ -252,7 +253,8 @@ fn library_limits() {
         format!("{err:#}").contains("Config::consume_fuel"),
         "{err:#}"
     );
-    let engine = wasmtime::Engine::new(&WasmtimeRuntime::config(&fuel)).unwrap();
+    let engine =
+        wasmtime::Engine::new(&WasmtimeRuntime::config(&fuel, Compiler::Cranelift)).unwrap();
     let mut runtime = WasmtimeRuntime::with_engine_and_limits(engine, fuel).unwrap();
     let instrumented = component_init::instrument(&input, &InstrumentOptions::default()).unwrap();
     let err = wasmtime_runtime::block_on(async {

@@ -5,6 +5,7 @@ mod support;
 
 mod basics;
 mod cli;
+mod compilers;
 mod differential;
 mod errors;
 mod guests;
