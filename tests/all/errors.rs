@@ -204,3 +204,41 @@ fn an_existing_output_file_is_left_untouched() {
     assert_eq!(std::fs::read(&out_path).unwrap(), b"precious");
     assert!(Path::new(&out_path).exists());
 }
+
+#[test]
+fn huge_declared_sizes() {
+    // A section that claims 4 GiB of a 20-byte file.
+    let mut bytes = component("").to_vec();
+    bytes.extend([1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0]);
+    let err = fails(&bytes, &[]);
+    assert!(
+        err.contains("unexpected end") || err.contains("too large"),
+        "{err}"
+    );
+
+    // A vector that claims 4 billion entries.
+    let mut bytes = component("").to_vec();
+    bytes.extend([7, 6, 0xff, 0xff, 0xff, 0xff, 0x0f, 0]);
+    let err = fails(&bytes, &[]);
+    assert!(err.contains("count exceeds limit"), "{err}");
+
+    // A memory of 2^48 64-KiB pages: valid, but no host has it.
+    let memory = |decl: &str| {
+        component(&format!(
+            r#"(core module $m (memory {decl}) (func (export "init")))
+               (core instance $i (instantiate $m))
+               (func (export "component-init") (canon lift (core func $i "init")))"#
+        ))
+    };
+    let err = fails(&memory("i64 281474976710656"), &[]);
+    assert!(err.contains("failed to instantiate the component"), "{err}");
+    assert!(err.contains("memory"), "{err}");
+
+    // 4 GiB of memory declared up front, over `--max-memory`.
+    let err = fails(&memory("65536"), &["--max-memory", "1GiB"]);
+    assert!(
+        err.contains("failed to instantiate the component")
+            && err.contains("over the limit of 1 GiB"),
+        "{err}"
+    );
+}
