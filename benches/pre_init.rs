@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Every pipeline run is a child process of its own (this binary, re-run as
-//! `pre_init __child TOOL WASI INPUT OUTPUT`), so that its peak RSS (VmHWM)
+//! `pre_init __child TOOL SETUP INPUT OUTPUT`, SETUP being the init
+//! function and WASI grants as JSON), so that its peak RSS (VmHWM)
 //! is its own and a panic of either tool is a note, not the end of the
 //! suite. Times are medians over the runs; the report (Markdown) goes to
 //! stdout and to `target/release/pre-init-bench/results.md`.
@@ -29,7 +30,7 @@ use anyhow::{Context, Result};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use child::{Measured, PHASES};
+use child::{Measured, PHASES, Setup};
 use workloads::Workload;
 
 /// Pipeline runs per workload and tool, unless `PRE_INIT_BENCH_RUNS` says.
@@ -38,11 +39,14 @@ const RUNS: usize = 5;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("__child") {
-        let [_, tool, wasi, input, output] = &args[..] else {
-            eprintln!("usage: pre_init __child TOOL WASI INPUT OUTPUT");
+        let [_, tool, setup, input, output] = &args[..] else {
+            eprintln!("usage: pre_init __child TOOL SETUP INPUT OUTPUT");
             std::process::exit(2);
         };
-        if let Err(e) = child::main(tool, wasi == "1", input, output) {
+        let result = serde_json::from_str(setup)
+            .map_err(anyhow::Error::from)
+            .and_then(|setup| child::main(tool, &setup, input, output));
+        if let Err(e) = result {
             eprintln!("error: {e:#}");
             std::process::exit(1);
         }
@@ -137,7 +141,9 @@ struct Startup {
     /// Ours on an engine that maps sparse memory images too.
     dense_image_engine: Option<f64>,
     original_with_init: f64,
-    original_no_init: f64,
+    /// `None` where `probe` fails without init (componentize-js: the JS
+    /// engine does not exist before init).
+    original_no_init: Option<f64>,
     agree: String,
 }
 
@@ -168,23 +174,30 @@ fn run(selected: &[&str]) -> Result<()> {
     }
 
     let load_start = load();
+    // Toolchains the workloads of other languages install (a Python venv,
+    // an npm prefix), kept across runs, beside the profile directories.
+    let tools = dir
+        .parent()
+        .and_then(Path::parent)
+        .context("no target directory")?
+        .join("pre-init-bench");
     let idle = run_child(
         &exe,
         "idle",
-        false,
+        &Setup::new(false),
         &dir.join("idle.wasm"),
         &dir.join("idle.out"),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = Engine::new(&child::config())?;
     let empty = Component::new(&engine, workloads::empty())?;
-    let (empty_startup, _) = startup::measure(&engine, &empty, false, &["probe"])?;
+    let (empty_startup, _) = startup::measure(&engine, &empty, &Setup::new(false), &["probe"])?;
 
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
     for name in names {
         eprintln!("== {name}: building the input");
-        let workload = match workloads::build(name, &root) {
+        let workload = match workloads::build(name, &root, &tools) {
             Ok(w) => w,
             Err(e) => {
                 eprintln!("   skipped: {e}");
@@ -209,7 +222,7 @@ fn run(selected: &[&str]) -> Result<()> {
                     continue;
                 }
                 let output = dir.join(format!("{name}.{tool}.wasm"));
-                match run_child(&exe, tool, workload.wasi, &input, &output) {
+                match run_child(&exe, tool, &workload.setup, &input, &output) {
                     Ok(m) => {
                         eprintln!(
                             "   {tool} run {}/{runs}: {:.1} ms, {} bytes, peak RSS {:.0} MiB",
@@ -264,14 +277,15 @@ fn run(selected: &[&str]) -> Result<()> {
 fn run_child(
     exe: &Path,
     tool: &str,
-    wasi: bool,
+    setup: &Setup,
     input: &Path,
     output: &Path,
 ) -> Result<Measured, String> {
+    let setup = serde_json::to_string(setup).map_err(|e| e.to_string())?;
     let out = Command::new(exe)
         .arg("__child")
         .arg(tool)
-        .arg(if wasi { "1" } else { "0" })
+        .arg(setup)
         .arg(input)
         .arg(output)
         .output()
@@ -312,13 +326,26 @@ fn measure_startup(
     peer: &ToolResult,
 ) -> Result<Startup> {
     let probe = workload.probe;
-    let wasi = workload.wasi;
+    let setup = &workload.setup;
     let original = Component::new(engine, &workload.bytes)?;
     let (original_with_init, expected) =
-        startup::measure(engine, &original, wasi, &["component-init", probe])?;
-    let (original_no_init, _) = startup::measure(engine, &original, wasi, &[probe])?;
-    drop(original);
+        startup::measure(engine, &original, setup, &[&setup.init, probe])?;
     let mut agree = Vec::new();
+    let original_no_init = match startup::measure(engine, &original, setup, &[probe]) {
+        Ok((time, _)) => Some(time),
+        Err(e) => {
+            agree.push(format!(
+                "the original without init: `{probe}` fails ({})",
+                format!("{e:#}")
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .replace('|', "\\|")
+            ));
+            None
+        }
+    };
+    drop(original);
     let mut output = |result: &ToolResult, tool: &str, engine: &Engine| -> Result<Option<f64>> {
         let Some(path) = &result.output else {
             return Ok(None);
@@ -333,7 +360,7 @@ fn measure_startup(
                 return Ok(None);
             }
         };
-        let (time, got) = startup::measure(engine, &component, wasi, &[probe])?;
+        let (time, got) = startup::measure(engine, &component, setup, &[probe])?;
         if got != expected {
             agree.push(format!("{tool}: `{probe}` = {got}, expected {expected}"));
         }
@@ -506,9 +533,12 @@ fn report(
             opt(s.ours),
             opt(s.peer),
             us(s.original_with_init),
-            us(s.original_no_init),
+            opt(s.original_no_init),
             us(empty_startup),
-            ratio(s.ours.unwrap_or(f64::NAN), s.original_no_init),
+            ratio(
+                s.ours.unwrap_or(f64::NAN),
+                s.original_no_init.unwrap_or(f64::NAN)
+            ),
             s.agree,
         )
         .unwrap();
@@ -589,15 +619,16 @@ fn report(
         }
         if let Some(s) = &row.startup
             && let Some(t) = s.ours
+            && let Some(original_no_init) = s.original_no_init
         {
-            let x = t / s.original_no_init;
+            let x = t / original_no_init;
             target(
                 "startup ≤ 1.2x the original without init",
                 name,
                 format!("{x:.2}x"),
                 Some(x <= 1.2),
                 s.peer
-                    .map_or_else(peer_fails, |t| format!("{:.2}x", t / s.original_no_init)),
+                    .map_or_else(peer_fails, |t| format!("{:.2}x", t / original_no_init)),
             );
         }
         let rss_limit = |t: &ToolResult| t.guest_memory() as f64 + 1.5 * t.size() as f64;

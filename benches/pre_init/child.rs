@@ -3,15 +3,19 @@
 //! phase by phase.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use component_init::plan::Value;
-use component_init::{InstrumentOptions, Runtime, WasiOptions, WasmtimeRuntime, snapshot};
+use component_init::wasi::PreopenDir;
+use component_init::{
+    InitFunc, InstrumentOptions, Runtime, WasiOptions, WasmtimeRuntime, snapshot,
+};
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Instance, Lift, Linker, ResourceTable, WasmList};
 use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
 /// The phases, in order, as reported.
@@ -38,24 +42,67 @@ pub struct Measured {
     pub peak_rss: u64,
 }
 
-/// The init function of every workload.
-const INIT: &str = "component-init";
+/// How a workload's init is called, the same for both tools (and for the
+/// startup measurements): passed to the child as JSON.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Setup {
+    /// The init function (an export without parameters).
+    pub init: String,
+    /// Whether init gets WASI p2; without it every import traps.
+    pub wasi: bool,
+    /// With WASI: environment variables init sees.
+    pub env: Vec<(String, String)>,
+    /// With WASI: host directories preopened for init, and the name the
+    /// guest sees each under.
+    pub dirs: Vec<(PathBuf, String)>,
+}
+
+impl Setup {
+    /// `component-init`, with or without WASI (nothing of the host visible).
+    pub fn new(wasi: bool) -> Setup {
+        Setup {
+            init: "component-init".into(),
+            wasi,
+            env: Vec::new(),
+            dirs: Vec::new(),
+        }
+    }
+
+    /// What our side grants init: the same environment and directories.
+    /// Resources init leaves open (the WASI adapter's handles to the
+    /// preopened directories) are accepted, as the peer does not check.
+    fn wasi_options(&self) -> WasiOptions {
+        WasiOptions {
+            dirs: self
+                .dirs
+                .iter()
+                .map(|(host, guest)| PreopenDir {
+                    host: host.clone(),
+                    guest: guest.clone(),
+                })
+                .collect(),
+            env: self.env.clone(),
+            allow_open_resources: !self.dirs.is_empty(),
+            ..WasiOptions::default()
+        }
+    }
+}
 
 /// Runs `tool` ("ours" or "peer") on the component at `input`, writes the
 /// output to `output`, and prints one `RESULT {json}` line.
-pub fn main(tool: &str, wasi: bool, input: &str, output: &str) -> Result<()> {
+pub fn main(tool: &str, setup: &Setup, input: &str, output: &str) -> Result<()> {
     let read = || std::fs::read(input).with_context(|| format!("failed to read `{input}`"));
     let (bytes, mut measured) = match tool {
-        "ours" => ours(&read()?, wasi, WasmtimeRuntime::new()?)?,
+        "ours" => ours(&read()?, setup, WasmtimeRuntime::new()?)?,
         // What-if: our pipeline on an engine that does not optimize the
         // code it compiles (init runs once).
         "ours-o0" => {
             let mut config = config();
             config.cranelift_opt_level(wasmtime::OptLevel::None);
             let runtime = WasmtimeRuntime::with_engine(Engine::new(&config)?);
-            ours(&read()?, wasi, runtime)?
+            ours(&read()?, setup, runtime)?
         }
-        "peer" => peer(&read()?, wasi)?,
+        "peer" => peer(&read()?, setup)?,
         // The floor: this binary, started, doing nothing.
         "idle" => (Vec::new(), idle()),
         other => anyhow::bail!("unknown tool `{other}`"),
@@ -136,15 +183,19 @@ impl Clock {
 ///
 /// `runtime` (engine and store) is made before the clock starts, as the
 /// peer's engine and store are.
-fn ours(input: &[u8], wasi: bool, mut runtime: WasmtimeRuntime) -> Result<(Vec<u8>, Measured)> {
+fn ours(input: &[u8], setup: &Setup, mut runtime: WasmtimeRuntime) -> Result<(Vec<u8>, Measured)> {
+    let options = InstrumentOptions {
+        init_func: Some(InitFunc::parse(&setup.init)?),
+        ..InstrumentOptions::default()
+    };
     component_init::wasmtime_runtime::block_on(async {
         let mut clock = Clock::new();
-        let instrumented = component_init::instrument(input, &InstrumentOptions::default())?;
+        let instrumented = component_init::instrument(input, &options)?;
         let plan = &instrumented.plan;
         clock.lap();
         keep_instrumented("ours", &instrumented.component);
-        if wasi {
-            runtime = runtime.with_wasi(WasiOptions::default())?;
+        if setup.wasi {
+            runtime = runtime.with_wasi(setup.wasi_options())?;
         }
         runtime.instantiate(&instrumented.component).await?;
         clock.lap();
@@ -186,11 +237,20 @@ pub struct Host {
 }
 
 impl Host {
-    pub fn new() -> Host {
-        Host {
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
+    /// A default `WasiCtx` plus what `setup` grants: its environment and
+    /// directories.
+    pub fn new(setup: &Setup) -> Result<Host> {
+        let mut wasi = WasiCtx::builder();
+        for (name, value) in &setup.env {
+            wasi.env(name, value);
         }
+        for (host, guest) in &setup.dirs {
+            wasi.preopened_dir(host, guest, FsPerms::ReadWrite)?;
+        }
+        Ok(Host {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+        })
     }
 }
 
@@ -208,14 +268,15 @@ impl WasiView for Host {
 /// split into phases. Its snapshot reads memories through a zero-copy view
 /// and finds the non-zero ranges while reading; `snapshot` is the time
 /// spent in those reads, `rewrite` the rest of `snapshot_component`.
-fn peer(input: &[u8], wasi: bool) -> Result<(Vec<u8>, Measured)> {
+fn peer(input: &[u8], setup: &Setup) -> Result<(Vec<u8>, Measured)> {
     // As on our side, the engine and store exist before the clock starts.
     let engine = Engine::new(&config())?;
-    let mut store = Store::new(&engine, Host::new());
+    let mut store = Store::new(&engine, Host::new(setup)?);
+    let init = setup.init.as_str();
     component_init::wasmtime_runtime::block_on(async {
         let mut clock = Clock::new();
         let mut wizer = Wizer::new();
-        wizer.init_func(INIT);
+        wizer.init_func(init);
         let (cx, instrumented) = wizer
             .instrument_component(input)
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -223,20 +284,20 @@ fn peer(input: &[u8], wasi: bool) -> Result<(Vec<u8>, Measured)> {
         keep_instrumented("peer", &instrumented);
         let component = Component::new(&engine, &instrumented)?;
         let mut linker = Linker::<Host>::new(&engine);
-        if wasi {
+        if setup.wasi {
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         } else {
             linker.define_unknown_imports_as_traps(&component)?;
         }
         let (_, index) = component
-            .get_export(None, INIT)
-            .with_context(|| format!("no export `{INIT}`"))?;
+            .get_export(None, init)
+            .with_context(|| format!("no export `{init}`"))?;
         let instance = linker.instantiate_async(&mut store, &component).await?;
         clock.lap();
-        let init = instance
+        let func = instance
             .get_func(&mut store, index)
             .context("init is not a function")?;
-        init.call_async(&mut store, &[], &mut []).await?;
+        func.call_async(&mut store, &[], &mut []).await?;
         clock.lap();
         let mut state = Timed {
             store: &mut store,

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use wasmtime::component::{Component, Linker, Val};
 use wasmtime::{Engine, Store};
 
-use crate::child::Host;
+use crate::child::{Host, Setup};
 
 /// At least this many instantiations per component...
 const MIN_ITERS: usize = 5;
@@ -16,16 +16,16 @@ const MAX_ITERS: usize = 50;
 const BUDGET: Duration = Duration::from_secs(2);
 
 /// Median seconds of: a new store, instantiate `bytes`, call each of
-/// `calls` (exports without parameters) in order. Also returns what the
-/// last call returned, to compare the variants.
+/// `calls` (exports without parameters) in order, with WASI as `setup`
+/// says. Also returns what the last call returned, to compare the variants.
 pub fn measure(
     engine: &Engine,
     component: &Component,
-    wasi: bool,
+    setup: &Setup,
     calls: &[&str],
 ) -> Result<(f64, String)> {
     let mut linker = Linker::<Host>::new(engine);
-    if wasi {
+    if setup.wasi {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     } else {
         linker.define_unknown_imports_as_traps(component)?;
@@ -36,7 +36,7 @@ pub fn measure(
     let budget = Instant::now();
     while times.len() < MAX_ITERS && (times.len() < MIN_ITERS || budget.elapsed() < BUDGET) {
         let start = Instant::now();
-        let mut store = Store::new(engine, Host::new());
+        let mut store = Store::new(engine, Host::new(setup)?);
         let instance = pre.instantiate(&mut store)?;
         let mut results = Vec::new();
         for name in calls {

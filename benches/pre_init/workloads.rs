@@ -1,10 +1,14 @@
-//! The inputs: one component per workload, each exporting `component-init`
-//! (the init function both tools run) and a `probe` export (no parameters)
-//! for the startup measurement that reads state init leaves behind.
+//! The inputs: one component per workload, each exporting an init function
+//! (`component-init`, or `wizer-initialize` for componentize-js; both tools
+//! run the same one) and a `probe` export (no parameters) for the startup
+//! measurement that reads state init leaves behind.
 
 use std::fmt::Write;
-use std::path::Path;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::child::Setup;
 
 /// One input component and how to run it.
 pub struct Workload {
@@ -12,8 +16,9 @@ pub struct Workload {
     pub name: &'static str,
     /// What it is, one line.
     pub description: String,
-    /// Whether init needs WASI p2 (both tools then provide it).
-    pub wasi: bool,
+    /// The init function, and whether init needs WASI p2 (both tools then
+    /// provide it, with the same environment and directories).
+    pub setup: Setup,
     /// The export called first at startup; it must not run the init work.
     pub probe: &'static str,
     /// The component.
@@ -29,10 +34,14 @@ pub const NAMES: &[&str] = &[
     "sparse-1gib",
     "many-globals",
     "adapter-shape",
+    "componentize-py",
+    "componentize-js",
 ];
 
 /// Builds the workload `name`; `Err` says why it cannot be built here.
-pub fn build(name: &str, root: &Path) -> Result<Workload, String> {
+/// `tools` is where the toolchains of other languages are installed
+/// (kept across runs).
+pub fn build(name: &str, root: &Path, tools: &Path) -> Result<Workload, String> {
     let wat = |text: &str| wat::parse_str(text).map_err(|e| format!("{name}: {e}"));
     Ok(match name {
         "regex-tables" => Workload {
@@ -40,7 +49,7 @@ pub fn build(name: &str, root: &Path) -> Result<Workload, String> {
             description: "Rust guest (wasm32-wasip2, tests/programs/regex-tables): init compiles \
                           regexes and builds a HashMap from embedded JSON"
                 .into(),
-            wasi: true,
+            setup: Setup::new(true),
             probe: "init-calls",
             bytes: rust_guest(root, "regex-tables")?,
         },
@@ -53,7 +62,7 @@ pub fn build(name: &str, root: &Path) -> Result<Workload, String> {
                      few of them",
                     mib(bytes.len())
                 ),
-                wasi: false,
+                setup: Setup::new(false),
                 probe: "probe",
                 bytes,
             }
@@ -63,14 +72,14 @@ pub fn build(name: &str, root: &Path) -> Result<Workload, String> {
             description: "init grows memory to 256 MiB and fills all of it with non-zero \
                           pseudo-random bytes"
                 .into(),
-            wasi: false,
+            setup: Setup::new(false),
             probe: "probe",
             bytes: wat(&dense(4096))?,
         },
         "dense-96mib" => Workload {
             name: "dense-96mib",
             description: "as dense-256mib at 96 MiB, below the size at which the peer fails".into(),
-            wasi: false,
+            setup: Setup::new(false),
             probe: "probe",
             bytes: wat(&dense(1536))?,
         },
@@ -79,7 +88,7 @@ pub fn build(name: &str, root: &Path) -> Result<Workload, String> {
             description: format!(
                 "init grows memory to 1 GiB and writes {SPARSE_WRITES} scattered 8-byte words"
             ),
-            wasi: false,
+            setup: Setup::new(false),
             probe: "probe",
             bytes: wat(&sparse(16384, SPARSE_WRITES))?,
         },
@@ -90,7 +99,7 @@ pub fn build(name: &str, root: &Path) -> Result<Workload, String> {
                  mutable i32/i64/f32/f64 globals each ({} in all), init sets every one",
                 GLOBALS_MODULES * GLOBALS_PER_MODULE
             ),
-            wasi: false,
+            setup: Setup::new(false),
             probe: "probe",
             bytes: wat(&many_globals(GLOBALS_MODULES, GLOBALS_PER_MODULE))?,
         },
@@ -100,10 +109,44 @@ pub fn build(name: &str, root: &Path) -> Result<Workload, String> {
                           (1 MiB heap written by init, start function), adapter importing main's \
                           memory with 64 globals of its own, fixups filling the shim's table"
                 .into(),
-            wasi: false,
+            setup: Setup::new(false),
             probe: "probe",
             bytes: wat(&adapter_shape())?,
         },
+        "componentize-py" => {
+            let bytes = py_app(root, tools)?;
+            Workload {
+                name: "componentize-py",
+                description: format!(
+                    "{COMPONENTIZE_PY} output (benches/programs/py-app, {:.1} MiB), \
+                     already pre-initialized by componentize-py itself (the interpreter \
+                     and the imports); init is the app's `component-init` export, which \
+                     builds tables in Python",
+                    mib(bytes.len())
+                ),
+                setup: Setup::new(true),
+                probe: "probe",
+                bytes,
+            }
+        }
+        "componentize-js" => {
+            let (bytes, setup) = js_app(root, tools)?;
+            Workload {
+                name: "componentize-js",
+                description: format!(
+                    "{COMPONENTIZE_JS} (benches/programs/js-app), stopped before its own \
+                     Wizer step: StarlingMonkey with the app's bindings spliced in and \
+                     componentize-js's WASI adapter, un-initialized ({:.1} MiB); init \
+                     (`wizer-initialize`, which is componentize-js's \
+                     `componentize.wizer`) starts the JS engine and evaluates app.js, \
+                     which it reads from a preopened directory",
+                    mib(bytes.len())
+                ),
+                setup,
+                probe: "probe",
+                bytes,
+            }
+        }
         other => return Err(format!("unknown workload `{other}`")),
     })
 }
@@ -169,6 +212,345 @@ fn rust_guest(root: &Path, package: &str) -> Result<Vec<u8>, String> {
         .join("target/wasm32-wasip2/release")
         .join(format!("{}.wasm", package.replace('-', "_")));
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The componentize-py the `componentize-py` workload is made with.
+const COMPONENTIZE_PY: &str = "componentize-py 0.25.1";
+/// The componentize-js the `componentize-js` workload is made from.
+const COMPONENTIZE_JS: &str = "componentize-js 0.23.0";
+
+/// Runs `command`; `Err` names `what` and ends with the last line of its
+/// stderr.
+fn run(command: &mut Command, what: &str) -> Result<(), String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("{what}: failed to start {:?}: {e}", command.get_program()))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+    Err(format!(
+        "{what} failed ({}): {}",
+        output.status,
+        last.unwrap_or_default().trim()
+    ))
+}
+
+/// A hash of `files` and `version`: a made input is reused while its stamp
+/// (this hash) is unchanged.
+fn stamp(files: &[PathBuf], version: &str) -> Result<String, String> {
+    let mut hasher = DefaultHasher::new();
+    version.hash(&mut hasher);
+    for file in files {
+        std::fs::read(file)
+            .map_err(|e| format!("{}: {e}", file.display()))?
+            .hash(&mut hasher);
+    }
+    Ok(format!("{:016x}", hasher.finish()))
+}
+
+/// Whether `out` was made from inputs with stamp `stamp`.
+fn fresh(out: &Path, stamp: &str) -> bool {
+    out.exists()
+        && std::fs::read_to_string(out.with_extension("stamp")).is_ok_and(|s| s.trim() == stamp)
+}
+
+/// The `componentize-py` workload: benches/programs/py-app made into a
+/// component by componentize-py, installed with pip into a venv under
+/// `tools`.
+///
+/// componentize-py pre-initializes every component it makes (with
+/// component-init-transform, calling its own `init` export with arguments
+/// only it can build, in directories it extracts and removes), so the
+/// un-initialized component never leaves it. What is measured instead is
+/// the pre-initialization of its output with the app's own
+/// `component-init` export.
+fn py_app(root: &Path, tools: &Path) -> Result<Vec<u8>, String> {
+    let venv = tools.join("venv");
+    let componentize_py = venv.join("bin/componentize-py");
+    let version = COMPONENTIZE_PY.replace(' ', "==");
+    let installed = Command::new(&componentize_py)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == COMPONENTIZE_PY);
+    if !installed {
+        eprintln!("   installing {version} into {}", venv.display());
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv",
+        )?;
+        run(
+            Command::new(venv.join("bin/pip")).args(["install", "--quiet", &version]),
+            &format!("pip install {version}"),
+        )?;
+    }
+    let sources = root.join("benches/programs/py-app");
+    let files = [sources.join("app.py"), sources.join("world.wit")];
+    let out = tools.join("py-app.wasm");
+    let stamp = stamp(&files, COMPONENTIZE_PY)?;
+    if !fresh(&out, &stamp) {
+        eprintln!("   {COMPONENTIZE_PY}: making {}", out.display());
+        // A copy of the sources: Python writes __pycache__ beside them.
+        let work = tools.join("py-app");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        for file in &files {
+            let to = work.join(file.file_name().expect("a file name"));
+            std::fs::copy(file, &to).map_err(|e| format!("{}: {e}", to.display()))?;
+        }
+        run(
+            Command::new(&componentize_py)
+                .arg("-d")
+                .arg(work.join("world.wit"))
+                .args(["-w", "app", "componentize", "-p"])
+                .arg(&work)
+                .arg("app")
+                .arg("-o")
+                .arg(&out),
+            "componentize-py componentize",
+        )?;
+        std::fs::write(out.with_extension("stamp"), &stamp)
+            .map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))
+}
+
+/// The `componentize-js` workload: benches/programs/js-app, taken through
+/// componentize-js (installed with npm under `tools`) up to the step where
+/// it pre-initializes, and made into an un-initialized component here.
+///
+/// componentize-js splices the app's bindings into StarlingMonkey (a core
+/// module), runs Wizer on that core module with `componentize.wizer` as
+/// init, and only then makes the component with the WASI preview1
+/// adapter. `build.mjs` does the splicing and writes out what init reads;
+/// [`js_component`] makes the component, with the init export named
+/// `wizer-initialize`. Init reads its configuration from environment
+/// variables and app.js from a directory preopened as `/`, on both sides.
+fn js_app(root: &Path, tools: &Path) -> Result<(Vec<u8>, Setup), String> {
+    let prefix = tools.join("npm");
+    let package = prefix.join("node_modules/@bytecodealliance/componentize-js");
+    let version = COMPONENTIZE_JS.replace("componentize-js ", "@bytecodealliance/componentize-js@");
+    let installed = std::fs::read_to_string(package.join("package.json")).is_ok_and(|p| {
+        p.contains(&format!(
+            "\"version\": \"{}\"",
+            COMPONENTIZE_JS.rsplit(' ').next().unwrap_or_default()
+        ))
+    });
+    if !installed {
+        eprintln!("   installing {version} into {}", prefix.display());
+        std::fs::create_dir_all(&prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
+        run(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&prefix)
+                .arg(&version),
+            &format!("npm install {version}"),
+        )?;
+    }
+    let sources = root.join("benches/programs/js-app");
+    let files = [
+        sources.join("app.js"),
+        sources.join("world.wit"),
+        sources.join("build.mjs"),
+    ];
+    let parts = tools.join("js-app");
+    let marker = parts.join("engine.wasm");
+    let stamp = stamp(&files, COMPONENTIZE_JS)?;
+    if !fresh(&marker, &stamp) {
+        eprintln!("   {COMPONENTIZE_JS}: splicing into {}", parts.display());
+        let _ = std::fs::remove_dir_all(&parts);
+        run(
+            Command::new("node")
+                .arg(sources.join("build.mjs"))
+                .arg(&package)
+                .arg(&parts),
+            "node benches/programs/js-app/build.mjs",
+        )?;
+        std::fs::write(marker.with_extension("stamp"), &stamp)
+            .map_err(|e| format!("{}: {e}", marker.display()))?;
+    }
+    let env_json = parts.join("env.json");
+    let env: std::collections::BTreeMap<String, String> = serde_json::from_str(
+        &std::fs::read_to_string(&env_json).map_err(|e| format!("{}: {e}", env_json.display()))?,
+    )
+    .map_err(|e| format!("{}: {e}", env_json.display()))?;
+    let setup = Setup {
+        init: names::WIZER_INIT.into(),
+        wasi: true,
+        env: env.into_iter().collect(),
+        dirs: vec![(parts.clone(), "/".into())],
+    };
+    Ok((js_component(&parts)?, setup))
+}
+
+mod names {
+    /// The init export of the componentize-js workload: the peer's default.
+    pub const WIZER_INIT: &str = "wizer-initialize";
+    /// componentize-js's init, in the spliced StarlingMonkey core module.
+    pub const COMPONENTIZE_INIT: &str = "componentize.wizer";
+}
+
+/// The world of the init export the componentize-js component gets, beside
+/// the app's own (which the splicer embedded in the module).
+const JS_INIT_WIT: &str = "package bench:js-init;
+world init {
+  export wizer-initialize: func();
+}
+";
+
+/// The component of the `componentize-js` workload, from the spliced core
+/// module and the adapter in `parts`.
+fn js_component(parts: &Path) -> Result<Vec<u8>, String> {
+    let read = |name: &str| {
+        let path = parts.join(name);
+        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let err = |e: anyhow::Error| format!("componentize-js: making the component: {e:#}");
+    let engine = read("engine.wasm")?;
+    let stubs = js_stubs(&engine).map_err(err)?;
+    let mut module = js_init_export(&engine).map_err(err)?;
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve.push_str("js-init.wit", JS_INIT_WIT).map_err(err)?;
+    let world = resolve.select_world(&[package], None).map_err(err)?;
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .map_err(err)?;
+    let mut encoder = wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .map_err(err)?
+        .adapter("wasi_snapshot_preview1", &read("adapter.wasm")?)
+        .map_err(err)?;
+    for (name, stub) in &stubs {
+        encoder = encoder.adapter(name, stub).map_err(err)?;
+    }
+    encoder.encode().map_err(err)
+}
+
+/// Whether the engine's imports from `module` are stubbed out: what the
+/// disabled features (http, fetch-event) need, which neither side's host
+/// provides.
+fn js_stubbed(module: &str) -> bool {
+    module.starts_with("wasi:http/") || module.starts_with("wasi:sockets/")
+}
+
+/// For each import module of `engine` that [`js_stubbed`] picks, a core
+/// module exporting every function imported from it, each trapping when
+/// called (`unreachable`): given to wit-component as adapters, they take
+/// the place of those imports.
+fn js_stubs(engine: &[u8]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    use wasm_encoder::{CodeSection, ExportKind, ExportSection, Function, FunctionSection};
+    use wasm_encoder::{Instruction, TypeSection, ValType};
+    use wasmparser::{Parser, Payload, TypeRef};
+    let mut types = Vec::new();
+    let mut stubbed: std::collections::BTreeMap<String, Vec<(String, u32)>> = Default::default();
+    for payload in Parser::new(0).parse_all(engine) {
+        match payload? {
+            Payload::TypeSection(reader) => {
+                for ty in reader.into_iter_err_on_gc_types() {
+                    types.push(ty?);
+                }
+            }
+            Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    let import = import?;
+                    if let TypeRef::Func(ty) = import.ty
+                        && js_stubbed(import.module)
+                    {
+                        stubbed
+                            .entry(import.module.to_string())
+                            .or_default()
+                            .push((import.name.to_string(), ty));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let val = |ty: &wasmparser::ValType| match ty {
+        wasmparser::ValType::I32 => Ok(ValType::I32),
+        wasmparser::ValType::I64 => Ok(ValType::I64),
+        wasmparser::ValType::F32 => Ok(ValType::F32),
+        wasmparser::ValType::F64 => Ok(ValType::F64),
+        other => anyhow::bail!("unexpected type {other:?} in a stubbed import"),
+    };
+    let mut stubs = Vec::new();
+    for (module, funcs) in stubbed {
+        let (mut ts, mut fs, mut es, mut cs) = (
+            TypeSection::new(),
+            FunctionSection::new(),
+            ExportSection::new(),
+            CodeSection::new(),
+        );
+        for (i, (name, ty)) in funcs.iter().enumerate() {
+            let ty = &types[*ty as usize];
+            ts.ty().function(
+                ty.params()
+                    .iter()
+                    .map(val)
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+                ty.results()
+                    .iter()
+                    .map(val)
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            );
+            let i = u32::try_from(i)?;
+            fs.function(i);
+            es.export(name, ExportKind::Func, i);
+            let mut body = Function::new([]);
+            body.instruction(&Instruction::Unreachable);
+            body.instruction(&Instruction::End);
+            cs.function(&body);
+        }
+        let mut stub = wasm_encoder::Module::new();
+        stub.section(&ts).section(&fs).section(&es).section(&cs);
+        stubs.push((module, stub.finish()));
+    }
+    Ok(stubs)
+}
+
+/// `module` with `componentize.wizer` exported as `wizer-initialize`, and
+/// without the exports that no world declares: StarlingMonkey's own
+/// `wizer-initialize` and `wizer.resume` (its Wizer entry points when it
+/// runs a script by itself), and `check_init` (which componentize-js calls
+/// on the pre-initialized core module, in Node).
+fn js_init_export(module: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use wasm_encoder::{ExportKind, ExportSection, RawSection};
+    use wasmparser::{Parser, Payload};
+    let dropped = [names::WIZER_INIT, "wizer.resume", "check_init"];
+    let mut out = wasm_encoder::Module::new();
+    let mut renamed = false;
+    for payload in Parser::new(0).parse_all(module) {
+        let payload = payload?;
+        if let Payload::ExportSection(reader) = &payload {
+            let mut exports = ExportSection::new();
+            for export in reader.clone() {
+                let export = export?;
+                let name = match export.name {
+                    names::COMPONENTIZE_INIT => {
+                        renamed = true;
+                        names::WIZER_INIT
+                    }
+                    name if dropped.contains(&name) => continue,
+                    name => name,
+                };
+                exports.export(name, ExportKind::from(export.kind), export.index);
+            }
+            out.section(&exports);
+        } else if let Some((id, range)) = payload.as_section() {
+            out.section(&RawSection {
+                id,
+                data: &module[range],
+            });
+        }
+    }
+    anyhow::ensure!(renamed, "no export `{}`", names::COMPONENTIZE_INIT);
+    Ok(out.finish())
 }
 
 const LARGE_CODE_FUNCS: usize = 12_000;
