@@ -125,14 +125,19 @@ struct Row {
     load: f64,
     ours: ToolResult,
     peer: ToolResult,
-    /// Ours on an engine that does not optimize (workloads where
-    /// compilation dominates only).
-    ours_o0: Option<ToolResult>,
+    /// Ours with `--compiler cranelift` (workloads where compilation
+    /// dominates only).
+    ours_cranelift: Option<ToolResult>,
     startup: Option<Startup>,
 }
 
-/// The workloads on which the what-if `ours-o0` also runs.
-const WHAT_IF: &[&str] = &["regex-tables", "large-code"];
+/// The workloads on which the what-if `ours-cranelift` also runs.
+const WHAT_IF: &[&str] = &[
+    "regex-tables",
+    "large-code",
+    "componentize-py",
+    "componentize-js",
+];
 
 /// Median seconds of instantiate + first call, per variant.
 struct Startup {
@@ -210,12 +215,12 @@ fn run(selected: &[&str]) -> Result<()> {
         let load = load();
         let mut ours = ToolResult::default();
         let mut peer = ToolResult::default();
-        let mut ours_o0 = ToolResult::default();
+        let mut ours_cranelift = ToolResult::default();
         let what_if = WHAT_IF.contains(&name);
         for i in 0..runs {
             let mut tools = vec![("ours", &mut ours), ("peer", &mut peer)];
             if what_if {
-                tools.push(("ours-o0", &mut ours_o0));
+                tools.push(("ours-cranelift", &mut ours_cranelift));
             }
             for (tool, result) in tools {
                 if result.failure.is_some() {
@@ -252,7 +257,7 @@ fn run(selected: &[&str]) -> Result<()> {
             load,
             ours,
             peer,
-            ours_o0: what_if.then_some(ours_o0),
+            ours_cranelift: what_if.then_some(ours_cranelift),
             startup,
         });
     }
@@ -648,25 +653,27 @@ fn report(
     }
 
     r.push_str(
-        "\n### What-if: our pipeline on an engine with `cranelift_opt_level(None)` \
-         (`WasmtimeRuntime::with_engine`)\n\n| workload | ours ms | ours, opt-level none ms | \
-         peer ms | opt-level none/peer | compile+instantiate, opt-level none ms | same output \
-         size |\n\
-         |---|---|---|---|---|---|---|\n",
+        "\n### What-if: our pipeline with `--compiler cranelift` (the default is Winch)\n\n\
+         | workload | ours (Winch) ms | ours, Cranelift ms | peer ms | Cranelift/peer | \
+         compile+instantiate, Cranelift ms | init, Cranelift ms | same output size |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
-        let Some(o0) = &row.ours_o0 else { continue };
+        let Some(cl) = &row.ours_cranelift else {
+            continue;
+        };
         writeln!(
             r,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             row.workload.name,
             ms(row.ours.total()),
-            ms(o0.total()),
+            ms(cl.total()),
             ms(row.peer.total()),
-            ratio(o0.total(), row.peer.total()),
-            ms(o0.phase(1)),
+            ratio(cl.total(), row.peer.total()),
+            ms(cl.phase(1)),
+            ms(cl.phase(2)),
             // (not the same bytes where init reads `wasi:random`)
-            o0.size() == row.ours.size()
+            cl.size() == row.ours.size()
         )
         .unwrap();
     }

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use component_init::plan::Value;
 use component_init::wasi::PreopenDir;
+use component_init::wasmtime_runtime::Compiler;
 use component_init::{
-    InitFunc, InstrumentOptions, Runtime, WasiOptions, WasmtimeRuntime, snapshot,
+    InitFunc, InstrumentOptions, Limits, Runtime, WasiOptions, WasmtimeRuntime, snapshot,
 };
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Instance, Lift, Linker, ResourceTable, WasmList};
@@ -94,12 +95,10 @@ pub fn main(tool: &str, setup: &Setup, input: &str, output: &str) -> Result<()> 
     let read = || std::fs::read(input).with_context(|| format!("failed to read `{input}`"));
     let (bytes, mut measured) = match tool {
         "ours" => ours(&read()?, setup, WasmtimeRuntime::new()?)?,
-        // What-if: our pipeline on an engine that does not optimize the
-        // code it compiles (init runs once).
-        "ours-o0" => {
-            let mut config = config();
-            config.cranelift_opt_level(wasmtime::OptLevel::None);
-            let runtime = WasmtimeRuntime::with_engine(Engine::new(&config)?);
+        // What-if: our pipeline with `--compiler cranelift` (the optimizing
+        // compiler the peer uses) instead of the default, Winch.
+        "ours-cranelift" => {
+            let runtime = WasmtimeRuntime::with_compiler(Limits::default(), Compiler::Cranelift)?;
             ours(&read()?, setup, runtime)?
         }
         "peer" => peer(&read()?, setup)?,
@@ -219,8 +218,10 @@ fn ours(input: &[u8], setup: &Setup, mut runtime: WasmtimeRuntime) -> Result<(Ve
     })?
 }
 
-/// The engine configuration of both sides: what `WasmtimeRuntime::new()`
-/// sets (Cranelift at Wasmtime's defaults otherwise).
+/// The peer's engine configuration, and the startup measurement's:
+/// Wasmtime's defaults (Cranelift, as `wasmtime wizer` compiles) with the
+/// proposals our workloads use. Ours runs on `WasmtimeRuntime::new()`'s
+/// engine (Winch, epoch interruption for the default timeout).
 pub fn config() -> Config {
     let mut config = Config::new();
     config.wasm_backtrace_max_frames(None);
