@@ -15,7 +15,6 @@ use wasm_encoder::{Component, ComponentExportSection, RawSection};
 use wasmparser::Parser;
 
 use crate::module::{self, ModuleEdit, Segment};
-use crate::names;
 use crate::parse::{self, ComponentInfo, Parsed, SectionKind};
 use crate::plan::{Accessor, GlobalValue, InputId, Plan, Snapshot, State, Value};
 use crate::probe::{self, Probe};
@@ -173,7 +172,6 @@ fn encode(
     depth: usize,
     removed: Option<usize>,
 ) -> Result<Vec<u8>> {
-    let root = depth == 0;
     let local: Vec<_> = values
         .iter()
         .copied()
@@ -212,7 +210,6 @@ fn encode(
 
     let mut component = Component::new();
     let mut remapping = false;
-    let mut wrote_producers = false;
     for section in &info.sections {
         let data = &parsed.bytes[section.range.clone()];
         match section.kind {
@@ -268,21 +265,6 @@ fn encode(
                 component.section(&exports);
                 remapping = true;
             }
-            SectionKind::Producers if root => {
-                let reader = wasmparser::CustomSectionReader::new(wasmparser::BinaryReader::new(
-                    data,
-                    section.range.start,
-                ))?;
-                let mut producers =
-                    wasm_metadata::Producers::from_bytes(reader.data(), reader.data_offset())
-                        .context("failed to read the producers section")?;
-                add_processed_by(&mut producers);
-                component.section(&RawSection {
-                    id: 0,
-                    data: &module::strip_size(producers.raw_custom_section()),
-                });
-                wrote_producers = true;
-            }
             SectionKind::Exports { .. } | SectionKind::Other if remapping => {
                 renumber.next_core_instance = section.core_instances_before;
                 renumber.next_instance = section.instances_before;
@@ -294,6 +276,7 @@ fn encode(
                     &section.range,
                 )?;
             }
+            // Everything else, the producers section included, as it is.
             _ => {
                 component.section(&RawSection {
                     id: section.id,
@@ -301,14 +284,6 @@ fn encode(
                 });
             }
         }
-    }
-    if root && !wrote_producers {
-        let mut producers = wasm_metadata::Producers::empty();
-        add_processed_by(&mut producers);
-        component.section(&RawSection {
-            id: 0,
-            data: &module::strip_size(producers.raw_custom_section()),
-        });
     }
     Ok(component.finish())
 }
@@ -354,14 +329,6 @@ fn nested_components(
         );
     }
     Ok(out)
-}
-
-fn add_processed_by(producers: &mut wasm_metadata::Producers) {
-    producers.add(
-        "processed-by",
-        names::PRODUCER_NAME,
-        env!("CARGO_PKG_VERSION"),
-    );
 }
 
 /// Re-encodes one component-level section with `reencoder`; module and
