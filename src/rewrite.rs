@@ -9,12 +9,13 @@
 //! indices shifted down past the removed export.
 
 use anyhow::{Context, Result, bail};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use wasm_encoder::reencode::ReencodeComponent;
-use wasm_encoder::{Component, ComponentExportSection, RawSection};
+use wasm_encoder::{Component, ComponentExportSection, ComponentSection, Encode};
 use wasmparser::Parser;
 
-use crate::module::{self, ModuleEdit, Segment};
+use crate::module::{self, Edited, ModuleEdit, Segment};
 use crate::parse::{self, ComponentInfo, Parsed, SectionKind};
 use crate::plan::{Accessor, GlobalValue, InputId, Plan, Snapshot, State, Value};
 use crate::probe::{self, Probe};
@@ -65,7 +66,8 @@ fn apply_to(
     } else {
         None
     };
-    let out = encode(&parsed, &parsed.root, &values, 0, removed)?;
+    let mut out = Vec::new();
+    encode(&parsed, &parsed.root, &values, 0, removed, &mut out)?;
     // Every function body of the output is, byte for byte, one of the
     // input's, which was validated, and nothing a body depends on (types,
     // imports, globals' types, memories' and tables' types, the data count,
@@ -164,23 +166,26 @@ fn instance_states<'a>(
 }
 
 /// Rewrites the component `info`, `depth` levels below the top, with the
-/// snapshot `values` of the accessors whose path goes through it.
-fn encode(
-    parsed: &Parsed<'_>,
+/// snapshot `values` of the accessors whose path goes through it, appending
+/// it to `sink`. Edited modules are written straight into `sink`, so each
+/// snapshot byte is copied once.
+fn encode<'a>(
+    parsed: &Parsed<'a>,
     info: &ComponentInfo,
-    values: &[(&Accessor, &Value)],
+    values: &[(&Accessor, &'a Value)],
     depth: usize,
     removed: Option<usize>,
-) -> Result<Vec<u8>> {
+    sink: &mut Vec<u8>,
+) -> Result<()> {
     let local: Vec<_> = values
         .iter()
         .copied()
         .filter(|(a, _)| a.path.len() == depth)
         .collect();
-    let mut modules: BTreeMap<usize, Variants<Vec<u8>>> = BTreeMap::new();
+    let mut modules: BTreeMap<usize, Variants<Edited<'a>>> = BTreeMap::new();
     for (m, states) in instance_states(parsed, info, &local)? {
         let module = &info.modules[m];
-        let bytes = &parsed.bytes[module.range.clone()];
+        let bytes: &'a [u8] = &parsed.bytes[module.range.clone()];
         let mut variants = Vec::new();
         for (state, instances) in states {
             let edited = rewrite_module(bytes, &state)
@@ -208,26 +213,36 @@ fn encode(
         );
     }
 
-    let mut component = Component::new();
+    // Room for the whole component: the sections copied as they are and the
+    // edited modules (the original modules in `info`'s range are an
+    // overestimate of what they replace).
+    let edited: usize = modules
+        .values()
+        .flatten()
+        .map(|(edited, _)| edited.len() + 5)
+        .sum();
+    let nested: usize = components
+        .values()
+        .flatten()
+        .map(|(bytes, _)| bytes.len() + 5)
+        .sum();
+    sink.reserve(info.range.len() + edited + nested);
+    sink.extend_from_slice(Component::new().as_slice());
     let mut remapping = false;
     for section in &info.sections {
         let data = &parsed.bytes[section.range.clone()];
         match section.kind {
             SectionKind::Module(m) if modules.contains_key(&m) => {
-                for (bytes, _) in &modules[&m] {
-                    component.section(&RawSection {
-                        id: section.id,
-                        data: bytes,
-                    });
+                for (edited, _) in &modules[&m] {
+                    sink.push(section.id);
+                    section_size(edited.len())?.encode(sink);
+                    edited.write_to(sink);
                 }
                 remapping |= modules[&m].len() > 1;
             }
             SectionKind::Component(c) if components.contains_key(&c) => {
                 for (bytes, _) in &components[&c] {
-                    component.section(&RawSection {
-                        id: section.id,
-                        data: bytes,
-                    });
+                    raw(sink, section.id, bytes)?;
                 }
                 remapping |= components[&c].len() > 1;
             }
@@ -240,10 +255,7 @@ fn encode(
                         info.components[c].index.unwrap_or_default()
                     );
                 }
-                component.section(&RawSection {
-                    id: section.id,
-                    data,
-                });
+                raw(sink, section.id, data)?;
             }
             SectionKind::Exports { start, len }
                 if removed.is_some_and(|r| (start..start + len).contains(&r)) =>
@@ -262,30 +274,33 @@ fn encode(
                         .parse_component_export(&mut exports, export?)
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                 }
-                component.section(&exports);
+                sink.push(exports.id());
+                exports.encode(sink);
                 remapping = true;
             }
             SectionKind::Exports { .. } | SectionKind::Other if remapping => {
                 renumber.next_core_instance = section.core_instances_before;
                 renumber.next_instance = section.instances_before;
-                reencode_section(
-                    &mut renumber,
-                    &mut component,
-                    parsed,
-                    section.id,
-                    &section.range,
-                )?;
+                reencode_section(&mut renumber, sink, parsed, section.id, &section.range)?;
             }
             // Everything else, the producers section included, as it is.
-            _ => {
-                component.section(&RawSection {
-                    id: section.id,
-                    data,
-                });
-            }
+            _ => raw(sink, section.id, data)?,
         }
     }
-    Ok(component.finish())
+    Ok(())
+}
+
+/// Appends a section with `id` and contents `data` to `sink`.
+fn raw(sink: &mut Vec<u8>, id: u8, data: &[u8]) -> Result<()> {
+    sink.push(id);
+    section_size(data.len())?.encode(sink);
+    sink.extend_from_slice(data);
+    Ok(())
+}
+
+/// A section's size, which the binary format bounds by 4 GiB.
+fn section_size(len: usize) -> Result<u32> {
+    u32::try_from(len).map_err(|_| anyhow::anyhow!("a section of the output would exceed 4 GiB"))
 }
 
 /// The rewritten bytes of each nested component definition (by index into
@@ -320,7 +335,8 @@ fn nested_components(
             .copied()
             .filter(|(a, _)| a.path.len() > depth && a.path[depth] == instance.index)
             .collect();
-        let bytes = encode(parsed, child, &sub, depth + 1, None)
+        let mut bytes = Vec::new();
+        encode(parsed, child, &sub, depth + 1, None, &mut bytes)
             .with_context(|| format!("in component instance {}", instance.index))?;
         add_variant(
             out.entry(instance.module).or_default(),
@@ -335,7 +351,7 @@ fn nested_components(
 /// component sections, which have their own index spaces, are copied.
 fn reencode_section(
     reencoder: &mut Renumber,
-    component: &mut Component,
+    sink: &mut Vec<u8>,
     parsed: &Parsed<'_>,
     id: u8,
     range: &std::ops::Range<usize>,
@@ -346,12 +362,10 @@ fn reencode_section(
         // custom, core module, core type, component: no component function
         // indices inside
         // (ids from the component binary format)
-        0 | 1 | 3 | 4 => {
-            component.section(&RawSection { id, data });
-            return Ok(());
-        }
+        0 | 1 | 3 | 4 => return raw(sink, id, data),
         _ => {}
     }
+    let mut component = Component::new();
     let mut bytes = Vec::with_capacity(data.len() + 16);
     bytes.extend_from_slice(&[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]);
     bytes.push(id);
@@ -367,12 +381,14 @@ fn reencode_section(
                     break;
                 }
                 reencoder
-                    .parse_component_payload(component, payload, &bytes)
+                    .parse_component_payload(&mut component, payload, &bytes)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             wasmparser::Chunk::NeedMoreData(_) => bail!("section is truncated"),
         }
     }
+    let header = Component::new().as_slice().len();
+    sink.extend_from_slice(&component.as_slice()[header..]);
     Ok(())
 }
 
@@ -414,7 +430,7 @@ struct Renumber {
 }
 
 impl Renumber {
-    fn add(&mut self, module: bool, index: u32, variants: &Variants<Vec<u8>>) {
+    fn add<T>(&mut self, module: bool, index: u32, variants: &Variants<T>) {
         if variants.len() < 2 {
             return;
         }
@@ -519,7 +535,7 @@ fn has_outer_definition_aliases(bytes: &[u8]) -> Result<bool> {
 }
 
 /// Bakes `state` into a module.
-fn rewrite_module(bytes: &[u8], state: &InstanceState<'_>) -> Result<Vec<u8>> {
+fn rewrite_module<'a>(bytes: &'a [u8], state: &InstanceState<'a>) -> Result<Edited<'a>> {
     let mut minimums = Vec::new();
     let mut data = Vec::new();
     for &(memory, page_size_log2, memory64, contents) in &state.memories {
@@ -529,7 +545,7 @@ fn rewrite_module(bytes: &[u8], state: &InstanceState<'_>) -> Result<Vec<u8>> {
                 memory,
                 memory64,
                 offset: range.start as u64,
-                bytes: &contents[range],
+                bytes: Cow::Borrowed(&contents[range]),
             });
         }
     }
@@ -542,5 +558,5 @@ fn rewrite_module(bytes: &[u8], state: &InstanceState<'_>) -> Result<Vec<u8>> {
         data: Some(data),
         ..ModuleEdit::default()
     };
-    module::edit(bytes, &edit)
+    module::edit_lazily(bytes, edit)
 }
