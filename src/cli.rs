@@ -294,9 +294,12 @@ async fn pre_initialize(
     let snapshot = snapshot::read(&mut runtime, plan).await?;
     for (accessor, value) in plan.accessors.iter().zip(&snapshot.values) {
         let what = match (accessor.state, value) {
-            (State::Memory { index, .. }, Value::Memory(bytes)) => {
-                format!("memory {index}: {} bytes", bytes.len())
-            }
+            (State::Memory { index, .. }, Value::Memory(image)) => format!(
+                "memory {index}: {} bytes, {} in {} non-zero runs",
+                image.len(),
+                image.stored_len(),
+                image.runs().len()
+            ),
             (State::Global { index, .. }, Value::Global(v)) => format!("global {index}: {v:?}"),
             (State::Probe { probe, .. }, Value::Global(v)) => format!("probe {probe:?}: {v:?}"),
             _ => continue,

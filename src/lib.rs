@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 mod codegen;
+pub mod image;
 pub mod init_func;
 pub mod instrument;
 pub mod limits;
@@ -54,6 +55,7 @@ pub mod cli;
 
 use anyhow::{Context, Result};
 
+pub use image::MemoryImage;
 pub use init_func::InitFunc;
 pub use instrument::{InstrumentOptions, Instrumented, instrument};
 pub use limits::Limits;

@@ -9,12 +9,12 @@
 //! indices shifted down past the removed export.
 
 use anyhow::{Context, Result, bail};
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use wasm_encoder::reencode::ReencodeComponent;
 use wasm_encoder::{Component, ComponentExportSection, ComponentSection, Encode};
 use wasmparser::Parser;
 
+use crate::image::MemoryImage;
 use crate::module::{self, Edited, ModuleEdit, Segment};
 use crate::parse::{self, ComponentInfo, Parsed, SectionKind};
 use crate::plan::{Accessor, GlobalValue, InputId, Plan, Snapshot, State, Value};
@@ -81,7 +81,7 @@ fn apply_to(
 #[derive(Default, PartialEq)]
 struct InstanceState<'a> {
     /// (module memory index, page size log2, memory64, contents)
-    memories: Vec<(u32, u32, bool, &'a [u8])>,
+    memories: Vec<(u32, u32, bool, &'a MemoryImage)>,
     /// (module global index, value)
     globals: Vec<(u32, GlobalValue)>,
     /// Passive data segments dropped during init.
@@ -118,10 +118,10 @@ fn instance_states<'a>(
                     memory64,
                     page_size_log2,
                 },
-                Value::Memory(bytes),
+                Value::Memory(image),
             ) => state
                 .memories
-                .push((index, page_size_log2, memory64, bytes)),
+                .push((index, page_size_log2, memory64, image)),
             (State::Global { index, .. }, Value::Global(v)) => state.globals.push((index, *v)),
             (State::Probe { probe, .. }, Value::Global(GlobalValue::I32(v))) => match probe {
                 _ if *v == 0 => {}
@@ -538,14 +538,14 @@ fn has_outer_definition_aliases(bytes: &[u8]) -> Result<bool> {
 fn rewrite_module<'a>(bytes: &'a [u8], state: &InstanceState<'a>) -> Result<Edited<'a>> {
     let mut minimums = Vec::new();
     let mut data = Vec::new();
-    for &(memory, page_size_log2, memory64, contents) in &state.memories {
-        minimums.push((memory, (contents.len() as u64) >> page_size_log2));
-        for range in segments::nonzero_runs(contents) {
+    for &(memory, page_size_log2, memory64, image) in &state.memories {
+        minimums.push((memory, image.len() >> page_size_log2));
+        for (offset, bytes) in segments::segments(image) {
             data.push(Segment {
                 memory,
                 memory64,
-                offset: range.start as u64,
-                bytes: Cow::Borrowed(&contents[range]),
+                offset,
+                bytes,
             });
         }
     }

@@ -158,7 +158,7 @@ fn ours(input: &[u8], wasi: bool, mut runtime: WasmtimeRuntime) -> Result<(Vec<u
             .values
             .iter()
             .map(|v| match v {
-                Value::Memory(bytes) => bytes.len(),
+                Value::Memory(image) => image.len() as usize,
                 _ => 0,
             })
             .sum();
