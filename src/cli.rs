@@ -311,9 +311,13 @@ async fn pre_initialize(
         );
     }
     log::info!("read the snapshot in {:.1?}", start.elapsed());
+    // The guest's memory goes before the rewrite, which needs room for the
+    // output: the two are not held at once.
+    drop(runtime);
 
     let start = Instant::now();
-    let output = plan.apply(input, &snapshot)?;
+    // `instrument` validated `input` above: its code is not validated again.
+    let output = crate::rewrite::apply_to_validated(input, plan, &snapshot)?;
     log::info!(
         "rewrote in {:.1?}: {} bytes in, {} bytes out",
         start.elapsed(),
