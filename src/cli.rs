@@ -324,9 +324,12 @@ async fn pre_initialize(
     let snapshot = snapshot::read(&mut runtime, plan).await?;
     for (accessor, value) in plan.accessors.iter().zip(&snapshot.values) {
         let what = match (accessor.state, value) {
-            (State::Memory { index, .. }, Value::Memory(bytes)) => {
-                format!("memory {index}: {} bytes", bytes.len())
-            }
+            (State::Memory { index, .. }, Value::Memory(image)) => format!(
+                "memory {index}: {} bytes, {} in {} non-zero runs",
+                image.len(),
+                image.stored_len(),
+                image.runs().len()
+            ),
             (State::Global { index, .. }, Value::Global(v)) => format!("global {index}: {v:?}"),
             (State::Probe { probe, .. }, Value::Global(v)) => format!("probe {probe:?}: {v:?}"),
             _ => continue,
@@ -338,9 +341,13 @@ async fn pre_initialize(
         );
     }
     log::info!("read the snapshot in {:.1?}", start.elapsed());
+    // The guest's memory goes before the rewrite, which needs room for the
+    // output: the two are not held at once.
+    drop(runtime);
 
     let start = Instant::now();
-    let output = plan.apply(input, &snapshot)?;
+    // `instrument` validated `input` above: its code is not validated again.
+    let output = crate::rewrite::apply_to_validated(input, plan, &snapshot)?;
     log::info!(
         "rewrote in {:.1?}: {} bytes in, {} bytes out",
         start.elapsed(),

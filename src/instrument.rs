@@ -278,7 +278,7 @@ fn encode(bytes: &[u8], info: &ComponentInfo, level: &Level, root: bool) -> Resu
                     code: found.map(|f| f.code.clone()),
                     ..ModuleEdit::default()
                 };
-                let edited = module::edit(data, &edit).with_context(|| {
+                let edited = module::edit(data, edit).with_context(|| {
                     format!("failed to instrument core module {}", module.index)
                 })?;
                 component.section(&RawSection {

@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 mod codegen;
+pub mod image;
 pub mod init_func;
 pub mod instrument;
 pub mod limits;
@@ -54,6 +55,7 @@ pub mod cli;
 
 use anyhow::{Context, Result};
 
+pub use image::MemoryImage;
 pub use init_func::InitFunc;
 pub use instrument::{InstrumentOptions, Instrumented, instrument};
 pub use limits::Limits;
@@ -79,6 +81,17 @@ pub async fn initialize<R: Runtime>(
     options: &InstrumentOptions,
     runtime: &mut R,
 ) -> Result<Vec<u8>> {
+    let (plan, snapshot) = take_snapshot(component, options, runtime).await?;
+    rewrite::apply_to_validated(component, &plan, &snapshot)
+}
+
+/// [`initialize`] up to the rewrite: instrument, instantiate, call init, read
+/// the state back.
+async fn take_snapshot<R: Runtime>(
+    component: &[u8],
+    options: &InstrumentOptions,
+    runtime: &mut R,
+) -> Result<(Plan, Snapshot)> {
     let Instrumented {
         component: instrumented,
         plan,
@@ -93,12 +106,17 @@ pub async fn initialize<R: Runtime>(
         .await
         .with_context(|| format!("init function `{}` failed", plan.init))?;
     let snapshot = snapshot::read(runtime, &plan).await?;
-    rewrite::apply_to_validated(component, &plan, &snapshot)
+    Ok((plan, snapshot))
 }
 
 /// Pre-initializes `component` with Wasmtime, blocking until done.
 #[cfg(feature = "wasmtime")]
 pub fn initialize_with_wasmtime(component: &[u8], options: &InstrumentOptions) -> Result<Vec<u8>> {
     let mut runtime = WasmtimeRuntime::new()?;
-    wasmtime_runtime::block_on(initialize(component, options, &mut runtime))?
+    let (plan, snapshot) =
+        wasmtime_runtime::block_on(take_snapshot(component, options, &mut runtime))??;
+    // The guest's memory goes before the rewrite, which needs room for the
+    // output: the two are not held at once.
+    drop(runtime);
+    rewrite::apply_to_validated(component, &plan, &snapshot)
 }

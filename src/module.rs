@@ -45,7 +45,7 @@ pub struct Segment<'a> {
     /// Where the bytes go.
     pub offset: u64,
     /// The bytes.
-    pub bytes: &'a [u8],
+    pub bytes: Cow<'a, [u8]>,
 }
 
 /// The order in which non-custom sections must appear in a module.
@@ -76,9 +76,73 @@ struct Out<'a> {
     data: Cow<'a, [u8]>,
 }
 
+/// A module after an edit, not yet written out: its sections, as slices of
+/// the original where unchanged, and the data section as the pieces it is
+/// made of, so that a snapshot's bytes are copied once, into the buffer the
+/// module is written to.
+pub struct Edited<'a> {
+    sections: Vec<Out<'a>>,
+    /// The data section: its index in `sections` (whose `data` is unused),
+    /// its segment count and its contents after the count.
+    data: Option<(usize, u32, Vec<Cow<'a, [u8]>>)>,
+}
+
+impl Edited<'_> {
+    /// The size of the module in bytes.
+    pub fn len(&self) -> usize {
+        let mut len = 8;
+        for (i, section) in self.sections.iter().enumerate() {
+            let size = self.section_size(i, section);
+            len += 1 + leb_len(size as u64) + size;
+        }
+        len
+    }
+
+    fn section_size(&self, i: usize, section: &Out<'_>) -> usize {
+        match &self.data {
+            Some((at, count, pieces)) if *at == i => {
+                leb_len(u64::from(*count)) + pieces.iter().map(|p| p.len()).sum::<usize>()
+            }
+            _ => section.data.len(),
+        }
+    }
+
+    /// Appends the module to `sink`.
+    pub fn write_to(&self, sink: &mut Vec<u8>) {
+        sink.reserve(self.len());
+        sink.extend_from_slice(&wasm_encoder::Module::new().finish());
+        for (i, section) in self.sections.iter().enumerate() {
+            sink.push(section.id);
+            (self.section_size(i, section) as u32).encode(sink);
+            match &self.data {
+                Some((at, count, pieces)) if *at == i => {
+                    count.encode(sink);
+                    for piece in pieces {
+                        sink.extend_from_slice(piece);
+                    }
+                }
+                _ => sink.extend_from_slice(&section.data),
+            }
+        }
+    }
+}
+
+/// The number of bytes of `value` as an unsigned LEB128.
+pub fn leb_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
 /// Applies `edit` to the module in `bytes`.
-pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
-    let mut out: Vec<Out<'_>> = Vec::new();
+pub fn edit(bytes: &[u8], edit: ModuleEdit<'_>) -> Result<Vec<u8>> {
+    let edited = edit_lazily(bytes, edit)?;
+    let mut out = Vec::with_capacity(edited.len());
+    edited.write_to(&mut out);
+    Ok(out)
+}
+
+/// Applies `edit` to the module in `bytes`, to be written out later.
+pub fn edit_lazily<'a>(bytes: &'a [u8], mut edit: ModuleEdit<'a>) -> Result<Edited<'a>> {
+    let mut out: Vec<Out<'a>> = Vec::new();
     let mut parser = Parser::new(0);
     let mut remaining = bytes;
     let mut data_segments = None;
@@ -99,8 +163,8 @@ pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
                 skip = size as usize;
                 out.push(Out {
                     id: 10,
-                    data: match &edit.code {
-                        Some(code) => Cow::Owned(code.clone()),
+                    data: match edit.code.take() {
+                        Some(code) => Cow::Owned(code),
                         None => Cow::Borrowed(&bytes[range]),
                     },
                 });
@@ -137,7 +201,7 @@ pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
                         export.index,
                     );
                 }
-                add_exports(&mut section, edit);
+                add_exports(&mut section, &edit);
                 push(&mut out, EXPORT, &section);
             }
             Payload::StartSection { .. } if edit.drop_start => {}
@@ -180,25 +244,26 @@ pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
                     };
                     section.global(RoundtripReencoder.global_type(global.ty)?, &init);
                 }
-                add_globals(&mut section, edit);
+                add_globals(&mut section, &edit);
                 push(&mut out, 6, &section);
             }
             Payload::DataSection(reader) if edit.data.is_some() => {
-                let mut section = wasm_encoder::DataSection::new();
+                let mut pieces = Vec::new();
                 let mut count = 0u32;
                 for data in reader {
                     let data = data?;
                     match data.kind {
                         DataKind::Passive if !edit.empty_data.contains(&count) => {
-                            section.raw(&bytes[data.range.clone()])
+                            pieces.push(Cow::Borrowed(&bytes[data.range.clone()]))
                         }
                         // active segments were applied and dropped at
-                        // instantiation; dropped passive ones are gone too
-                        _ => section.passive(Vec::<u8>::new()),
+                        // instantiation; dropped passive ones are gone too:
+                        // an empty passive segment (flags 1, no bytes)
+                        _ => pieces.push(Cow::Borrowed(&[1, 0][..])),
                     };
                     count += 1;
                 }
-                data_segments = Some((out.len(), section, count));
+                data_segments = Some((out.len(), count, pieces));
                 out.push(Out {
                     id: DATA,
                     data: Cow::Borrowed(&[]),
@@ -218,48 +283,65 @@ pub fn edit(bytes: &[u8], edit: &ModuleEdit<'_>) -> Result<Vec<u8>> {
 
     if !edit.new_globals.is_empty() && !out.iter().any(|s| s.id == 6) {
         let mut section = wasm_encoder::GlobalSection::new();
-        add_globals(&mut section, edit);
+        add_globals(&mut section, &edit);
         insert(&mut out, 6, encode(&section));
     }
     if !edit.exports.is_empty() && !out.iter().any(|s| s.id == EXPORT) {
         let mut section = wasm_encoder::ExportSection::new();
-        add_exports(&mut section, edit);
+        add_exports(&mut section, &edit);
         insert(&mut out, EXPORT, encode(&section));
     }
-    if let Some(segments) = &edit.data {
-        let (at, mut section, mut count) = match data_segments.take() {
+    let mut data = None;
+    if let Some(segments) = edit.data.take() {
+        let (at, mut count, mut pieces) = match data_segments.take() {
             Some(found) => found,
             None => {
                 insert(&mut out, DATA, Vec::new());
                 let at = out.iter().position(|s| s.id == DATA).unwrap_or(0);
-                (at, wasm_encoder::DataSection::new(), 0)
+                (at, 0, Vec::new())
             }
         };
+        pieces.reserve(2 * segments.len());
         for segment in segments {
             let offset = if segment.memory64 {
                 ConstExpr::i64_const(segment.offset as i64)
             } else {
                 ConstExpr::i32_const(segment.offset as u32 as i32)
             };
-            section.active(segment.memory, &offset, segment.bytes.iter().copied());
+            // As `wasm_encoder::DataSection::active` writes it, but the
+            // bytes are a piece of their own rather than copied in.
+            let mut header = Vec::new();
+            if segment.memory == 0 {
+                header.push(0x00);
+            } else {
+                header.push(0x02);
+                segment.memory.encode(&mut header);
+            }
+            offset.encode(&mut header);
+            let Ok(len) = u32::try_from(segment.bytes.len()) else {
+                bail!("a data segment of the snapshot is larger than 4 GiB");
+            };
+            len.encode(&mut header);
+            pieces.push(Cow::Owned(header));
+            pieces.push(segment.bytes);
             count += 1;
         }
-        out[at].data = Cow::Owned(encode(&section));
         for s in out.iter_mut().filter(|s| s.id == 12) {
             let mut data = Vec::new();
             count.encode(&mut data);
             s.data = Cow::Owned(data);
         }
+        let size = leb_len(u64::from(count)) + pieces.iter().map(|p| p.len()).sum::<usize>();
+        if u32::try_from(size).is_err() {
+            bail!("the data section would be larger than 4 GiB");
+        }
+        data = Some((at, count, pieces));
     }
 
-    let mut module = wasm_encoder::Module::new();
-    for s in &out {
-        module.section(&wasm_encoder::RawSection {
-            id: s.id,
-            data: &s.data,
-        });
-    }
-    Ok(module.finish())
+    Ok(Edited {
+        sections: out,
+        data,
+    })
 }
 
 fn add_globals(section: &mut wasm_encoder::GlobalSection, edit: &ModuleEdit<'_>) {
@@ -299,7 +381,8 @@ pub fn strip_size(mut sized: Vec<u8>) -> Vec<u8> {
         .read_var_u32()
         .map(|_| reader.original_position())
         .unwrap_or(0);
-    sized.split_off(start)
+    sized.drain(..start);
+    sized
 }
 
 fn push(out: &mut Vec<Out<'_>>, id: u8, section: &impl wasm_encoder::Section) {

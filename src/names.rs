@@ -27,9 +27,6 @@ pub const WIZER_INIT_FUNC: &str = "wizer-initialize";
 /// Prefix of every core export that instrumentation adds to a module.
 pub const CORE_EXPORT_PREFIX: &str = "component-init:";
 
-/// Name under which this tool records itself in the `producers` section.
-pub const PRODUCER_NAME: &str = "component-init";
-
 /// Accessor function for memory number `n` of the plan.
 pub fn memory_accessor(n: usize) -> String {
     format!("get-memory-{n}")

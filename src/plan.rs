@@ -5,6 +5,7 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::image::MemoryImage;
 use crate::init_func::InitFunc;
 use crate::probe::Probe;
 
@@ -142,8 +143,9 @@ pub struct Snapshot {
 /// The value of one piece of state.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    /// A memory's whole contents; its length is the memory's size.
-    Memory(Vec<u8>),
+    /// A memory's whole contents, kept sparse; its length is the memory's
+    /// size.
+    Memory(MemoryImage),
     /// A global's value.
     Global(GlobalValue),
 }
@@ -206,7 +208,7 @@ impl Plan {
                         memory64,
                         ..
                     },
-                    Value::Memory(bytes),
+                    Value::Memory(image),
                 ) => {
                     if page_size_log2 > 16 {
                         bail!(
@@ -216,7 +218,7 @@ impl Plan {
                         );
                     }
                     let page = 1u64 << page_size_log2;
-                    let len = bytes.len() as u64;
+                    let len = image.len();
                     if !len.is_multiple_of(page) {
                         bail!(
                             "snapshot of `{}` is {len} bytes, not a whole number of {page}-byte pages",
@@ -270,7 +272,8 @@ impl Snapshot {
     /// magic   8 bytes   "CISNAP\0\x01"
     /// count   u32 LE    number of values, one per accessor, in plan order
     /// value   tag u8, then
-    ///           0 memory: length u64 LE, then the bytes (the whole memory)
+    ///           0 memory: length u64 LE, then the bytes (the whole memory,
+    ///             zeros included)
     ///           1 i32: 4 bytes LE     2 i64: 8 bytes LE
     ///           3 f32: 4 bytes LE (bits)   4 f64: 8 bytes LE (bits)
     ///           5 v128: 16 bytes LE
@@ -278,14 +281,25 @@ impl Snapshot {
     ///
     /// Probe accessors (`get-probe-N`, `s32`) are written as `i32` values.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = SNAPSHOT_MAGIC.to_vec();
+        let size = SNAPSHOT_MAGIC.len()
+            + 4
+            + self
+                .values
+                .iter()
+                .map(|value| match value {
+                    Value::Memory(image) => 9 + image.len() as usize,
+                    Value::Global(_) => 17,
+                })
+                .sum::<usize>();
+        let mut out = Vec::with_capacity(size);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&(self.values.len() as u32).to_le_bytes());
         for value in &self.values {
             match value {
-                Value::Memory(bytes) => {
+                Value::Memory(image) => {
                     out.push(0);
-                    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-                    out.extend_from_slice(bytes);
+                    out.extend_from_slice(&image.len().to_le_bytes());
+                    image.write_to(&mut out);
                 }
                 Value::Global(GlobalValue::I32(v)) => {
                     out.push(1);
@@ -330,7 +344,7 @@ impl Snapshot {
                         .ok_or_else(|| anyhow::anyhow!("snapshot value {i} is truncated"))?;
                     let (memory, tail) = rest.split_at(len);
                     rest = tail;
-                    Value::Memory(memory.to_vec())
+                    Value::Memory(MemoryImage::from(memory))
                 }
                 1 => Value::Global(GlobalValue::I32(i32::from_le_bytes(take(&mut rest)?))),
                 2 => Value::Global(GlobalValue::I64(i64::from_le_bytes(take(&mut rest)?))),
@@ -370,7 +384,7 @@ mod tests {
     fn snapshot_files_round_trip_and_reject_damage() {
         let snapshot = Snapshot {
             values: vec![
-                Value::Memory(vec![1, 2, 3, 0, 0]),
+                Value::Memory(vec![1, 2, 3, 0, 0].into()),
                 Value::Global(GlobalValue::I32(-7)),
                 Value::Global(GlobalValue::I64(1 << 40)),
                 Value::Global(GlobalValue::F32(0x7fa0_0001)),
@@ -389,5 +403,38 @@ mod tests {
         let mut bad_tag = bytes;
         bad_tag[12] = 9;
         assert!(Snapshot::from_bytes(&bad_tag).is_err());
+    }
+
+    #[test]
+    fn sparse_memories_round_trip_through_the_dense_format() {
+        // 3 pages, a few scattered runs, the last byte set.
+        let mut memory = vec![0u8; 3 << 16];
+        memory[17] = 1;
+        memory[70_000..70_100].fill(0xab);
+        memory[(3 << 16) - 1] = 9;
+        let mut image = MemoryImage::new();
+        image.push(&memory[..70_050]);
+        image.push_zeros(0);
+        image.push(&memory[70_050..]);
+        assert_eq!(image.stored_len(), 1 + 100 + 1);
+        let snapshot = Snapshot {
+            values: vec![
+                Value::Memory(image),
+                Value::Global(GlobalValue::I32(5)),
+                Value::Memory(MemoryImage::new()),
+            ],
+        };
+        let bytes = snapshot.to_bytes();
+        // The file holds the whole memory, zeros included, as before.
+        assert_eq!(bytes.len(), 8 + 4 + 9 + memory.len() + 5 + 9);
+        assert_eq!(&bytes[12..21], &[0, 0, 0, 3, 0, 0, 0, 0, 0]);
+        assert_eq!(&bytes[21..21 + memory.len()], &memory[..]);
+        let read = Snapshot::from_bytes(&bytes).unwrap();
+        assert_eq!(read, snapshot);
+        let Value::Memory(read) = &read.values[0] else {
+            panic!("not a memory: {read:?}");
+        };
+        assert_eq!(read.stored_len(), 102);
+        assert_eq!(read.to_vec(), memory);
     }
 }

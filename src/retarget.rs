@@ -340,12 +340,12 @@ fn check_maximum(
             page_size_log2,
             ..
         },
-        Value::Memory(bytes),
+        Value::Memory(image),
     ) = (accessor.state, value)
     else {
         return Ok(());
     };
-    let pages = (bytes.len() as u64) >> page_size_log2;
+    let pages = image.len() >> page_size_log2;
     let maximum = module
         .memories
         .iter()

@@ -11,11 +11,11 @@
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use wasm_encoder::reencode::ReencodeComponent;
-use wasm_encoder::{Component, ComponentExportSection, RawSection};
+use wasm_encoder::{Component, ComponentExportSection, ComponentSection, Encode};
 use wasmparser::Parser;
 
-use crate::module::{self, ModuleEdit, Segment};
-use crate::names;
+use crate::image::MemoryImage;
+use crate::module::{self, Edited, ModuleEdit, Segment};
 use crate::parse::{self, ComponentInfo, Parsed, SectionKind};
 use crate::plan::{Accessor, GlobalValue, InputId, Plan, Snapshot, State, Value};
 use crate::probe::{self, Probe};
@@ -66,7 +66,8 @@ fn apply_to(
     } else {
         None
     };
-    let out = encode(&parsed, &parsed.root, &values, 0, removed)?;
+    let mut out = Vec::new();
+    encode(&parsed, &parsed.root, &values, 0, removed, &mut out)?;
     // Every function body of the output is, byte for byte, one of the
     // input's, which was validated, and nothing a body depends on (types,
     // imports, globals' types, memories' and tables' types, the data count,
@@ -80,7 +81,7 @@ fn apply_to(
 #[derive(Default, PartialEq)]
 struct InstanceState<'a> {
     /// (module memory index, page size log2, memory64, contents)
-    memories: Vec<(u32, u32, bool, &'a [u8])>,
+    memories: Vec<(u32, u32, bool, &'a MemoryImage)>,
     /// (module global index, value)
     globals: Vec<(u32, GlobalValue)>,
     /// Passive data segments dropped during init.
@@ -117,10 +118,10 @@ fn instance_states<'a>(
                     memory64,
                     page_size_log2,
                 },
-                Value::Memory(bytes),
+                Value::Memory(image),
             ) => state
                 .memories
-                .push((index, page_size_log2, memory64, bytes)),
+                .push((index, page_size_log2, memory64, image)),
             (State::Global { index, .. }, Value::Global(v)) => state.globals.push((index, *v)),
             (State::Probe { probe, .. }, Value::Global(GlobalValue::I32(v))) => match probe {
                 _ if *v == 0 => {}
@@ -165,24 +166,26 @@ fn instance_states<'a>(
 }
 
 /// Rewrites the component `info`, `depth` levels below the top, with the
-/// snapshot `values` of the accessors whose path goes through it.
-fn encode(
-    parsed: &Parsed<'_>,
+/// snapshot `values` of the accessors whose path goes through it, appending
+/// it to `sink`. Edited modules are written straight into `sink`, so each
+/// snapshot byte is copied once.
+fn encode<'a>(
+    parsed: &Parsed<'a>,
     info: &ComponentInfo,
-    values: &[(&Accessor, &Value)],
+    values: &[(&Accessor, &'a Value)],
     depth: usize,
     removed: Option<usize>,
-) -> Result<Vec<u8>> {
-    let root = depth == 0;
+    sink: &mut Vec<u8>,
+) -> Result<()> {
     let local: Vec<_> = values
         .iter()
         .copied()
         .filter(|(a, _)| a.path.len() == depth)
         .collect();
-    let mut modules: BTreeMap<usize, Variants<Vec<u8>>> = BTreeMap::new();
+    let mut modules: BTreeMap<usize, Variants<Edited<'a>>> = BTreeMap::new();
     for (m, states) in instance_states(parsed, info, &local)? {
         let module = &info.modules[m];
-        let bytes = &parsed.bytes[module.range.clone()];
+        let bytes: &'a [u8] = &parsed.bytes[module.range.clone()];
         let mut variants = Vec::new();
         for (state, instances) in states {
             let edited = rewrite_module(bytes, &state)
@@ -210,27 +213,36 @@ fn encode(
         );
     }
 
-    let mut component = Component::new();
+    // Room for the whole component: the sections copied as they are and the
+    // edited modules (the original modules in `info`'s range are an
+    // overestimate of what they replace).
+    let edited: usize = modules
+        .values()
+        .flatten()
+        .map(|(edited, _)| edited.len() + 5)
+        .sum();
+    let nested: usize = components
+        .values()
+        .flatten()
+        .map(|(bytes, _)| bytes.len() + 5)
+        .sum();
+    sink.reserve(info.range.len() + edited + nested);
+    sink.extend_from_slice(Component::new().as_slice());
     let mut remapping = false;
-    let mut wrote_producers = false;
     for section in &info.sections {
         let data = &parsed.bytes[section.range.clone()];
         match section.kind {
             SectionKind::Module(m) if modules.contains_key(&m) => {
-                for (bytes, _) in &modules[&m] {
-                    component.section(&RawSection {
-                        id: section.id,
-                        data: bytes,
-                    });
+                for (edited, _) in &modules[&m] {
+                    sink.push(section.id);
+                    section_size(edited.len())?.encode(sink);
+                    edited.write_to(sink);
                 }
                 remapping |= modules[&m].len() > 1;
             }
             SectionKind::Component(c) if components.contains_key(&c) => {
                 for (bytes, _) in &components[&c] {
-                    component.section(&RawSection {
-                        id: section.id,
-                        data: bytes,
-                    });
+                    raw(sink, section.id, bytes)?;
                 }
                 remapping |= components[&c].len() > 1;
             }
@@ -243,10 +255,7 @@ fn encode(
                         info.components[c].index.unwrap_or_default()
                     );
                 }
-                component.section(&RawSection {
-                    id: section.id,
-                    data,
-                });
+                raw(sink, section.id, data)?;
             }
             SectionKind::Exports { start, len }
                 if removed.is_some_and(|r| (start..start + len).contains(&r)) =>
@@ -265,52 +274,33 @@ fn encode(
                         .parse_component_export(&mut exports, export?)
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                 }
-                component.section(&exports);
+                sink.push(exports.id());
+                exports.encode(sink);
                 remapping = true;
-            }
-            SectionKind::Producers if root => {
-                let reader = wasmparser::CustomSectionReader::new(wasmparser::BinaryReader::new(
-                    data,
-                    section.range.start,
-                ))?;
-                let mut producers =
-                    wasm_metadata::Producers::from_bytes(reader.data(), reader.data_offset())
-                        .context("failed to read the producers section")?;
-                add_processed_by(&mut producers);
-                component.section(&RawSection {
-                    id: 0,
-                    data: &module::strip_size(producers.raw_custom_section()),
-                });
-                wrote_producers = true;
             }
             SectionKind::Exports { .. } | SectionKind::Other if remapping => {
                 renumber.next_core_instance = section.core_instances_before;
                 renumber.next_instance = section.instances_before;
-                reencode_section(
-                    &mut renumber,
-                    &mut component,
-                    parsed,
-                    section.id,
-                    &section.range,
-                )?;
+                reencode_section(&mut renumber, sink, parsed, section.id, &section.range)?;
             }
-            _ => {
-                component.section(&RawSection {
-                    id: section.id,
-                    data,
-                });
-            }
+            // Everything else, the producers section included, as it is.
+            _ => raw(sink, section.id, data)?,
         }
     }
-    if root && !wrote_producers {
-        let mut producers = wasm_metadata::Producers::empty();
-        add_processed_by(&mut producers);
-        component.section(&RawSection {
-            id: 0,
-            data: &module::strip_size(producers.raw_custom_section()),
-        });
-    }
-    Ok(component.finish())
+    Ok(())
+}
+
+/// Appends a section with `id` and contents `data` to `sink`.
+fn raw(sink: &mut Vec<u8>, id: u8, data: &[u8]) -> Result<()> {
+    sink.push(id);
+    section_size(data.len())?.encode(sink);
+    sink.extend_from_slice(data);
+    Ok(())
+}
+
+/// A section's size, which the binary format bounds by 4 GiB.
+fn section_size(len: usize) -> Result<u32> {
+    u32::try_from(len).map_err(|_| anyhow::anyhow!("a section of the output would exceed 4 GiB"))
 }
 
 /// The rewritten bytes of each nested component definition (by index into
@@ -345,7 +335,8 @@ fn nested_components(
             .copied()
             .filter(|(a, _)| a.path.len() > depth && a.path[depth] == instance.index)
             .collect();
-        let bytes = encode(parsed, child, &sub, depth + 1, None)
+        let mut bytes = Vec::new();
+        encode(parsed, child, &sub, depth + 1, None, &mut bytes)
             .with_context(|| format!("in component instance {}", instance.index))?;
         add_variant(
             out.entry(instance.module).or_default(),
@@ -356,19 +347,11 @@ fn nested_components(
     Ok(out)
 }
 
-fn add_processed_by(producers: &mut wasm_metadata::Producers) {
-    producers.add(
-        "processed-by",
-        names::PRODUCER_NAME,
-        env!("CARGO_PKG_VERSION"),
-    );
-}
-
 /// Re-encodes one component-level section with `reencoder`; module and
 /// component sections, which have their own index spaces, are copied.
 fn reencode_section(
     reencoder: &mut Renumber,
-    component: &mut Component,
+    sink: &mut Vec<u8>,
     parsed: &Parsed<'_>,
     id: u8,
     range: &std::ops::Range<usize>,
@@ -379,12 +362,10 @@ fn reencode_section(
         // custom, core module, core type, component: no component function
         // indices inside
         // (ids from the component binary format)
-        0 | 1 | 3 | 4 => {
-            component.section(&RawSection { id, data });
-            return Ok(());
-        }
+        0 | 1 | 3 | 4 => return raw(sink, id, data),
         _ => {}
     }
+    let mut component = Component::new();
     let mut bytes = Vec::with_capacity(data.len() + 16);
     bytes.extend_from_slice(&[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]);
     bytes.push(id);
@@ -400,12 +381,14 @@ fn reencode_section(
                     break;
                 }
                 reencoder
-                    .parse_component_payload(component, payload, &bytes)
+                    .parse_component_payload(&mut component, payload, &bytes)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             wasmparser::Chunk::NeedMoreData(_) => bail!("section is truncated"),
         }
     }
+    let header = Component::new().as_slice().len();
+    sink.extend_from_slice(&component.as_slice()[header..]);
     Ok(())
 }
 
@@ -447,7 +430,7 @@ struct Renumber {
 }
 
 impl Renumber {
-    fn add(&mut self, module: bool, index: u32, variants: &Variants<Vec<u8>>) {
+    fn add<T>(&mut self, module: bool, index: u32, variants: &Variants<T>) {
         if variants.len() < 2 {
             return;
         }
@@ -552,17 +535,17 @@ fn has_outer_definition_aliases(bytes: &[u8]) -> Result<bool> {
 }
 
 /// Bakes `state` into a module.
-fn rewrite_module(bytes: &[u8], state: &InstanceState<'_>) -> Result<Vec<u8>> {
+fn rewrite_module<'a>(bytes: &'a [u8], state: &InstanceState<'a>) -> Result<Edited<'a>> {
     let mut minimums = Vec::new();
     let mut data = Vec::new();
-    for &(memory, page_size_log2, memory64, contents) in &state.memories {
-        minimums.push((memory, (contents.len() as u64) >> page_size_log2));
-        for range in segments::nonzero_runs(contents) {
+    for &(memory, page_size_log2, memory64, image) in &state.memories {
+        minimums.push((memory, image.len() >> page_size_log2));
+        for (offset, bytes) in segments::segments(image) {
             data.push(Segment {
                 memory,
                 memory64,
-                offset: range.start as u64,
-                bytes: &contents[range],
+                offset,
+                bytes,
             });
         }
     }
@@ -575,5 +558,5 @@ fn rewrite_module(bytes: &[u8], state: &InstanceState<'_>) -> Result<Vec<u8>> {
         data: Some(data),
         ..ModuleEdit::default()
     };
-    module::edit(bytes, &edit)
+    module::edit_lazily(bytes, edit)
 }

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 
+use crate::image::MemoryImage;
 use crate::init_func::InitFunc;
 use crate::plan::{GlobalValue, ScalarType};
 
@@ -28,6 +29,28 @@ pub trait Runtime {
         len: u32,
     ) -> Result<Vec<u8>>;
 
+    /// Calls `interface#func` as [`Runtime::read_memory`] does and appends
+    /// the bytes it returns to `memory`, failing if there are more than
+    /// `len`; returns how many there were.
+    ///
+    /// The default goes through [`Runtime::read_memory`]. A runtime that can
+    /// see the returned list in the guest's memory overrides it and appends
+    /// from there, so that the host keeps only the non-zero runs and
+    /// allocates nothing per chunk.
+    async fn read_memory_into(
+        &mut self,
+        interface: &str,
+        func: &str,
+        offset: u64,
+        len: u32,
+        memory: &mut MemoryImage,
+    ) -> Result<usize> {
+        let chunk = self.read_memory(interface, func, offset, len).await?;
+        check_chunk(func, chunk.len(), len)?;
+        memory.push(&chunk);
+        Ok(chunk.len())
+    }
+
     /// Calls `interface#func`, a `func() -> s32|s64|f32|f64|tuple<u64, u64>`
     /// as `ty` says (the tuple holds a `v128`: low 64 bits, then high).
     async fn read_global(
@@ -36,4 +59,13 @@ pub trait Runtime {
         func: &str,
         ty: ScalarType,
     ) -> Result<GlobalValue>;
+}
+
+/// Fails if accessor `func` returned `got` bytes when at most `len` were
+/// asked for.
+pub fn check_chunk(func: &str, got: usize, len: u32) -> Result<()> {
+    if got > len as usize {
+        anyhow::bail!("accessor `{func}` returned {got} bytes, more than the {len} asked for");
+    }
+    Ok(())
 }

@@ -2,9 +2,10 @@
 
 use anyhow::{Context, Result, bail};
 
+use crate::image::MemoryImage;
 use crate::plan::{GlobalValue, Plan, ScalarType, Snapshot, State, Value};
 use crate::probe::{self, Probe};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, check_chunk};
 
 /// Bytes read from a memory per accessor call. Wasmtime bounds how much one
 /// host call may copy; reading in chunks keeps memories of any size (up to
@@ -18,31 +19,26 @@ pub async fn read<R: Runtime>(runtime: &mut R, plan: &Plan) -> Result<Snapshot> 
     for accessor in &plan.accessors {
         let value = match accessor.state {
             State::Memory { .. } => {
-                let mut bytes = Vec::new();
+                let mut memory = MemoryImage::new();
                 loop {
-                    let chunk = runtime
-                        .read_memory(&plan.interface, &accessor.func, bytes.len() as u64, CHUNK)
+                    let n = runtime
+                        .read_memory_into(
+                            &plan.interface,
+                            &accessor.func,
+                            memory.len(),
+                            CHUNK,
+                            &mut memory,
+                        )
                         .await
                         .with_context(|| format!("failed to call accessor `{}`", accessor.func))?;
                     // A chunk may be short (the first bytes come in a short
                     // chunk); the end is the first empty one.
-                    if chunk.is_empty() {
+                    if n == 0 {
                         break;
                     }
-                    if chunk.len() > CHUNK as usize {
-                        bail!(
-                            "accessor `{}` returned {} bytes, more than the {CHUNK} asked for",
-                            accessor.func,
-                            chunk.len()
-                        );
-                    }
-                    if bytes.is_empty() {
-                        bytes = chunk;
-                    } else {
-                        bytes.extend_from_slice(&chunk);
-                    }
+                    check_chunk(&accessor.func, n, CHUNK)?;
                 }
-                Value::Memory(bytes)
+                Value::Memory(memory)
             }
             State::Global { .. } | State::Probe { .. } => Value::Global(
                 runtime

@@ -368,6 +368,26 @@ impl Runtime for WasmtimeRuntime {
         Ok(bytes)
     }
 
+    /// Lifts the chunk as a view of the guest's memory (no copy), and
+    /// appends from it: only its non-zero runs are copied out.
+    async fn read_memory_into(
+        &mut self,
+        interface: &str,
+        func: &str,
+        offset: u64,
+        len: u32,
+        memory: &mut crate::image::MemoryImage,
+    ) -> Result<usize> {
+        use wasmtime::component::WasmList;
+        let typed = self
+            .func(Some(interface), func)?
+            .typed::<(u64, u32), (WasmList<u8>,)>(&self.store)?;
+        let (list,) = typed.call_async(&mut self.store, (offset, len)).await?;
+        crate::runtime::check_chunk(func, list.len(), len)?;
+        memory.push(list.as_le_slice(&self.store));
+        Ok(list.len())
+    }
+
     async fn read_global(
         &mut self,
         interface: &str,

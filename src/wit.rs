@@ -1,10 +1,17 @@
 //! The accessor interface as WIT: synthesized from a plan, resolved together
-//! with the fixed package in `wit/` by wit-parser, and checked against what
-//! wit-component decodes from the instrumented component.
+//! with the fixed package in `wit/` by wit-parser, and checked against the
+//! component types of the instrumented component.
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::fmt::Write;
-use wit_parser::{Function, InterfaceId, Resolve, SourceMap, Type, TypeDefKind, WorldItem};
+use wasmparser::component_types::{
+    ComponentDefinedType, ComponentEntityType, ComponentFuncType, ComponentValType,
+};
+use wasmparser::types::TypesRef;
+use wasmparser::{Parser, PrimitiveValType, ValidPayload, Validator, WasmFeatures};
+#[cfg(test)]
+use wit_parser::{Function, Type, TypeDefKind};
+use wit_parser::{InterfaceId, Resolve, SourceMap};
 
 use crate::names;
 use crate::plan::{Plan, State};
@@ -89,48 +96,63 @@ pub fn print(plan: &Plan) -> Result<String> {
     Ok(printer.output.to_string())
 }
 
-/// Decodes `instrumented` with wit-component and checks that its exported
-/// accessor instance has exactly the synthesized interface's functions and
-/// types.
+/// Checks that `instrumented` validates and exports `plan.interface` as an
+/// instance with exactly the synthesized interface's functions, each of the
+/// type [`interface_source`] gives it in WIT.
+///
+/// The types come from the validator (as wit-component's decoder reads
+/// them, function bodies aside) and are compared with the plan's directly,
+/// without parsing the synthesized WIT or decoding the component to WIT; a
+/// test checks that the two descriptions of the interface agree.
 pub fn check(instrumented: &[u8], plan: &Plan) -> Result<()> {
-    let (expected_resolve, expected) = resolve(plan)?;
-    let decoded = wit_component::decode(instrumented)
-        .context("wit-component cannot decode the instrumented component")?;
-    let (resolve, world) = match &decoded {
-        wit_component::DecodedWasm::Component(resolve, world) => (resolve, *world),
-        wit_component::DecodedWasm::WitPackage(..) => bail!("instrumented output is a WIT package"),
-    };
-    let actual = resolve.worlds[world]
-        .exports
-        .iter()
-        .find_map(|(key, item)| match item {
-            WorldItem::Interface { id, .. } if resolve.name_world_key(key) == plan.interface => {
-                Some(*id)
+    let mut validator = Validator::new_with_features(WasmFeatures::all());
+    let mut depth = 0usize;
+    let mut types = None;
+    for payload in Parser::new(0).parse_all(instrumented) {
+        match validator.payload(&payload?)? {
+            ValidPayload::Parser(_) => depth += 1,
+            ValidPayload::End(t) => {
+                if depth == 0 {
+                    types = Some(t);
+                } else {
+                    depth -= 1;
+                }
             }
-            _ => None,
-        })
-        .with_context(|| {
-            format!(
-                "the instrumented component does not export `{}`",
-                plan.interface
-            )
-        })?;
-    let expected_funcs = &expected_resolve.interfaces[expected].functions;
-    let actual_funcs = &resolve.interfaces[actual].functions;
-    if expected_funcs.len() != actual_funcs.len() {
+            ValidPayload::Ok | ValidPayload::Func(..) => {}
+        }
+    }
+    let types = types.context("the instrumented component is truncated")?;
+    let types = types.as_ref();
+    let instance = match types
+        .component_item_for_export(&plan.interface)
+        .map(|i| i.ty)
+    {
+        Some(ComponentEntityType::Instance(id)) => &types[id],
+        _ => bail!(
+            "the instrumented component does not export `{}`",
+            plan.interface
+        ),
+    };
+    let funcs = instance
+        .exports
+        .values()
+        .filter(|item| matches!(item.ty, ComponentEntityType::Func(_)))
+        .count();
+    if funcs != plan.accessors.len() {
         bail!(
-            "`{}` exports {} functions, the synthesized WIT has {}",
+            "`{}` exports {funcs} functions, the synthesized WIT has {}",
             plan.interface,
-            actual_funcs.len(),
-            expected_funcs.len()
+            plan.accessors.len()
         );
     }
-    for (name, func) in expected_funcs {
-        let want = signature(&expected_resolve, func);
-        let got = actual_funcs
-            .get(name)
-            .map(|f| signature(resolve, f))
-            .with_context(|| format!("`{}` lacks `{name}`", plan.interface))?;
+    for accessor in &plan.accessors {
+        let name = &accessor.func;
+        let want = expected_signature(accessor.state);
+        let got = match instance.exports.get(name).map(|item| item.ty) {
+            Some(ComponentEntityType::Func(id)) => signature_of(types, &types[id]),
+            Some(_) => format!("{name} (not a function)"),
+            None => bail!("`{}` lacks `{name}`", plan.interface),
+        };
         if want != got {
             bail!(
                 "`{}#{name}` has type `{got}`, the synthesized WIT says `{want}`",
@@ -141,6 +163,203 @@ pub fn check(instrumented: &[u8], plan: &Plan) -> Result<()> {
     Ok(())
 }
 
+/// The WIT type of the accessor for `state`, as [`interface_source`] writes it.
+fn expected_signature(state: State) -> String {
+    match state {
+        State::Memory { .. } => "func(offset: u64, len: u32) -> list<u8>".to_string(),
+        State::Global { ty, .. } => format!("func() -> {}", ty.wit()),
+        State::Probe { .. } => "func() -> s32".to_string(),
+    }
+}
+
+/// A component function type in WIT syntax (the types accessors use; any
+/// other prints as a placeholder that matches no accessor's type).
+fn signature_of(types: TypesRef<'_>, func: &ComponentFuncType) -> String {
+    let params: Vec<String> = func
+        .params
+        .iter()
+        .map(|(name, ty)| format!("{}: {}", name.as_str(), val_type(types, ty)))
+        .collect();
+    let prefix = if func.async_ { "async " } else { "" };
+    match &func.result {
+        Some(ty) => format!(
+            "{prefix}func({}) -> {}",
+            params.join(", "),
+            val_type(types, ty)
+        ),
+        None => format!("{prefix}func({})", params.join(", ")),
+    }
+}
+
+fn val_type(types: TypesRef<'_>, ty: &ComponentValType) -> String {
+    match ty {
+        ComponentValType::Primitive(p) => primitive(*p).to_string(),
+        ComponentValType::Type(id) => match &types[*id] {
+            ComponentDefinedType::Primitive(p) => primitive(*p).to_string(),
+            ComponentDefinedType::List { element, .. } => {
+                format!("list<{}>", val_type(types, element))
+            }
+            ComponentDefinedType::Tuple(t) => {
+                let types: Vec<String> = t.types.iter().map(|t| val_type(types, t)).collect();
+                format!("tuple<{}>", types.join(", "))
+            }
+            _ => "<another type>".to_string(),
+        },
+    }
+}
+
+fn primitive(ty: PrimitiveValType) -> &'static str {
+    match ty {
+        PrimitiveValType::Bool => "bool",
+        PrimitiveValType::S8 => "s8",
+        PrimitiveValType::U8 => "u8",
+        PrimitiveValType::S16 => "s16",
+        PrimitiveValType::U16 => "u16",
+        PrimitiveValType::S32 => "s32",
+        PrimitiveValType::U32 => "u32",
+        PrimitiveValType::S64 => "s64",
+        PrimitiveValType::U64 => "u64",
+        PrimitiveValType::F32 => "f32",
+        PrimitiveValType::F64 => "f64",
+        PrimitiveValType::Char => "char",
+        PrimitiveValType::String => "string",
+        PrimitiveValType::ErrorContext => "error-context",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Accessor, InputId, PLAN_FORMAT, ScalarType};
+    use crate::probe::Probe;
+
+    /// `check` compares with the plan directly: what it expects must be what
+    /// the synthesized WIT says, as wit-parser reads it.
+    #[test]
+    fn expected_signatures_are_those_of_the_synthesized_wit() {
+        let mut accessors = vec![Accessor {
+            func: names::memory_accessor(0),
+            path: Vec::new(),
+            instance: 0,
+            module: 0,
+            state: State::Memory {
+                index: 0,
+                memory64: false,
+                page_size_log2: 16,
+            },
+        }];
+        for (i, ty) in [
+            ScalarType::I32,
+            ScalarType::I64,
+            ScalarType::F32,
+            ScalarType::F64,
+            ScalarType::V128,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            accessors.push(Accessor {
+                func: format!("get-global-{i}"),
+                path: Vec::new(),
+                instance: 0,
+                module: 0,
+                state: State::Global { index: 0, ty },
+            });
+        }
+        accessors.push(Accessor {
+            func: "get-probe-0".to_string(),
+            path: Vec::new(),
+            instance: 0,
+            module: 0,
+            state: State::Probe {
+                index: 0,
+                probe: Probe::Unsnapshottable,
+            },
+        });
+        let plan = Plan {
+            format: PLAN_FORMAT,
+            input: InputId::of(&[]),
+            init: crate::InitFunc {
+                interface: None,
+                name: "component-init".to_string(),
+                args: None,
+            },
+            remove_init_export: true,
+            interface: names::ACCESSOR_INSTANCE_EXPORT.to_string(),
+            accessors,
+        };
+        let (resolve, interface) = resolve(&plan).unwrap();
+        let funcs = &resolve.interfaces[interface].functions;
+        assert_eq!(funcs.len(), plan.accessors.len());
+        for accessor in &plan.accessors {
+            let func = &funcs[accessor.func.as_str()];
+            assert_eq!(
+                signature(&resolve, func),
+                expected_signature(accessor.state),
+                "{}",
+                accessor.func
+            );
+        }
+    }
+
+    /// `check` fails, naming what differs, when the component and the plan
+    /// disagree.
+    #[test]
+    fn check_rejects_what_the_plan_does_not_say() {
+        let input = wat::parse_str(
+            r#"(component
+              (core module $m
+                (memory 1)
+                (global (mut i32) (i32.const 0))
+                (func (export "init")))
+              (core instance $i (instantiate $m))
+              (func (export "component-init") (canon lift (core func $i "init"))))"#,
+        )
+        .unwrap();
+        let instrumented = crate::instrument(&input, &crate::InstrumentOptions::default()).unwrap();
+        let component = &instrumented.component;
+        let plan = &instrumented.plan;
+        check(component, plan).unwrap();
+
+        let mut wrong_type = plan.clone();
+        for accessor in &mut wrong_type.accessors {
+            if let State::Global { ty, .. } = &mut accessor.state {
+                *ty = ScalarType::I64;
+            }
+        }
+        let err = check(component, &wrong_type).unwrap_err().to_string();
+        assert!(
+            err.ends_with("has type `func() -> s32`, the synthesized WIT says `func() -> s64`"),
+            "{err}"
+        );
+
+        let mut extra = plan.clone();
+        extra.accessors.push(extra.accessors[0].clone());
+        let err = check(component, &extra).unwrap_err().to_string();
+        assert!(
+            err.contains("exports 2 functions, the synthesized WIT has 3"),
+            "{err}"
+        );
+
+        let mut renamed = plan.clone();
+        renamed.accessors[0].func = "get-memory-9".to_string();
+        let err = check(component, &renamed).unwrap_err().to_string();
+        assert!(err.ends_with("lacks `get-memory-9`"), "{err}");
+
+        let mut elsewhere = plan.clone();
+        elsewhere.interface = "other:pkg/accessors@0.1.0".to_string();
+        let err = check(component, &elsewhere).unwrap_err().to_string();
+        assert!(
+            err.contains("does not export `other:pkg/accessors@0.1.0`"),
+            "{err}"
+        );
+
+        assert!(check(&component[..component.len() - 1], plan).is_err());
+    }
+}
+
+/// A function type in WIT syntax, as wit-parser resolved it.
+#[cfg(test)]
 fn signature(resolve: &Resolve, func: &Function) -> String {
     let params: Vec<String> = func
         .params
@@ -153,6 +372,7 @@ fn signature(resolve: &Resolve, func: &Function) -> String {
     }
 }
 
+#[cfg(test)]
 fn type_name(resolve: &Resolve, ty: &Type) -> String {
     match ty {
         Type::Id(id) => match &resolve.types[*id].kind {

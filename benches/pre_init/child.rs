@@ -208,7 +208,7 @@ fn ours(input: &[u8], setup: &Setup, mut runtime: WasmtimeRuntime) -> Result<(Ve
             .values
             .iter()
             .map(|v| match v {
-                Value::Memory(bytes) => bytes.len(),
+                Value::Memory(image) => image.len() as usize,
                 _ => 0,
             })
             .sum();

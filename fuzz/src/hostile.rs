@@ -179,7 +179,7 @@ fn snapshot(plan: &Plan, u: &mut Unstructured<'_>) -> arbitrary::Result<Snapshot
                     let at = u.choose_index(bytes.len())?;
                     bytes[at] = u.arbitrary()?;
                 }
-                Value::Memory(bytes)
+                Value::Memory(bytes.into())
             }
             State::Global { ty, .. } if honest => Value::Global(match ty {
                 component_init::plan::ScalarType::I32 => GlobalValue::I32(u.arbitrary()?),
@@ -193,7 +193,7 @@ fn snapshot(plan: &Plan, u: &mut Unstructured<'_>) -> arbitrary::Result<Snapshot
             } else {
                 u.arbitrary()?
             })),
-            _ if u.arbitrary()? => Value::Memory(u.arbitrary::<&[u8]>()?.to_vec()),
+            _ if u.arbitrary()? => Value::Memory(u.arbitrary::<&[u8]>()?.into()),
             _ => Value::Global(global_value(u)?),
         };
         values.push(value);

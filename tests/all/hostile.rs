@@ -48,7 +48,7 @@ fn damaged_plans_and_snapshots_are_errors() {
     let other = wat(&INPUT.replace("\"data\"", "\"atad\""));
     let snapshot = Snapshot {
         values: vec![
-            component_init::Value::Memory(vec![0; 65536]),
+            component_init::Value::Memory(vec![0; 65536].into()),
             component_init::Value::Global(component_init::GlobalValue::I32(1)),
         ],
     };

@@ -133,7 +133,7 @@ fn a_memory_snapshot_over_the_declared_maximum_is_refused() {
     let instrumented =
         component_init::instrument(&input, &component_init::InstrumentOptions::default()).unwrap();
     let snapshot = Snapshot {
-        values: vec![Value::Memory(vec![1; 2 << 16])],
+        values: vec![Value::Memory(vec![1; 2 << 16].into())],
     };
     let err = instrumented.plan.apply(&input, &snapshot).unwrap_err();
     assert!(
