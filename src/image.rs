@@ -304,13 +304,13 @@ mod tests {
         // A pseudo-random memory with dense and sparse parts.
         let mut memory = vec![0u8; 5000];
         let mut x = 0x2545_f491_4f6c_dd1du64;
-        for i in 0..memory.len() {
+        for (i, byte) in memory.iter_mut().enumerate() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             let dense = (1000..2500).contains(&i);
-            if dense || x % 37 == 0 {
-                memory[i] = (x >> 32) as u8;
+            if dense || x.is_multiple_of(37) {
+                *byte = (x >> 32) as u8;
             }
         }
         let whole = check(&memory);

@@ -82,10 +82,12 @@ struct Out<'a> {
 /// module is written to.
 pub struct Edited<'a> {
     sections: Vec<Out<'a>>,
-    /// The data section: its index in `sections` (whose `data` is unused),
-    /// its segment count and its contents after the count.
-    data: Option<(usize, u32, Vec<Cow<'a, [u8]>>)>,
+    data: Option<DataPieces<'a>>,
 }
+
+/// The data section: its index in `sections` (whose `data` is unused), its
+/// segment count and its contents after the count.
+type DataPieces<'a> = (usize, u32, Vec<Cow<'a, [u8]>>);
 
 impl Edited<'_> {
     /// The size of the module in bytes.

@@ -9,8 +9,6 @@ use wasmparser::component_types::{
 };
 use wasmparser::types::TypesRef;
 use wasmparser::{Parser, PrimitiveValType, ValidPayload, Validator, WasmFeatures};
-#[cfg(test)]
-use wit_parser::{Function, Type, TypeDefKind};
 use wit_parser::{InterfaceId, Resolve, SourceMap};
 
 use crate::names;
@@ -232,6 +230,7 @@ mod tests {
     use super::*;
     use crate::plan::{Accessor, InputId, PLAN_FORMAT, ScalarType};
     use crate::probe::Probe;
+    use wit_parser::{Function, Type, TypeDefKind};
 
     /// `check` compares with the plan directly: what it expects must be what
     /// the synthesized WIT says, as wit-parser reads it.
@@ -356,34 +355,33 @@ mod tests {
 
         assert!(check(&component[..component.len() - 1], plan).is_err());
     }
-}
 
-/// A function type in WIT syntax, as wit-parser resolved it.
-#[cfg(test)]
-fn signature(resolve: &Resolve, func: &Function) -> String {
-    let params: Vec<String> = func
-        .params
-        .iter()
-        .map(|p| format!("{}: {}", p.name, type_name(resolve, &p.ty)))
-        .collect();
-    match &func.result {
-        Some(ty) => format!("func({}) -> {}", params.join(", "), type_name(resolve, ty)),
-        None => format!("func({})", params.join(", ")),
+    /// A function type in WIT syntax, as wit-parser resolved it.
+    fn signature(resolve: &Resolve, func: &Function) -> String {
+        let params: Vec<String> = func
+            .params
+            .iter()
+            .map(|p| format!("{}: {}", p.name, type_name(resolve, &p.ty)))
+            .collect();
+        match &func.result {
+            Some(ty) => format!("func({}) -> {}", params.join(", "), type_name(resolve, ty)),
+            None => format!("func({})", params.join(", ")),
+        }
     }
-}
 
-#[cfg(test)]
-fn type_name(resolve: &Resolve, ty: &Type) -> String {
-    match ty {
-        Type::Id(id) => match &resolve.types[*id].kind {
-            TypeDefKind::List(t) => format!("list<{}>", type_name(resolve, t)),
-            TypeDefKind::Type(t) => type_name(resolve, t),
-            TypeDefKind::Tuple(t) => {
-                let types: Vec<String> = t.types.iter().map(|t| type_name(resolve, t)).collect();
-                format!("tuple<{}>", types.join(", "))
-            }
-            other => format!("{other:?}"),
-        },
-        other => format!("{other:?}").to_lowercase(),
+    fn type_name(resolve: &Resolve, ty: &Type) -> String {
+        match ty {
+            Type::Id(id) => match &resolve.types[*id].kind {
+                TypeDefKind::List(t) => format!("list<{}>", type_name(resolve, t)),
+                TypeDefKind::Type(t) => type_name(resolve, t),
+                TypeDefKind::Tuple(t) => {
+                    let types: Vec<String> =
+                        t.types.iter().map(|t| type_name(resolve, t)).collect();
+                    format!("tuple<{}>", types.join(", "))
+                }
+                other => format!("{other:?}"),
+            },
+            other => format!("{other:?}").to_lowercase(),
+        }
     }
 }
