@@ -201,8 +201,11 @@ fn ours(input: &[u8], setup: &Setup, mut runtime: WasmtimeRuntime) -> Result<(Ve
         runtime.call_init(&plan.init).await?;
         clock.lap();
         let snapshot = snapshot::read(&mut runtime, plan).await?;
+        // as the CLI does: the guest's memory goes before the rewrite, and
+        // the input's code, validated by `instrument`, is not validated again
+        drop(runtime);
         clock.lap();
-        let output = plan.apply(input, &snapshot)?;
+        let output = component_init::rewrite::apply_to_validated(input, plan, &snapshot)?;
         clock.lap();
         let guest_memory = snapshot
             .values
@@ -213,7 +216,6 @@ fn ours(input: &[u8], setup: &Setup, mut runtime: WasmtimeRuntime) -> Result<(Ve
             })
             .sum();
         let measured = clock.done(output.len(), guest_memory);
-        drop(runtime);
         Ok((output, measured))
     })?
 }
