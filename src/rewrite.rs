@@ -31,11 +31,7 @@ pub fn apply(original: &[u8], plan: &Plan, snapshot: &Snapshot) -> Result<Vec<u8
 /// ([`crate::instrument`] did): its function bodies are not validated again
 /// (its structure and the output still are). For pipelines that instrument
 /// and apply in one process, as `component-init` itself does.
-pub fn apply_to_validated(
-    original: &[u8],
-    plan: &Plan,
-    snapshot: &Snapshot,
-) -> Result<Vec<u8>> {
+pub fn apply_to_validated(original: &[u8], plan: &Plan, snapshot: &Snapshot) -> Result<Vec<u8>> {
     apply_to(original, plan, snapshot, false)
 }
 

@@ -1,43 +1,79 @@
 //! Choosing data segments for a memory snapshot: the non-zero runs of the
-//! memory (which [`MemoryImage`] keeps), with the closest ones merged when
-//! there are too many.
+//! memory (which [`MemoryImage`] keeps), merged across the gaps where a
+//! segment of its own would cost more than the zeros, and across the
+//! smallest gaps when there are too many.
 
 use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::image::MemoryImage;
 
-/// The gap, in bytes, below which runs merge first when there are too many;
-/// it doubles until they fit. Runs are already split only at aligned zero
-/// words, so gaps shorter than this are rare.
-const FIRST_MERGE_GAP: u64 = 16;
-
-/// The most segments one memory gets; gaps are merged until it fits.
+/// The most segments one memory gets; the smallest gaps are merged until it
+/// fits.
 pub const MAX_SEGMENTS: usize = 10_000;
 
+/// Bytes of an active data segment's header for memory 0 besides its
+/// offset: the flags, `i32.const`, `end` and (at least) the length.
+const HEADER: u64 = 4;
+
+/// Bytes of the offset of a segment at `offset`: the signed LEB128 of the
+/// `i32.const` (the offset as an `i32`) or, past 4 GiB, the `i64.const`.
+fn offset_len(offset: u64) -> u64 {
+    let mut v = match u32::try_from(offset) {
+        Ok(offset) => i64::from(offset as i32),
+        Err(_) => offset as i64,
+    };
+    let mut n = 1;
+    loop {
+        let sign = v & 0x40;
+        v >>= 7;
+        if (v == 0 && sign == 0) || (v == -1 && sign != 0) {
+            return n;
+        }
+        n += 1;
+    }
+}
+
 /// The data segments for `image`, as (offset, bytes): its runs, borrowed,
-/// unless there are more than [`MAX_SEGMENTS`]; then runs separated by
-/// short gaps are merged (the gaps filled with zeros) until they fit. Every
-/// non-zero byte is in exactly one segment; segments are sorted and
+/// with two kinds of gaps filled with zeros and their runs merged: gaps
+/// shorter than the header a segment of its own would need (so merging
+/// makes the output smaller), and, when there are more than
+/// [`MAX_SEGMENTS`] runs, the smallest gaps, as few as it takes to fit.
+/// Every non-zero byte is in exactly one segment; segments are sorted and
 /// disjoint.
 pub fn segments(image: &MemoryImage) -> Vec<(u64, Cow<'_, [u8]>)> {
     let runs: Vec<(u64, &[u8])> = image.runs().collect();
-    if runs.len() <= MAX_SEGMENTS {
-        return runs
-            .into_iter()
-            .map(|(offset, bytes)| (offset, Cow::Borrowed(bytes)))
-            .collect();
-    }
-    // Merge into groups of consecutive runs: (range in the memory, runs).
-    let mut groups: Vec<(Range<u64>, Range<usize>)> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, (offset, bytes))| (*offset..offset + bytes.len() as u64, i..i + 1))
+    // gaps[i]: zeros between run i and run i + 1
+    let gaps: Vec<u64> = runs
+        .windows(2)
+        .map(|w| w[1].0 - (w[0].0 + w[0].1.len() as u64))
         .collect();
-    let mut gap = FIRST_MERGE_GAP;
-    while groups.len() > MAX_SEGMENTS {
-        groups = merge(&groups, gap);
-        gap *= 2;
+    let mut merge: Vec<bool> = runs
+        .windows(2)
+        .zip(&gaps)
+        .map(|(w, &gap)| gap < HEADER + offset_len(w[1].0))
+        .collect();
+    let mut count = runs.len() - merge.iter().filter(|&&m| m).count();
+    if count > MAX_SEGMENTS {
+        // merge the smallest of the remaining gaps, as few as it takes
+        let mut open: Vec<usize> = (0..gaps.len()).filter(|&i| !merge[i]).collect();
+        let k = count - MAX_SEGMENTS;
+        open.select_nth_unstable_by_key(k - 1, |&i| (gaps[i], i));
+        for &i in &open[..k] {
+            merge[i] = true;
+        }
+        count = MAX_SEGMENTS;
+    }
+    let mut groups: Vec<(Range<u64>, Range<usize>)> = Vec::with_capacity(count);
+    for (i, (offset, bytes)) in runs.iter().enumerate() {
+        let end = offset + bytes.len() as u64;
+        match groups.last_mut() {
+            Some((range, members)) if merge[i - 1] => {
+                range.end = end;
+                members.end = i + 1;
+            }
+            _ => groups.push((*offset..end, i..i + 1)),
+        }
     }
     groups
         .into_iter()
@@ -53,21 +89,6 @@ pub fn segments(image: &MemoryImage) -> Vec<(u64, Cow<'_, [u8]>)> {
             (range.start, Cow::Owned(bytes))
         })
         .collect()
-}
-
-/// Merges neighbouring groups separated by fewer than `gap` bytes.
-fn merge(groups: &[(Range<u64>, Range<usize>)], gap: u64) -> Vec<(Range<u64>, Range<usize>)> {
-    let mut out: Vec<(Range<u64>, Range<usize>)> = Vec::with_capacity(groups.len() / 2);
-    for (range, members) in groups {
-        match out.last_mut() {
-            Some((last, last_members)) if range.start - last.end < gap => {
-                last.end = range.end;
-                last_members.end = members.end;
-            }
-            _ => out.push((range.clone(), members.clone())),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -97,6 +118,22 @@ mod tests {
     }
 
     #[test]
+    fn offset_lengths() {
+        for (offset, len) in [
+            (0, 1),
+            (63, 1),
+            (64, 2),
+            ((1 << 20) - 1, 3),
+            (1 << 27, 5),
+            ((1 << 27) - 1, 4),
+            (u64::from(u32::MAX), 1),
+            (1 << 32, 5),
+        ] {
+            assert_eq!(offset_len(offset), len, "{offset}");
+        }
+    }
+
+    #[test]
     fn few_runs_are_borrowed_as_they_are() {
         let mut memory = vec![0u8; 1003];
         memory[3] = 1;
@@ -112,6 +149,55 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(3, 3, true), (500, 1, true), (1002, 1, true)]
         );
+        rebuilds(&memory, &segments);
+    }
+
+    #[test]
+    fn gaps_shorter_than_a_header_are_merged() {
+        // Runs split at aligned zero words. At offsets of 2^27 and more a
+        // header takes 9 bytes (5 of them the offset, a signed LEB128): an
+        // 8-byte gap is cheaper, a 16-byte one is not. Below 2^27 a header
+        // takes 8 bytes: not merged.
+        for (base, merged) in [(1u64 << 27, true), (1 << 21, false)] {
+            let mut image = MemoryImage::new();
+            image.push_zeros(base);
+            let mut tail = vec![0u8; 64];
+            tail[..8].fill(1);
+            tail[16..24].fill(2);
+            tail[40..48].fill(3);
+            image.push(&tail);
+            assert_eq!(image.runs().len(), 3);
+            let got: Vec<(u64, usize)> = segments(&image)
+                .iter()
+                .map(|(o, b)| (*o, b.len()))
+                .collect();
+            let expected = if merged {
+                vec![(base, 24), (base + 40, 8)]
+            } else {
+                vec![(base, 8), (base + 16, 8), (base + 40, 8)]
+            };
+            assert_eq!(got, expected, "at {base}");
+        }
+    }
+
+    #[test]
+    fn the_smallest_gaps_merge_when_there_are_too_many() {
+        // MAX_SEGMENTS + 2 runs: the two smallest gaps (of 40 and 48 bytes)
+        // merge, no other
+        let mut memory = vec![0u8; 64 * (MAX_SEGMENTS + 3)];
+        let mut offsets: Vec<usize> = (0..MAX_SEGMENTS + 2).map(|i| 64 * i).collect();
+        offsets[7] -= 24; // gap before run 7: 40 bytes
+        offsets[100] -= 16; // gap before run 100: 48 bytes
+        for &o in &offsets {
+            memory[o] = 0xff;
+        }
+        let image = MemoryImage::from(&memory[..]);
+        let segments = segments(&image);
+        assert_eq!(segments.len(), MAX_SEGMENTS);
+        assert_eq!(segments[6].0, offsets[6] as u64);
+        assert_eq!(segments[6].1.len(), offsets[7] - offsets[6] + 1);
+        assert_eq!(segments[98].0, offsets[99] as u64);
+        assert_eq!(segments[98].1.len(), offsets[100] - offsets[99] + 1);
         rebuilds(&memory, &segments);
     }
 
