@@ -2,6 +2,7 @@
 
 use crate::support::*;
 use component_init::{InstrumentOptions, instrument};
+use wasmtime::component::Val;
 
 const INPUT: &str = r#"(component
   (core module $m
@@ -63,4 +64,24 @@ fn output_world_is_the_input_world_minus_the_init_export() {
     let output = pre_init(&input).unwrap();
     let expected = world_text(&input).replace("  export component-init: func();\n", "");
     assert_eq!(world_text(&output), expected);
+}
+
+#[test]
+fn a_component_exporting_a_type_at_top_level() {
+    // Not expressible as a WIT world of its own; the accessor check is
+    // structural, so it does not need to be.
+    let input = wat(r#"
+    (component
+      (type $t (record (field "a" u32)))
+      (export $e "t" (type $t))
+      (core module $m (global $g (mut i32) (i32.const 0))
+        (func (export "init") (global.set $g (i32.const 1)))
+        (func (export "get") (result i32) (global.get $g)))
+      (core instance $i (instantiate $m))
+      (func (export "component-init") (canon lift (core func $i "init")))
+      (func (export "get") (result u32) (canon lift (core func $i "get"))))"#);
+    let output = pre_init(&input).unwrap();
+    validate(&output);
+    assert_eq!(call1(&output, &["get"]).unwrap(), Val::U32(1));
+    assert!(export_names(&output).contains(&"t".to_string()));
 }
