@@ -12,16 +12,7 @@ fn cli() -> Command {
 /// returns stderr, asserting the failure contract.
 fn fails(input: &[u8], args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let in_path = dir.path().join("in.wasm");
-    std::fs::write(&in_path, input).unwrap();
-    let out_path = dir.path().join("out.wasm");
-    let output = cli()
-        .arg(&in_path)
-        .arg("-o")
-        .arg(&out_path)
-        .args(args)
-        .output()
-        .unwrap();
+    let (output, out_path) = crate::support::cli_in(dir.path(), input, args);
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.starts_with("error: "), "stderr: {stderr}");

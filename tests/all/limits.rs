@@ -23,17 +23,8 @@ fn cli() -> Command {
 /// output and whether that file is intact.
 fn run_cli(input: &str, args: &[&str]) -> (Output, bool) {
     let dir = tempfile::tempdir().unwrap();
-    let in_path = dir.path().join("in.wat");
-    std::fs::write(&in_path, input).unwrap();
-    let out_path = dir.path().join("out.wasm");
-    std::fs::write(&out_path, b"previous output").unwrap();
-    let output = cli()
-        .arg(&in_path)
-        .arg("-o")
-        .arg(&out_path)
-        .args(args)
-        .output()
-        .unwrap();
+    std::fs::write(dir.path().join("out.wasm"), b"previous output").unwrap();
+    let (output, out_path) = cli_in(dir.path(), input.as_bytes(), args);
     let intact = std::fs::read(&out_path).unwrap() == b"previous output";
     (output, intact)
 }

@@ -5,6 +5,27 @@ use component_init::{InitFunc, InstrumentOptions};
 use wasmtime::component::{Component, Linker, Val};
 use wasmtime::{Config, Engine, Store};
 
+/// Runs `component-init DIR/in.wasm -o DIR/out.wasm ARGS`, with `input`
+/// (binary or text) written to `DIR/in.wasm`; returns what the process did
+/// and the output's path.
+pub fn cli_in(
+    dir: &std::path::Path,
+    input: &[u8],
+    args: &[&str],
+) -> (std::process::Output, std::path::PathBuf) {
+    let in_path = dir.join("in.wasm");
+    std::fs::write(&in_path, input).unwrap();
+    let out_path = dir.join("out.wasm");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_component-init"))
+        .arg(&in_path)
+        .arg("-o")
+        .arg(&out_path)
+        .args(args)
+        .output()
+        .unwrap();
+    (output, out_path)
+}
+
 /// Parses a component written in WebAssembly text.
 pub fn wat(text: &str) -> Vec<u8> {
     wat::parse_str(text).expect("test WAT parses")
