@@ -211,14 +211,8 @@ fn local_accessors(info: &ComponentInfo, probed: &BTreeMap<usize, Probed>) -> Ve
             });
         }
         for global in &module.globals {
-            let ty = match global.ty {
-                wasmparser::ValType::I32 => ScalarType::I32,
-                wasmparser::ValType::I64 => ScalarType::I64,
-                wasmparser::ValType::F32 => ScalarType::F32,
-                wasmparser::ValType::F64 => ScalarType::F64,
-                // parse rejects every other mutable global type
-                _ => ScalarType::V128,
-            };
+            // parse rejects mutable globals of reference types
+            let ty = ScalarType::of(global.ty).unwrap_or(ScalarType::V128);
             push(State::Global {
                 index: global.index,
                 ty,

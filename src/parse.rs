@@ -114,6 +114,22 @@ pub struct Counts {
     pub instances: u32,
 }
 
+impl Counts {
+    /// The sizes of the index spaces of the component `types` describes.
+    pub fn of(types: &wasmparser::types::TypesRef<'_>) -> Counts {
+        Counts {
+            modules: types.module_count(),
+            core_instances: types.core_instance_count(),
+            memories: types.memory_count(),
+            globals: types.global_count(),
+            core_funcs: types.function_count(),
+            types: types.component_type_count(),
+            funcs: types.component_function_count(),
+            instances: types.component_instance_count(),
+        }
+    }
+}
+
 /// One top-level section.
 pub struct Section {
     /// The section id, as in the binary format.
@@ -538,16 +554,7 @@ impl Walker {
                 }
             }
             Some(Frame::Component(mut frame)) => {
-                frame.info.counts = Counts {
-                    modules: types.module_count(),
-                    core_instances: types.core_instance_count(),
-                    memories: types.memory_count(),
-                    globals: types.global_count(),
-                    core_funcs: types.function_count(),
-                    types: types.component_type_count(),
-                    funcs: types.component_function_count(),
-                    instances: types.component_instance_count(),
-                };
+                frame.info.counts = Counts::of(&types);
                 match self.component() {
                     Some(parent) => parent.info.components.push(frame.info),
                     None => self.root = Some(frame.info),

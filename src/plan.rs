@@ -120,6 +120,19 @@ pub enum ScalarType {
 }
 
 impl ScalarType {
+    /// The scalar type of a global of value type `ty`; `None` for reference
+    /// types, which accessors cannot read.
+    pub fn of(ty: wasmparser::ValType) -> Option<ScalarType> {
+        Some(match ty {
+            wasmparser::ValType::I32 => ScalarType::I32,
+            wasmparser::ValType::I64 => ScalarType::I64,
+            wasmparser::ValType::F32 => ScalarType::F32,
+            wasmparser::ValType::F64 => ScalarType::F64,
+            wasmparser::ValType::V128 => ScalarType::V128,
+            wasmparser::ValType::Ref(_) => return None,
+        })
+    }
+
     /// The WIT type of the accessor's result.
     pub fn wit(self) -> &'static str {
         match self {

@@ -305,18 +305,13 @@ fn module_layout(module: &ModuleInfo) -> Result<Vec<Slot>> {
         });
     }
     for global in &module.globals {
-        let ty = match global.ty {
-            wasmparser::ValType::I32 => ScalarType::I32,
-            wasmparser::ValType::I64 => ScalarType::I64,
-            wasmparser::ValType::F32 => ScalarType::F32,
-            wasmparser::ValType::F64 => ScalarType::F64,
-            wasmparser::ValType::V128 => ScalarType::V128,
-            wasmparser::ValType::Ref(_) => bail!(
+        let Some(ty) = ScalarType::of(global.ty) else {
+            bail!(
                 "mutable global {} of core module {} of stage 2 is reference-typed; it cannot \
                  take a snapshot value",
                 global.index,
                 module.index
-            ),
+            );
         };
         slots.push(Slot::Global {
             index: global.index,

@@ -85,6 +85,7 @@ use crate::codegen;
 use crate::init_func::InitFunc;
 use crate::instrument::{self, Instrumented};
 use crate::names;
+use crate::parse::Counts;
 use crate::plan::{Accessor, GlobalValue, Plan, ScalarType, State};
 use crate::runtime::Runtime;
 use crate::snapshot::{self, CHUNK};
@@ -200,13 +201,8 @@ pub fn instrument_for_invoker(component: &[u8]) -> Result<(Vec<u8>, Plan)> {
 /// Index-space sizes of the instrumented component's top level, and what
 /// this module needs from its exports.
 struct Top {
-    modules: u32,
-    core_instances: u32,
-    memories: u32,
-    globals: u32,
-    core_funcs: u32,
-    types: u32,
-    funcs: u32,
+    /// Sizes of the index spaces.
+    counts: Counts,
     /// The component instance exported as the accessor instance.
     accessors: Option<u32>,
     /// Every top-level export name.
@@ -220,13 +216,7 @@ impl Top {
             .context("internal error: the instrumented component does not validate")?;
         let types = types.as_ref();
         let mut top = Top {
-            modules: types.module_count(),
-            core_instances: types.core_instance_count(),
-            memories: types.memory_count(),
-            globals: types.global_count(),
-            core_funcs: types.function_count(),
-            types: types.component_type_count(),
-            funcs: types.component_function_count(),
+            counts: Counts::of(&types),
             accessors: None,
             exports: Vec::new(),
         };
@@ -339,7 +329,7 @@ fn add_invoker_exports(instrumented: &[u8], plan: &Plan) -> Result<Vec<u8>> {
 
     // New sections, appended after the instrumented component's last one.
     let mut appended = Vec::new();
-    let mut funcs = top.funcs;
+    let mut funcs = top.counts.funcs;
     // Component function index of each reader's lifted (or aliased) function,
     // in reader order; v128 readers have two.
     let mut reader_funcs: Vec<Vec<u32>> = vec![Vec::new(); readers.len()];
@@ -359,7 +349,11 @@ fn add_invoker_exports(instrumented: &[u8], plan: &Plan) -> Result<Vec<u8>> {
                 kind: ExportKind::Memory,
                 name: &names::core_memory_export(index),
             });
-            state.push((format!("m{k}"), ExportKind::Memory, top.memories + k as u32));
+            state.push((
+                format!("m{k}"),
+                ExportKind::Memory,
+                top.counts.memories + k as u32,
+            ));
         }
         for (k, a) in v128s.iter().enumerate() {
             let State::Global { index, .. } = a.state else {
@@ -370,18 +364,22 @@ fn add_invoker_exports(instrumented: &[u8], plan: &Plan) -> Result<Vec<u8>> {
                 kind: ExportKind::Global,
                 name: &names::core_global_export(index),
             });
-            state.push((format!("g{k}"), ExportKind::Global, top.globals + k as u32));
+            state.push((
+                format!("g{k}"),
+                ExportKind::Global,
+                top.counts.globals + k as u32,
+            ));
         }
         push_section(&mut appended, &aliases);
 
         let mut instances = InstanceSection::new();
         instances.export_items(state.iter().map(|(n, kind, i)| (n.as_str(), *kind, *i)));
         instances.instantiate(
-            top.modules,
-            [("state", ModuleArg::Instance(top.core_instances))],
+            top.counts.modules,
+            [("state", ModuleArg::Instance(top.counts.core_instances))],
         );
         push_section(&mut appended, &instances);
-        let reader_instance = top.core_instances + 1;
+        let reader_instance = top.counts.core_instances + 1;
 
         // Its functions and memory.
         let mut aliases = ComponentAliasSection::new();
@@ -405,7 +403,7 @@ fn add_invoker_exports(instrumented: &[u8], plan: &Plan) -> Result<Vec<u8>> {
             kind: ExportKind::Memory,
             name: "memory",
         });
-        let own_memory = top.memories + memories.len() as u32;
+        let own_memory = top.counts.memories + memories.len() as u32;
         push_section(&mut appended, &aliases);
 
         let mut types = ComponentTypeSection::new();
@@ -415,17 +413,17 @@ fn add_invoker_exports(instrumented: &[u8], plan: &Plan) -> Result<Vec<u8>> {
         types
             .function()
             .params(std::iter::empty::<(&str, ComponentValType)>())
-            .result(Some(ComponentValType::Type(top.types)));
+            .result(Some(ComponentValType::Type(top.counts.types)));
         types
             .function()
             .params(std::iter::empty::<(&str, ComponentValType)>())
             .result(Some(ComponentValType::Primitive(PrimitiveValType::S64)));
         push_section(&mut appended, &types);
-        let list_func = top.types + 1;
-        let s64_func = top.types + 2;
+        let list_func = top.counts.types + 1;
+        let s64_func = top.counts.types + 2;
 
         let mut canon = CanonicalFunctionSection::new();
-        let mut core_func = top.core_funcs;
+        let mut core_func = top.counts.core_funcs;
         let mut lifted = Vec::new();
         for _ in &memories {
             canon.lift(core_func, list_func, [CanonicalOption::Memory(own_memory)]);
