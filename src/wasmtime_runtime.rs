@@ -138,13 +138,12 @@ impl WasmtimeRuntime {
         };
         let engine = Engine::new(&WasmtimeRuntime::config(&self.limits, Compiler::Cranelift))?;
         let compiled = Component::new(&engine, component)?;
-        let host = std::mem::replace(&mut self.store, Store::new(&engine, Host::new())).into_data();
         let fresh = WasmtimeRuntime::with_engine_and_limits(engine, self.limits.clone())?;
-        self.engine = fresh.engine.clone();
-        self.store = fresh.store;
         // nothing ran in the old store: its host data (WASI context, limiter)
         // is as new
-        *self.store.data_mut() = host;
+        let old = std::mem::replace(&mut self.store, fresh.store);
+        *self.store.data_mut() = old.into_data();
+        self.engine = fresh.engine;
         self.compiler = Some(Compiler::Cranelift);
         self.winch_fallback = Some(format!("{:#}", anyhow::Error::from(winch_error)));
         Ok(compiled)
