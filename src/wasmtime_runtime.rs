@@ -2,7 +2,10 @@
 //! WASI is enabled ([`WasmtimeRuntime::with_wasi`]).
 
 use anyhow::{Context, Result, bail};
+use std::pin::pin;
 use std::sync::mpsc;
+use std::task::Poll;
+use tokio::sync::watch;
 use tracing::instrument::WithSubscriber;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Func, Instance, Linker, LinkerInstance, ResourceType, Val};
@@ -33,6 +36,9 @@ pub struct WasmtimeRuntime {
     limits: Limits,
     /// Ends the timeout's timer thread when dropped.
     timer: Option<mpsc::Sender<()>>,
+    /// Turns `true` when the timeout expires: ends a wait in a host call,
+    /// which epoch interruption (wasm code only) cannot reach.
+    expired: Option<watch::Receiver<bool>>,
     /// The compiler the engine uses, when this crate made the engine.
     compiler: Option<Compiler>,
     winch_fallback: Option<String>,
@@ -111,6 +117,14 @@ impl WasmtimeRuntime {
         config.wasm_multi_memory(true);
         config.wasm_memory64(true);
         config.wasm_custom_page_sizes(true);
+        // The async component model, as WASI 0.3 and the toolchains that
+        // emit it use: every builtin Wasmtime 48 implements, for Winch and
+        // Cranelift alike (Winch hands the builtins' trampolines to
+        // Cranelift).
+        config.wasm_component_model_async(true);
+        config.wasm_component_model_more_async_builtins(true);
+        config.wasm_component_model_async_stackful(true);
+        config.wasm_component_model_error_context(true);
         config.epoch_interruption(limits.timeout.is_some());
         config.consume_fuel(limits.fuel.is_some());
         config
@@ -167,6 +181,7 @@ impl WasmtimeRuntime {
             init_results: Vec::new(),
             limits: Limits::none(),
             timer: None,
+            expired: None,
             compiler: None,
             winch_fallback: None,
         }
@@ -188,7 +203,8 @@ impl WasmtimeRuntime {
     }
 
     /// Starts the timeout's clock: from now on, wasm code running past the
-    /// timeout traps.
+    /// timeout traps (epoch interruption), and a wait in a host call past it
+    /// is abandoned (see [`bounded`](WasmtimeRuntime::bounded)).
     fn start_timer(&mut self) {
         let Some(timeout) = self.limits.timeout else {
             return;
@@ -196,19 +212,56 @@ impl WasmtimeRuntime {
         self.store.set_epoch_deadline(1);
         self.store.epoch_deadline_trap();
         let (stop, stopped) = mpsc::channel::<()>();
+        let (expire, expired) = watch::channel(false);
         let engine = self.engine.clone();
         std::thread::spawn(move || {
             if let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(timeout) {
                 engine.increment_epoch();
+                expire.send_replace(true);
             }
         });
         self.timer = Some(stop);
+        self.expired = Some(expired);
+    }
+
+    /// Runs `work` (instantiation or the init call) until it ends or the
+    /// timeout expires, whichever comes first. Epoch interruption stops wasm
+    /// code but not a host call that waits (a WASI sleep, a blocking read, a
+    /// poll): when the timeout expires during one, `work` is dropped
+    /// unfinished, which abandons the wait, and the result is the timeout
+    /// error. The store must not run anything afterwards.
+    async fn bounded<T>(
+        expired: Option<watch::Receiver<bool>>,
+        work: impl Future<Output = wasmtime::Result<T>>,
+    ) -> wasmtime::Result<T> {
+        let Some(mut expired) = expired else {
+            return work.await;
+        };
+        let mut work = pin!(work);
+        let mut timeout = pin!(async move {
+            // an error here means the timer ended without expiring
+            if expired.wait_for(|expired| *expired).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        });
+        std::future::poll_fn(|cx| {
+            // the work first: wasm interrupted by the epoch reports as such
+            if let Poll::Ready(result) = work.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            match timeout.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(wasmtime::Error::from(Trap::Interrupt))),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Lifts the limits once init is done: reading the state back is this
     /// crate's code, and its memory does not count.
     fn end_limits(&mut self) {
         self.timer = None;
+        self.expired = None;
         self.store.set_epoch_deadline(NO_DEADLINE);
         if self.limits.fuel.is_some() {
             self.store.set_fuel(u64::MAX).ok();
@@ -290,6 +343,104 @@ impl WasmtimeRuntime {
             .get_func(&mut self.store, index)
             .with_context(|| format!("export `{name}` is not a function"))
     }
+
+    /// Calls init (sync or async-lifted) to its return, then runs the
+    /// work it started and did not wait for (tasks it spawned) to the end:
+    /// all of it bounded by the limits.
+    async fn run_init(&mut self, func: Func, args: &[Val], results: &mut [Val]) -> Result<()> {
+        // `call_async` drives the component model's event loop until init
+        // returns (`task.return`), and fails if init can never return
+        // (every task blocked, nothing pending in the host).
+        let called = WasmtimeRuntime::bounded(
+            self.expired.clone(),
+            func.call_async(&mut self.store, args, results),
+        )
+        .await;
+        called.map_err(|e| self.init_error(e))?;
+        // Tasks that init spawned, or that returned before finishing their
+        // work, run on until none is left.
+        let finished = WasmtimeRuntime::bounded(
+            self.expired.clone(),
+            self.store.run_concurrent(async |accessor| {
+                std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await
+            }),
+        )
+        .await;
+        match finished {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
+                let limit = self.limits.timeout.map(ShowDuration);
+                bail!(
+                    "it returned, but tasks it started were still pending when the timeout \
+                     expired{} (`--timeout`): a task waiting for something that never \
+                     arrives (a stream or future nobody writes, a subtask that never \
+                     returns) cannot be snapshotted; end or await every task before \
+                     init returns",
+                    limit.map(|t| format!(" after {t}")).unwrap_or_default()
+                )
+            }
+            Err(e) => Err(self.init_error(e).context("a task it started failed")),
+        }
+    }
+
+    /// The error for init failing with `e`: which limit ended it, an exit
+    /// call, the end of its discarded stderr.
+    fn init_error(&self, e: wasmtime::Error) -> anyhow::Error {
+        if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return anyhow::anyhow!(
+                "it called `wasi:cli/exit#exit` with status {}; init must return instead",
+                exit.0
+            );
+        }
+        let e = self.explain(e);
+        match self.store.data().last_stderr_lines() {
+            Some(lines) if self.wasi.is_some() => anyhow::anyhow!(
+                "{e:#} (the end of its stderr, which is discarded without \
+                 `--inherit-stdio`: {lines})"
+            ),
+            _ => e,
+        }
+    }
+
+    /// Fails if init left state of the async component model that a
+    /// snapshot cannot carry: streams, futures, waitable sets, error
+    /// contexts or tasks still alive (Wasmtime keeps them all in the
+    /// store's concurrent table, which must be empty once every task has
+    /// ended), or backpressure left on in the instance of `init`.
+    async fn check_async_state(&mut self, init: Func) -> Result<()> {
+        let backpressure = self
+            .store
+            .run_concurrent(async |accessor| {
+                std::future::poll_fn(|cx| {
+                    Poll::Ready(
+                        accessor
+                            .poll_ready_for_concurrent_call(init, cx)
+                            .is_pending(),
+                    )
+                })
+                .await
+            })
+            .await?;
+        if backpressure {
+            bail!(
+                "init left backpressure on (`backpressure.inc` without a matching \
+                 `backpressure.dec`); instances started from a snapshot would start with \
+                 it off: turn it off before init returns"
+            );
+        }
+        let alive = self
+            .store
+            .concurrent_resource_table()
+            .map_or(0, |table| table.iter_mut().count());
+        if alive > 0 {
+            bail!(
+                "init left {alive} object(s) of the async component model alive (streams or \
+                 futures with an open end, waitable sets, error contexts or subtasks not \
+                 dropped); a snapshot cannot carry them: drop them before init returns"
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Runtime for WasmtimeRuntime {
@@ -298,13 +449,18 @@ impl Runtime for WasmtimeRuntime {
         let mut linker = Linker::<Host>::new(&self.engine);
         if self.wasi.is_some() {
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+            wasmtime_wasi::p3::add_to_linker(&mut linker)?;
             define_missing_imports_as_traps(&mut linker, &component)?;
         } else {
             linker.define_unknown_imports_as_traps(&component)?;
         }
         // Start functions count against the limits: they are init work.
         self.start_timer();
-        let instance = linker.instantiate_async(&mut self.store, &component).await;
+        let instance = WasmtimeRuntime::bounded(
+            self.expired.clone(),
+            linker.instantiate_async(&mut self.store, &component),
+        )
+        .await;
         self.instance = Some(instance.map_err(|e| self.explain(e))?);
         Ok(())
     }
@@ -313,42 +469,25 @@ impl Runtime for WasmtimeRuntime {
         let func = self.func(init.interface.as_deref(), &init.name)?;
         let (args, results) = wave::args(&self.store, &func, init)?;
         let mut results = vec![Val::Bool(false); results];
-        let Some(options) = self.wasi.clone() else {
-            let result = func.call_async(&mut self.store, &args, &mut results).await;
-            self.end_limits();
-            result.map_err(|e| self.explain(e))?;
-            self.init_results = wave::results(init, &results)?;
-            return Ok(());
-        };
         // Every WASI host function reports its calls through `tracing`.
         let recorder = Recorder::default();
-        let result = func
-            .call_async(&mut self.store, &args, &mut results)
+        let outcome = self
+            .run_init(func, &args, &mut results)
             .with_subscriber(recorder.clone())
             .await;
         self.end_limits();
-        self.audit = recorder.audit(&options, self.store.data());
-        if let Err(e) = result {
-            if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-                bail!(
-                    "it called `wasi:cli/exit#exit` with status {}; init must return instead",
-                    exit.0
-                );
+        if let Some(options) = &self.wasi {
+            self.audit = recorder.audit(options, self.store.data());
+        }
+        outcome?;
+        self.check_async_state(func).await?;
+        if let Some(options) = &self.wasi {
+            let open = self.store.data_mut().open_resources();
+            if !open.is_empty() && !options.allow_open_resources {
+                return Err(open_resources_error(&open));
             }
-            let e = self.explain(e);
-            return Err(match self.store.data().last_stderr_lines() {
-                Some(lines) => anyhow::anyhow!(
-                    "{e:#} (the end of its stderr, which is discarded without \
-                     `--inherit-stdio`: {lines})"
-                ),
-                None => e,
-            });
+            self.audit.set_open_resources(open);
         }
-        let open = self.store.data_mut().open_resources();
-        if !open.is_empty() && !options.allow_open_resources {
-            return Err(open_resources_error(&open));
-        }
-        self.audit.set_open_resources(open);
         self.init_results = wave::results(init, &results)?;
         Ok(())
     }
@@ -420,48 +559,91 @@ impl Runtime for WasmtimeRuntime {
     }
 }
 
-/// The version of the WASI p2 interfaces that `wasmtime-wasi` provides, and
-/// those interfaces.
-const WASI_P2_VERSION: &str = "0.2.12";
-const WASI_P2_INTERFACES: &[&str] = &[
-    "wasi:cli/environment",
-    "wasi:cli/exit",
-    "wasi:cli/stdin",
-    "wasi:cli/stdout",
-    "wasi:cli/stderr",
-    "wasi:cli/terminal-input",
-    "wasi:cli/terminal-output",
-    "wasi:cli/terminal-stdin",
-    "wasi:cli/terminal-stdout",
-    "wasi:cli/terminal-stderr",
-    "wasi:clocks/monotonic-clock",
-    "wasi:clocks/wall-clock",
-    "wasi:filesystem/types",
-    "wasi:filesystem/preopens",
-    "wasi:io/error",
-    "wasi:io/poll",
-    "wasi:io/streams",
-    "wasi:random/random",
-    "wasi:random/insecure",
-    "wasi:random/insecure-seed",
-    "wasi:sockets/network",
-    "wasi:sockets/instance-network",
-    "wasi:sockets/tcp",
-    "wasi:sockets/tcp-create-socket",
-    "wasi:sockets/udp",
-    "wasi:sockets/udp-create-socket",
-    "wasi:sockets/ip-name-lookup",
+/// A WASI release that `wasmtime-wasi` provides: the version its linker
+/// defines, and the interfaces it defines at that version.
+struct WasiRelease {
+    /// The version the host defines (`0.2.12`).
+    version: &'static str,
+    /// The prefix of the versions it matches by semver (`0.2.`).
+    matches: &'static str,
+    interfaces: &'static [&'static str],
+}
+
+/// WASI 0.2 (`wasmtime_wasi::p2`) and WASI 0.3 (`wasmtime_wasi::p3`), as
+/// Wasmtime 48 defines them: to check on Wasmtime upgrades.
+const WASI_RELEASES: &[WasiRelease] = &[
+    WasiRelease {
+        version: "0.2.12",
+        matches: "0.2.",
+        interfaces: &[
+            "wasi:cli/environment",
+            "wasi:cli/exit",
+            "wasi:cli/stdin",
+            "wasi:cli/stdout",
+            "wasi:cli/stderr",
+            "wasi:cli/terminal-input",
+            "wasi:cli/terminal-output",
+            "wasi:cli/terminal-stdin",
+            "wasi:cli/terminal-stdout",
+            "wasi:cli/terminal-stderr",
+            "wasi:clocks/monotonic-clock",
+            "wasi:clocks/wall-clock",
+            "wasi:filesystem/types",
+            "wasi:filesystem/preopens",
+            "wasi:io/error",
+            "wasi:io/poll",
+            "wasi:io/streams",
+            "wasi:random/random",
+            "wasi:random/insecure",
+            "wasi:random/insecure-seed",
+            "wasi:sockets/network",
+            "wasi:sockets/instance-network",
+            "wasi:sockets/tcp",
+            "wasi:sockets/tcp-create-socket",
+            "wasi:sockets/udp",
+            "wasi:sockets/udp-create-socket",
+            "wasi:sockets/ip-name-lookup",
+        ],
+    },
+    WasiRelease {
+        version: "0.3.0",
+        matches: "0.3.",
+        interfaces: &[
+            "wasi:cli/environment",
+            "wasi:cli/exit",
+            "wasi:cli/stdin",
+            "wasi:cli/stdout",
+            "wasi:cli/stderr",
+            "wasi:cli/terminal-input",
+            "wasi:cli/terminal-output",
+            "wasi:cli/terminal-stdin",
+            "wasi:cli/terminal-stdout",
+            "wasi:cli/terminal-stderr",
+            "wasi:clocks/types",
+            "wasi:clocks/monotonic-clock",
+            "wasi:clocks/system-clock",
+            "wasi:filesystem/types",
+            "wasi:filesystem/preopens",
+            "wasi:random/random",
+            "wasi:random/insecure",
+            "wasi:random/insecure-seed",
+            "wasi:sockets/types",
+            "wasi:sockets/ip-name-lookup",
+        ],
+    },
 ];
 
-/// The name under which the linker holds the WASI p2 interface that
-/// `import` (e.g. `wasi:cli/environment@0.2.6`) resolves to, if any.
+/// The name under which the linker holds the WASI interface that `import`
+/// (e.g. `wasi:cli/environment@0.2.6` or `@0.3.2`) resolves to, if any.
 fn wasi_host_name(import: &str) -> Option<String> {
     let (interface, version) = import.split_once('@')?;
-    let patch = version.strip_prefix("0.2.")?;
-    if !WASI_P2_INTERFACES.contains(&interface) || !patch.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(format!("{interface}@{WASI_P2_VERSION}"))
+    WASI_RELEASES.iter().find_map(|release| {
+        let patch = version.strip_prefix(release.matches)?;
+        (release.interfaces.contains(&interface)
+            && !patch.is_empty()
+            && patch.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("{interface}@{}", release.version))
+    })
 }
 
 /// Like [`Linker::define_unknown_imports_as_traps`], for a linker holding
@@ -552,10 +734,16 @@ fn stub_exports(
 }
 
 /// Runs `future` to completion on a single-threaded Tokio runtime.
+///
+/// A WASI host call abandoned at the timeout may leave a thread blocked in
+/// the host (a read from a pipe nobody writes): the runtime is shut down
+/// without waiting for it, so the timeout error returns at once.
 pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    Ok(runtime.block_on(future))
+    let output = runtime.block_on(future);
+    runtime.shutdown_background();
+    Ok(output)
 }

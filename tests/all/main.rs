@@ -3,6 +3,7 @@
 
 mod support;
 
+mod async_model;
 mod basics;
 mod cli;
 mod compilers;
