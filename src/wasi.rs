@@ -559,7 +559,7 @@ fn qualify(interface: &str) -> String {
     let package = match interface {
         "environment" | "exit" | "run" | "stdin" | "stdout" | "stderr" | "terminal-input"
         | "terminal-output" | "terminal-stdin" | "terminal-stdout" | "terminal-stderr" => "cli",
-        "wall-clock" | "monotonic-clock" | "timezone" => "clocks",
+        "wall-clock" | "monotonic-clock" | "system-clock" | "timezone" => "clocks",
         "random" | "insecure" | "insecure-seed" => "random",
         "types" | "preopens" => "filesystem",
         "streams" | "poll" | "error" => "io",

@@ -96,7 +96,17 @@ pub fn wasip2_guest_path(name: &str) -> PathBuf {
         .get_or_init(|| {
             build(
                 "wasm32-wasip2",
-                &["regex-tables", "big-heap", "wasi-config"],
+                &[
+                    "regex-tables",
+                    "big-heap",
+                    "wasi-config",
+                    "async-exports",
+                    "wasip3-init",
+                    "spawn-task",
+                    "sleepy",
+                    "resource-keeper",
+                    "reproducible",
+                ],
             )
         })
         .as_ref()
@@ -137,8 +147,17 @@ impl WasiView for WasiHost {
     }
 }
 
-/// Like `support::run`, with WASI p2 providing what `grant` says.
+/// Like `support::run`, with WASI 0.2 and 0.3 providing what `grant` says;
+/// exports lifted `async` are called to their `task.return`.
 pub fn run_wasi(
+    component: &[u8],
+    grant: &Grant,
+    calls: &[(&str, &[Val])],
+) -> Result<Vec<Vec<Val>>> {
+    wasmtime_runtime::block_on(run_wasi_async(component, grant, calls))?
+}
+
+async fn run_wasi_async(
     component: &[u8],
     grant: &Grant,
     calls: &[(&str, &[Val])],
@@ -148,7 +167,8 @@ pub fn run_wasi(
     let engine = Engine::new(&config)?;
     let component = Component::new(&engine, component)?;
     let mut linker = Linker::<WasiHost>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     let mut builder = WasiCtxBuilder::new();
     builder.envs(&grant.env);
     if let Some((host, guest)) = &grant.dir {
@@ -161,14 +181,14 @@ pub fn run_wasi(
             table: ResourceTable::new(),
         },
     );
-    let instance = linker.instantiate(&mut store, &component)?;
+    let instance = linker.instantiate_async(&mut store, &component).await?;
     let mut out = Vec::new();
     for (name, args) in calls {
         let func = instance
             .get_func(&mut store, name)
             .ok_or_else(|| anyhow::anyhow!("no export {name}"))?;
         let mut results = vec![Val::Bool(false); func.ty(&store).results().len()];
-        func.call(&mut store, args, &mut results)?;
+        func.call_async(&mut store, args, &mut results).await?;
         out.push(results);
     }
     Ok(out)
@@ -194,7 +214,7 @@ pub fn pre_init_wasi(
     Ok((output, runtime.audit().clone()))
 }
 
-fn string(v: &Val) -> &str {
+pub fn string(v: &Val) -> &str {
     match v {
         Val::String(s) => s,
         other => panic!("expected a string, got {other:?}"),

@@ -256,3 +256,96 @@ fn library_limits() {
     .unwrap_err();
     assert!(format!("{err:#}").contains("ran out of fuel"), "{err:#}");
 }
+
+/// Runs the CLI on the guest `name` with `args`, from a directory that
+/// holds an older output; asserts the timeout error, exit 1, the old
+/// output untouched, and that it came well before the guest's own wait
+/// (30 s, or forever) would have ended.
+fn times_out_in_a_host_call(name: &str, args: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("out.wasm"), b"previous output").unwrap();
+    let start = Instant::now();
+    let (output, out_path) = cli_in(dir.path(), &crate::guests::wasip2_guest(name), args);
+    let took = start.elapsed();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("timed out: still running after 2s (`--timeout`)"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&out_path).unwrap(), b"previous output");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+}
+
+#[test]
+fn the_timeout_ends_a_wasi_sleep() {
+    // `std::thread::sleep(30s)`: a WASI 0.2 poll on a monotonic-clock
+    // pollable
+    times_out_in_a_host_call("sleepy", &["--wasi", "--timeout", "2s"]);
+}
+
+#[test]
+fn the_timeout_ends_a_blocking_read_of_a_named_pipe() {
+    let pipe = tempfile::tempdir().unwrap();
+    let status = Command::new("mkfifo")
+        .arg(pipe.path().join("fifo"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dir = format!("{}::/pipe", pipe.path().display());
+    let args = ["--wasi", "--dir", &dir, "--init-func", "init-read-fifo", "--timeout", "2s"];
+    times_out_in_a_host_call("sleepy", &args);
+}
+
+#[test]
+fn the_timeout_ends_an_async_init_awaiting_a_wasi_0_3_sleep() {
+    let args = ["--wasi", "--init-func", "sleep-long", "--timeout", "2s"];
+    times_out_in_a_host_call("wasip3-init", &args);
+}
+
+#[test]
+fn the_library_and_the_split_snapshot_command_end_host_waits_too() {
+    let input = crate::guests::wasip2_guest("sleepy");
+    let limits = Limits {
+        timeout: Some(Duration::from_secs(2)),
+        ..Limits::default()
+    };
+    let start = Instant::now();
+    let mut runtime = WasmtimeRuntime::with_limits(limits)
+        .unwrap()
+        .with_wasi(Default::default())
+        .unwrap();
+    let result = wasmtime_runtime::block_on(component_init::initialize(
+        &input,
+        &InstrumentOptions::default(),
+        &mut runtime,
+    ))
+    .unwrap();
+    let err = format!("{:#}", result.unwrap_err());
+    assert!(err.contains("timed out: still running after 2s"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(15));
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name);
+    std::fs::write(d("app.wasm"), &input).unwrap();
+    let status = cli()
+        .args(["instrument".as_ref(), d("app.wasm").as_os_str()])
+        .args(["-o".as_ref(), d("inst.wasm").as_os_str()])
+        .args(["--plan".as_ref(), d("plan.json").as_os_str()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let output = cli()
+        .args(["snapshot".as_ref(), d("inst.wasm").as_os_str()])
+        .args(["--plan".as_ref(), d("plan.json").as_os_str()])
+        .args(["-o".as_ref(), d("snap.bin").as_os_str()])
+        .args(["--wasi", "--timeout", "2s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("timed out: still running after 2s"), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(15));
+    assert!(!d("snap.bin").exists());
+}

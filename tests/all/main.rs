@@ -3,6 +3,7 @@
 
 mod support;
 
+mod async_guests;
 mod async_model;
 mod basics;
 mod cli;
