@@ -123,3 +123,72 @@ fn jco_run_handles_every_global_type_and_nested_components() {
     let (jco, wasmtime) = through_jco(&path);
     assert!(jco == wasmtime, "outputs differ");
 }
+
+/// jco runs functions lifted `async` through JSPI (`WebAssembly.promising`).
+/// In a Node that has it, the async init runs and the output equals
+/// Wasmtime's; in one that does not (Node 20), the driver fails with a
+/// one-line error that says so.
+#[test]
+fn jco_runs_an_async_init_or_says_why_it_cannot() {
+    ensure_jco();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name);
+    std::fs::write(
+        d("app.wat"),
+        r#"(component
+          (core module $m
+            (import "" "task.return" (func $ret))
+            (memory 1)
+            (func (export "init") (result i32)
+              (i32.store (i32.const 8) (i32.const 42))
+              (call $ret)
+              (i32.const 0))
+            (func (export "cb") (param i32 i32 i32) (result i32) unreachable))
+          (core func $ret (canon task.return))
+          (core instance $i (instantiate $m (with "" (instance (export "task.return" (func $ret))))))
+          (func (export "component-init") async
+            (canon lift (core func $i "init") async (callback (func $i "cb")))))"#,
+    )
+    .unwrap();
+    let has_jspi = Command::new("node")
+        .args([
+            "-e",
+            "process.exit(typeof WebAssembly.promising === 'function' ? 0 : 1)",
+        ])
+        .status()
+        .unwrap()
+        .success();
+    if has_jspi {
+        let (jco, wasmtime) = through_jco(&d("app.wat"));
+        assert!(jco == wasmtime, "outputs differ");
+        return;
+    }
+    run(cli()
+        .arg("instrument")
+        .arg(d("app.wat"))
+        .arg("-o")
+        .arg(d("inst.wasm"))
+        .arg("--plan")
+        .arg(d("plan.json")));
+    run(Command::new(jco_dir().join("node_modules/.bin/jco"))
+        .arg("transpile")
+        .arg(d("inst.wasm"))
+        .arg("-o")
+        .arg(d("js"))
+        .args(["--name", "inst", "--quiet"]));
+    let output = Command::new("node")
+        .arg(jco_dir().join("driver.mjs"))
+        .arg(d("js/inst.js"))
+        .arg(d("plan.json"))
+        .arg(d("snapshot.bin"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: jco runs this component's async functions with JSPI"),
+        "{stderr}"
+    );
+    assert!(!d("snapshot.bin").exists());
+}

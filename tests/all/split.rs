@@ -39,11 +39,11 @@ const INPUT: &str = r#"(component
   (func (export "component-init") (canon lift (core func $i "init")))
   (func (export "get") (result s64) (canon lift (core func $i "get"))))"#;
 
-#[test]
-fn instrument_snapshot_apply_equals_the_one_step_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = |name: &str| dir.path().join(name);
-    std::fs::write(d("app.wat"), INPUT).unwrap();
+/// Runs `instrument`, `snapshot` and `apply` on `input` (WAT) in `dir`,
+/// and the one-step command; returns both outputs.
+fn split_and_direct(dir: &Path, input: &str) -> (Vec<u8>, Vec<u8>) {
+    let d = |name: &str| dir.join(name);
+    std::fs::write(d("app.wat"), input).unwrap();
     ok(cli(&[
         &"instrument",
         &d("app.wat"),
@@ -71,8 +71,18 @@ fn instrument_snapshot_apply_equals_the_one_step_output() {
         &d("split.wasm"),
     ]));
     ok(cli(&[&d("app.wat"), &"-o", &d("direct.wasm")]));
-    let split = std::fs::read(d("split.wasm")).unwrap();
-    assert_eq!(split, std::fs::read(d("direct.wasm")).unwrap());
+    (
+        std::fs::read(d("split.wasm")).unwrap(),
+        std::fs::read(d("direct.wasm")).unwrap(),
+    )
+}
+
+#[test]
+fn instrument_snapshot_apply_equals_the_one_step_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name);
+    let (split, direct) = split_and_direct(dir.path(), INPUT);
+    assert_eq!(split, direct);
     assert_eq!(call1(&split, &["get"]).unwrap(), Val::S64(4));
 
     // The plan is JSON that names every accessor.
@@ -85,6 +95,34 @@ fn instrument_snapshot_apply_equals_the_one_step_output() {
         .map(|a| a["func"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(funcs, ["get-memory-0", "get-global-0", "get-global-1"]);
+}
+
+/// An init lifted `async` (callback form) that yields once, next to a sync
+/// export: the split pipeline runs it to its `task.return` as the one-step
+/// command does.
+#[test]
+fn the_split_pipeline_takes_async_components() {
+    let input = r#"(component
+      (core module $m
+        (import "" "task.return" (func $ret))
+        (global $n (mut i32) (i32.const 0))
+        (func (export "init") (result i32)
+          (global.set $n (i32.const 7))
+          (i32.const 1))
+        (func (export "cb") (param i32 i32 i32) (result i32)
+          (global.set $n (i32.add (global.get $n) (i32.const 35)))
+          (call $ret)
+          (i32.const 0))
+        (func (export "get") (result i32) (global.get $n)))
+      (core func $ret (canon task.return))
+      (core instance $i (instantiate $m (with "" (instance (export "task.return" (func $ret))))))
+      (func (export "component-init") async
+        (canon lift (core func $i "init") async (callback (func $i "cb"))))
+      (func (export "get") (result u32) (canon lift (core func $i "get"))))"#;
+    let dir = tempfile::tempdir().unwrap();
+    let (split, direct) = split_and_direct(dir.path(), input);
+    assert_eq!(split, direct);
+    assert_eq!(call1(&split, &["get"]).unwrap(), Val::U32(42));
 }
 
 #[test]

@@ -724,3 +724,38 @@ fn stage_2_state_must_correspond_to_stage_1() {
     let message = format!("{:#}", run_staged(&stage1, b"not wasm").unwrap_err());
     assert!(message.contains("stage 2"), "{message}");
 }
+
+/// An init lifted `async` (the async component model), called by the
+/// caller's own engine, which has the async features (as componentize-py's
+/// does): its builtins pass instrumentation and the rewrite unchanged.
+#[test]
+fn an_async_init_runs_in_a_callers_engine_with_the_async_features() {
+    let input = wat(r#"(component
+      (core module $m
+        (import "" "task.return" (func $ret))
+        (memory (export "memory") 1)
+        (global $n (mut i32) (i32.const 0))
+        (func (export "init") (result i32)
+          (global.set $n (i32.const 40))
+          (i32.const 1))
+        (func (export "cb") (param i32 i32 i32) (result i32)
+          (global.set $n (i32.add (global.get $n) (i32.const 2)))
+          (i32.store (i32.const 64) (global.get $n))
+          (call $ret)
+          (i32.const 0))
+        (func (export "get") (result i32) (i32.add (global.get $n) (i32.load (i32.const 64)))))
+      (core func $ret (canon task.return))
+      (core instance $i (instantiate $m (with "" (instance (export "task.return" (func $ret))))))
+      (func (export "init") async (canon lift (core func $i "init") async (callback (func $i "cb"))))
+      (func (export "get") (result s32) (canon lift (core func $i "get"))))"#);
+    assert_eq!(
+        call_exports(&input, &Host::default(), &["get"]).unwrap(),
+        [wasmtime::component::Val::S32(0)]
+    );
+    let output = block_on(initialize(&input, call_init)).unwrap();
+    validate(&output);
+    assert_eq!(
+        call_exports(&output, &Host::default(), &["get"]).unwrap(),
+        [wasmtime::component::Val::S32(84)]
+    );
+}

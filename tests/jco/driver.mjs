@@ -21,7 +21,23 @@ if (!snapshotPath) {
 }
 
 const plan = JSON.parse(await readFile(planPath, "utf8"));
-const component = await import(pathToFileURL(resolve(modulePath)).href);
+let component;
+try {
+  component = await import(pathToFileURL(resolve(modulePath)).href);
+} catch (e) {
+  // jco runs functions lifted `async` (the async component model, WASI 0.3)
+  // through JSPI, which this Node may not have.
+  if (String(e).includes("WebAssembly.promising")) {
+    console.error(
+      `error: jco runs this component's async functions with JSPI ` +
+        `(WebAssembly.promising), which Node ${process.version} does not ` +
+        `provide; run the snapshot step in a runtime with the async component ` +
+        `model (\`component-init snapshot\`, Wasmtime) or in a Node with JSPI`,
+    );
+    process.exit(1);
+  }
+  throw e;
+}
 
 // jco names exports in lowerCamelCase; interfaces are exported both by
 // their full name and by their plain name.
@@ -43,7 +59,8 @@ const initOwner = plan.init.interface ? instance(plan.init.interface) : componen
 if (plan.init.args) {
   throw new Error("init arguments are not supported by this driver");
 }
-func(initOwner, plan.init.name, "init function")();
+// an init lifted `async` returns a promise under JSPI
+await func(initOwner, plan.init.name, "init function")();
 
 // 2. every accessor, in plan order
 const accessors = instance(plan.interface);
