@@ -96,7 +96,7 @@ pub struct RunArgs {
     #[clap(long, value_name = "N", help_heading = "Limits during init")]
     fuel: Option<u64>,
 
-    /// Provide WASI p2 to the init function (by default every import traps
+    /// Provide WASI 0.2 and 0.3 to the init function (by default every import traps
     /// when init calls it). Nothing of the host is visible unless granted
     /// with the options below; randomness and clocks are the host's.
     #[clap(long, help_heading = "WASI during init")]

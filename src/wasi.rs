@@ -2,7 +2,7 @@
 //! ([`WasiOptions`]), what it used ([`Audit`]), and the check that it left
 //! nothing open that a snapshot cannot carry.
 //!
-//! Without WASI every import traps when called. With it, init gets WASI p2
+//! Without WASI every import traps when called. With it, init gets WASI 0.2 and 0.3
 //! from `wasmtime-wasi`, with nothing of the host visible unless granted: no
 //! environment variables, no directories, an empty stdin, and stdout and
 //! stderr discarded (counted). Randomness and clocks are the host's; the
@@ -29,7 +29,7 @@ use crate::limits::MemoryLimiter;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-/// What the init function may use of the host through WASI p2. Nothing of
+/// What the init function may use of the host through WASI 0.2 and 0.3. Nothing of
 /// the host is visible unless granted here.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WasiOptions {
@@ -511,7 +511,7 @@ fn list_calls(calls: &[(&str, &Call)]) -> String {
         .join(", ")
 }
 
-/// Records the WASI host calls of one init run. Every WASI p2 host function
+/// Records the WASI host calls of one init run. Every WASI 0.2 and 0.3 host function
 /// of `wasmtime-wasi` opens a `tracing` span named `wit-bindgen import`
 /// (fields `module` and `function`) and emits a `call` event with its
 /// arguments inside it; this subscriber counts the spans and keeps the

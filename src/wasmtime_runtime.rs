@@ -24,7 +24,7 @@ const NO_DEADLINE: u64 = 1 << 62;
 
 /// Runs the instrumented component in Wasmtime. Every import of the
 /// component traps when called, with an error naming the import; with
-/// [`with_wasi`](WasmtimeRuntime::with_wasi), WASI p2 imports are provided
+/// [`with_wasi`](WasmtimeRuntime::with_wasi), WASI 0.2 and 0.3 imports are provided
 /// (and audited) and only the others trap.
 pub struct WasmtimeRuntime {
     engine: Engine,
@@ -296,7 +296,7 @@ impl WasmtimeRuntime {
         &self.init_results
     }
 
-    /// Provides WASI p2 to the init function, with what `options` grants of
+    /// Provides WASI 0.2 and 0.3 to the init function, with what `options` grants of
     /// the host (nothing else is visible), and audits its use: see
     /// [`audit`](WasmtimeRuntime::audit). Fails if a directory to preopen
     /// cannot be opened, or if the component was already instantiated.
@@ -647,7 +647,7 @@ fn wasi_host_name(import: &str) -> Option<String> {
 }
 
 /// Like [`Linker::define_unknown_imports_as_traps`], for a linker holding
-/// WASI: an import of a WASI p2 interface at another 0.2 version resolves to
+/// WASI: an import of a WASI interface at another 0.2 or 0.3 version resolves to
 /// the host's instance (a semver-compatible match), so its missing functions
 /// are added to that instance, rather than to a new instance under the
 /// import's exact name, which would shadow the host's with traps.

@@ -50,7 +50,11 @@ fn async_exports_with_a_sync_init() {
         &[("component-init", &[]), ("get", &[]), ("get-async", &[])],
     )
     .unwrap();
-    let after = run(&output, &[("get", &[]), ("get-async", &[]), ("init-calls", &[])]).unwrap();
+    let after = run(
+        &output,
+        &[("get", &[]), ("get-async", &[]), ("init-calls", &[])],
+    )
+    .unwrap();
     let expected = "calls=1 sync=385 n=0 label=";
     assert_eq!(strings(&before[1..]), [expected, expected]);
     assert_eq!(strings(&after[..2]), [expected, expected]);
@@ -60,7 +64,11 @@ fn async_exports_with_a_sync_init() {
 #[test]
 fn an_async_init_with_wave_arguments() {
     let input = wasip2_guest("async-exports");
-    let output = cli("async-exports", &["--wasi", "--init-func", "init-async(5, \"x\")"]).unwrap();
+    let output = cli(
+        "async-exports",
+        &["--wasi", "--init-func", "init-async(5, \"x\")"],
+    )
+    .unwrap();
     validate(&output);
     let args = [Val::U32(5), Val::String("x".into())];
     let before = run_wasi(
@@ -69,14 +77,21 @@ fn an_async_init_with_wave_arguments() {
         &[("init-async", &args), ("get", &[]), ("get-async", &[])],
     )
     .unwrap();
-    let after = run(&output, &[("get", &[]), ("get-async", &[]), ("init-calls", &[])]).unwrap();
+    let after = run(
+        &output,
+        &[("get", &[]), ("get-async", &[]), ("init-calls", &[])],
+    )
+    .unwrap();
     let expected = "calls=1 sync=0 n=5 label=x";
     assert_eq!(strings(&before[1..]), [expected, expected]);
     assert_eq!(strings(&after[..2]), [expected, expected]);
     assert_eq!(after[2], [Val::U32(1)]);
     // an `err` result fails, showing the payload
-    let err = cli("async-exports", &["--wasi", "--init-func", "init-async(0, \"boom\")"])
-        .unwrap_err();
+    let err = cli(
+        "async-exports",
+        &["--wasi", "--init-func", "init-async(0, \"boom\")"],
+    )
+    .unwrap_err();
     assert!(err.contains("boom"), "{err}");
 }
 
@@ -93,7 +108,11 @@ fn an_async_init_using_wasi_0_3_clocks_and_environment() {
     let before = run_wasi(&input, &grant, &[("init", &[]), ("greeting", &[])]).unwrap();
     assert_eq!(strings(&before[1..]), ["hello"]);
     // The output needs no WASI: every import traps.
-    let after = run(&output, &[("greeting", &[]), ("init-calls", &[]), ("clock", &[])]).unwrap();
+    let after = run(
+        &output,
+        &[("greeting", &[]), ("init-calls", &[]), ("clock", &[])],
+    )
+    .unwrap();
     assert_eq!(strings(&after[..1]), ["hello"]);
     assert_eq!(after[1], [Val::U32(1)]);
     assert_ne!(strings(&after[2..]), ["none"], "init read the system clock");
@@ -108,12 +127,22 @@ fn an_async_init_using_wasi_0_3_clocks_and_environment() {
 #[test]
 fn the_audit_reports_wasi_0_3_clocks() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ["--wasi", "--init-func", "init", "--env", "GREETING=hi", "-v"];
+    let args = [
+        "--wasi",
+        "--init-func",
+        "init",
+        "--env",
+        "GREETING=hi",
+        "-v",
+    ];
     let (output, _) = cli_in(dir.path(), &wasip2_guest("wasip3-init"), &args);
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("wasi:clocks/system-clock#now"), "{stderr}");
-    assert!(stderr.contains("wasi:clocks/monotonic-clock#wait-for"), "{stderr}");
+    assert!(
+        stderr.contains("wasi:clocks/monotonic-clock#wait-for"),
+        "{stderr}"
+    );
     assert!(stderr.contains("wasi:cli/environment"), "{stderr}");
 }
 

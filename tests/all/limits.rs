@@ -293,7 +293,15 @@ fn the_timeout_ends_a_blocking_read_of_a_named_pipe() {
         .unwrap();
     assert!(status.success());
     let dir = format!("{}::/pipe", pipe.path().display());
-    let args = ["--wasi", "--dir", &dir, "--init-func", "init-read-fifo", "--timeout", "2s"];
+    let args = [
+        "--wasi",
+        "--dir",
+        &dir,
+        "--init-func",
+        "init-read-fifo",
+        "--timeout",
+        "2s",
+    ];
     times_out_in_a_host_call("sleepy", &args);
 }
 
@@ -345,7 +353,10 @@ fn the_library_and_the_split_snapshot_command_end_host_waits_too() {
         .unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("timed out: still running after 2s"), "{stderr}");
+    assert!(
+        stderr.contains("timed out: still running after 2s"),
+        "{stderr}"
+    );
     assert!(start.elapsed() < Duration::from_secs(15));
     assert!(!d("snap.bin").exists());
 }
