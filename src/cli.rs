@@ -135,6 +135,26 @@ pub struct RunArgs {
     /// started from the output. Needs `--wasi`.
     #[clap(long, help_heading = "WASI during init")]
     allow_open_resources: bool,
+
+    /// Make the output the same on every run and machine: init's randomness
+    /// comes from a generator seeded with `--random-seed`, its wall clock
+    /// reads `SOURCE_DATE_EPOCH` (or 1980-01-01), its monotonic clock starts
+    /// at 0 and its sleeps return at once; directory listings are sorted and
+    /// file times fixed. `--inherit-env` is refused.
+    #[clap(long, help_heading = "Reproducible builds")]
+    reproducible: bool,
+
+    /// The seed of init's random values under `--reproducible`: a number, or
+    /// `0x` and up to 64 hex digits; pass a secret one when they must also
+    /// be unpredictable [default: 0].
+    #[clap(
+        long,
+        value_name = "SEED",
+        requires = "reproducible",
+        value_parser = crate::reproducible::parse_seed,
+        help_heading = "Reproducible builds"
+    )]
+    random_seed: Option<[u8; 32]>,
 }
 
 const AFTER_HELP: &str = "\
@@ -241,6 +261,34 @@ impl RunArgs {
         Ok(runtime)
     }
 
+    /// The fixed sources of `--reproducible`, logged (`-v`).
+    fn reproducible(&self) -> Result<Option<crate::Reproducible>> {
+        if !self.reproducible {
+            return Ok(None);
+        }
+        let mut fixed = crate::Reproducible::from_env()?;
+        if let Some(seed) = self.random_seed {
+            fixed.seed = seed;
+        }
+        log::info!(
+            "reproducible: random values from seed 0x{}{}, wall clock at {} s since 1970 ({}), \
+             monotonic clock from 0, sleeps at once",
+            fixed
+                .seed
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+            if self.random_seed.is_none() {
+                " (the default)"
+            } else {
+                ""
+            },
+            fixed.wall_clock.as_secs(),
+            fixed.wall_clock_source
+        );
+        Ok(Some(fixed))
+    }
+
     /// The WASI options, if `--wasi` is given; the other WASI flags need it.
     fn wasi_options(&self, output_to_stdout: bool) -> Result<Option<WasiOptions>> {
         if !self.wasi {
@@ -272,6 +320,7 @@ impl RunArgs {
             // The output component may go to stdout: keep it clean.
             stdout_to_stderr: output_to_stdout,
             allow_open_resources: self.allow_open_resources,
+            reproducible: self.reproducible()?,
         }))
     }
 }
@@ -362,7 +411,7 @@ async fn pre_initialize(
 /// with `-v`.
 fn log_audit(audit: &wasi::Audit) {
     for entry in audit.summary() {
-        if entry.category.is_frozen() {
+        if entry.category.is_frozen() && !audit.reproducible() {
             log::warn!("{}", entry.message);
         } else {
             log::info!("{}", entry.message);

@@ -36,6 +36,8 @@ pub mod names;
 pub mod parse;
 pub mod plan;
 pub mod probe;
+#[cfg(feature = "wasmtime")]
+pub mod reproducible;
 pub mod retarget;
 pub mod rewrite;
 pub mod runtime;
@@ -60,6 +62,8 @@ pub use init_func::InitFunc;
 pub use instrument::{InstrumentOptions, Instrumented, instrument};
 pub use limits::Limits;
 pub use plan::{GlobalValue, Plan, Snapshot, Value};
+#[cfg(feature = "wasmtime")]
+pub use reproducible::Reproducible;
 pub use runtime::Runtime;
 #[cfg(feature = "wasmtime")]
 pub use wasi::{Audit, WasiOptions};

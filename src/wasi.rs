@@ -26,6 +26,7 @@ use tracing::{Event, Metadata, Subscriber};
 use wasmtime::component::ResourceTable;
 
 use crate::limits::MemoryLimiter;
+use crate::reproducible::{Fixed, Reproducible};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -52,6 +53,11 @@ pub struct WasiOptions {
     /// handles to them dangle in instances started from it. By default such
     /// resources are an error.
     pub allow_open_resources: bool,
+    /// Fix everything init can observe that would vary between runs or
+    /// machines (randomness, clocks, sleeps, directory order and file
+    /// times), so that the output is the same every run: see
+    /// [`Reproducible`]. `None`: the host's randomness and clocks.
+    pub reproducible: Option<Reproducible>,
 }
 
 /// A host directory made visible to the guest.
@@ -123,8 +129,13 @@ impl WasiOptions {
         stdout: &Arc<AtomicU64>,
         stderr: &Arc<AtomicU64>,
         stderr_tail: &Arc<Mutex<Vec<u8>>>,
+        fixed: &mut Fixed,
     ) -> Result<WasiCtx> {
         let mut builder = WasiCtxBuilder::new();
+        if let Some(reproducible) = &self.reproducible {
+            fixed.monotonic = reproducible.configure(&mut builder);
+            fixed.wall_clock = reproducible.wall_clock;
+        }
         builder.envs(&self.environment());
         for dir in &self.dirs {
             if !dir.host.is_dir() {
@@ -168,6 +179,8 @@ pub(crate) struct Host {
     stderr_tail: Arc<Mutex<Vec<u8>>>,
     /// Counts linear memory against `--max-memory`.
     pub(crate) limiter: MemoryLimiter,
+    /// The fixed clocks and filesystem views of a reproducible run.
+    pub(crate) fixed: Fixed,
 }
 
 /// How much of a discarded stderr is kept, to explain a failing init.
@@ -182,18 +195,21 @@ impl Host {
             stderr: Arc::default(),
             stderr_tail: Arc::default(),
             limiter: MemoryLimiter::default(),
+            fixed: Fixed::default(),
         }
     }
 
     pub(crate) fn with_wasi(options: &WasiOptions) -> Result<Host> {
         let (stdout, stderr, stderr_tail) = (Arc::default(), Arc::default(), Arc::default());
+        let mut fixed = Fixed::default();
         Ok(Host {
-            ctx: options.build(&stdout, &stderr, &stderr_tail)?,
+            ctx: options.build(&stdout, &stderr, &stderr_tail, &mut fixed)?,
             table: ResourceTable::new(),
             stdout,
             stderr,
             stderr_tail,
             limiter: MemoryLimiter::default(),
+            fixed,
         })
     }
 
@@ -301,6 +317,9 @@ pub struct Audit {
     preopens: Vec<String>,
     stdio_shown: bool,
     open_resources: BTreeMap<String, usize>,
+    /// Under `--reproducible`: how far init advanced the monotonic clock
+    /// (ns), by reading it and sleeping.
+    fixed_monotonic: Option<u64>,
 }
 
 /// The calls of one WASI host function.
@@ -433,6 +452,11 @@ impl Audit {
         self.open_resources = open;
     }
 
+    /// Whether init ran under `--reproducible` ([`WasiOptions::reproducible`]).
+    pub fn reproducible(&self) -> bool {
+        self.fixed_monotonic.is_some()
+    }
+
     /// A summary, one entry per category of use; randomness and clocks come
     /// first (see [`Category::is_frozen`]).
     pub fn summary(&self) -> Vec<AuditEntry> {
@@ -447,14 +471,28 @@ impl Audit {
         for (category, calls) in by_category {
             let mut message = format!("init used {category}: {}", list_calls(&calls));
             match category {
+                Category::Random if self.fixed_monotonic.is_some() => message.push_str(
+                    "; from the seeded generator of `--reproducible`: the same values every run, \
+                     frozen into every instance started from the snapshot",
+                ),
+                Category::Clocks if self.fixed_monotonic.is_some() => {
+                    let _ = write!(
+                        message,
+                        "; fixed by `--reproducible`: the wall clock read the fixed time, the \
+                         monotonic clock went from 0 to {} ns",
+                        self.fixed_monotonic.unwrap_or_default()
+                    );
+                }
                 Category::Random => message.push_str(
                     "; the random values it got are now frozen into every instance started from \
-                     the snapshot (hash-map seeds, ids, keys): re-seed after startup where that \
-                     matters",
+                     the snapshot (hash-map seeds, ids, keys), and differ from run to run: \
+                     re-seed after startup where that matters, and pass `--reproducible` for \
+                     the same output every run",
                 ),
                 Category::Clocks => message.push_str(
                     "; the times it saw are now frozen into every instance started from the \
-                     snapshot: read the clock again after startup where that matters",
+                     snapshot, and differ from run to run: read the clock again after startup \
+                     where that matters, and pass `--reproducible` for the same output every run",
                 ),
                 Category::Environment => {
                     if self.environment.is_empty() {
@@ -549,6 +587,10 @@ impl Recorder {
                 .collect(),
             stdio_shown: options.inherit_stdio,
             open_resources: BTreeMap::new(),
+            fixed_monotonic: options
+                .reproducible
+                .as_ref()
+                .map(|_| host.fixed.monotonic.elapsed()),
         }
     }
 }

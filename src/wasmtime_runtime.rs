@@ -450,6 +450,17 @@ impl Runtime for WasmtimeRuntime {
         if self.wasi.is_some() {
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
             wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+            if let Some(options) = &self.wasi
+                && let Some(fixed) = &options.reproducible
+            {
+                let ty = component.component_type();
+                fixed.check(
+                    options.inherit_env,
+                    !options.dirs.is_empty(),
+                    ty.imports(&self.engine).map(|(name, _)| name),
+                )?;
+                crate::reproducible::shadow_wasi(&mut linker)?;
+            }
             define_missing_imports_as_traps(&mut linker, &component)?;
         } else {
             linker.define_unknown_imports_as_traps(&component)?;

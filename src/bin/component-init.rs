@@ -12,10 +12,17 @@ fn main() -> ExitCode {
         // status 2 as clap has it.
         Err(e) => {
             let text = e.render().to_string();
-            eprintln!(
-                "{}",
-                text.lines().next().unwrap_or("error: invalid arguments")
-            );
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let first = lines.next().unwrap_or("error: invalid arguments");
+            // A first line ending in `:` introduces what it is about (the
+            // missing arguments): keep that on the same line.
+            match first.strip_suffix(':') {
+                Some(intro) => {
+                    let what: Vec<&str> = lines.take_while(|l| !l.starts_with("Usage:")).collect();
+                    eprintln!("{intro}: {}", what.join(", "));
+                }
+                None => eprintln!("{first}"),
+            }
             return ExitCode::from(2);
         }
     };

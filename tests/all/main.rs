@@ -19,6 +19,7 @@ mod limits;
 mod linking;
 mod nested;
 mod probes;
+mod reproducible;
 mod shapes;
 mod split;
 mod state_kinds;
