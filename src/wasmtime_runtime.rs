@@ -42,6 +42,8 @@ pub struct WasmtimeRuntime {
     /// The compiler the engine uses, when this crate made the engine.
     compiler: Option<Compiler>,
     winch_fallback: Option<String>,
+    /// The instrumented component, once compiled.
+    component: Option<Component>,
 }
 
 /// Which of Wasmtime's compilers compiles the instrumented component. The
@@ -184,6 +186,7 @@ impl WasmtimeRuntime {
             expired: None,
             compiler: None,
             winch_fallback: None,
+            component: None,
         }
     }
 
@@ -443,9 +446,98 @@ impl WasmtimeRuntime {
     }
 }
 
+impl WasmtimeRuntime {
+    /// Fails if any component instance of the store (top level or nested,
+    /// every instance of a component instantiated more than once) still
+    /// holds a handle in its handle table after init: an `own` or `borrow`
+    /// of a guest-defined resource (made with `resource.new`, or received
+    /// from another instance), or anything the async checks above missed.
+    /// A snapshot cannot carry a handle table: every instance started from
+    /// it would start with an empty one, and trap on the first use
+    /// (`unknown handle index`).
+    ///
+    /// Wasmtime 48 has no public view of a component instance's handle
+    /// table; the one exact check it offers is the doc-hidden
+    /// `Store::assert_concurrent_state_empty`, which panics when any table
+    /// or queue of the store's component-model state is not empty. It is
+    /// called with the panic caught (and its message kept off stderr).
+    fn check_handle_tables(&mut self) -> Result<()> {
+        let quiet = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let store = &mut self.store;
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.assert_concurrent_state_empty();
+        }));
+        std::panic::set_hook(quiet);
+        let Err(panic) = checked else {
+            return Ok(());
+        };
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("handle_table") {
+            bail!(
+                "init left handles in a component instance's handle table (resources made \
+                 with `resource.new`, or `own` handles received from another component); a \
+                 snapshot cannot carry them, and instances started from it would trap on \
+                 their first use (`unknown handle index`){}: drop every handle before init \
+                 returns",
+                self.resource_types_hint()
+            );
+        }
+        bail!(
+            "init left state of the component model that a snapshot cannot carry (pending \
+             work in Wasmtime's event loop: {}): end every task and drop every handle before \
+             init returns",
+            message.lines().next().unwrap_or("a queue is not empty")
+        )
+    }
+
+    /// `; resource types it exports: A, B` for the instantiated component,
+    /// when it exports any: where such handles usually come from.
+    fn resource_types_hint(&mut self) -> String {
+        let mut names = Vec::new();
+        if let Some(component) = &self.component {
+            let ty = component.component_type();
+            let mut exports = ty.exports(&self.engine).map(|(name, item)| (name, item.ty));
+            collect_resources(&self.engine, None, &mut exports, &mut names);
+        }
+        if names.is_empty() {
+            return String::new();
+        }
+        format!("; resource types it exports: {}", names.join(", "))
+    }
+}
+
+/// The resources among `exports` (recursively, in exported instances), as
+/// `INSTANCE#NAME` or `NAME`.
+fn collect_resources(
+    engine: &Engine,
+    parent: Option<&str>,
+    exports: &mut dyn Iterator<Item = (&str, ComponentItem)>,
+    names: &mut Vec<String>,
+) {
+    for (name, item) in exports {
+        match item {
+            ComponentItem::Resource(_) => names.push(match parent {
+                Some(parent) => format!("`{parent}#{name}`"),
+                None => format!("`{name}`"),
+            }),
+            ComponentItem::ComponentInstance(instance) => {
+                let mut exports = instance.exports(engine).map(|(name, item)| (name, item.ty));
+                collect_resources(engine, Some(name), &mut exports, names);
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Runtime for WasmtimeRuntime {
     async fn instantiate(&mut self, component: &[u8]) -> Result<()> {
         let component = self.compile(component)?;
+        self.component = Some(component.clone());
         let mut linker = Linker::<Host>::new(&self.engine);
         if self.wasi.is_some() {
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -498,6 +590,11 @@ impl Runtime for WasmtimeRuntime {
                 return Err(open_resources_error(&open));
             }
             self.audit.set_open_resources(open);
+        }
+        // WASI resources the guest was allowed to keep have handles in its
+        // tables too: only a guest that holds none can be checked.
+        if self.audit.open_resources().is_empty() {
+            self.check_handle_tables()?;
         }
         self.init_results = wave::results(init, &results)?;
         Ok(())

@@ -11,6 +11,7 @@ mod compilers;
 mod differential;
 mod errors;
 mod guests;
+mod handles;
 mod hostile;
 mod init_args;
 mod jco;
