@@ -67,6 +67,18 @@ pub struct RunArgs {
     #[clap(long, value_name = "COMPILER", default_value = "auto")]
     compiler: CompilerArg,
 
+    /// Wasmtime's compilation cache, as `wasmtime run -C` sets it: on by
+    /// default (the same cache as `wasmtime run`'s, `~/.cache/wasmtime`,
+    /// with Wasmtime's size limits); `-C cache=n` turns it off,
+    /// `-C cache-config=FILE` reads its settings (directory, size limits)
+    /// from FILE instead of `~/.config/wasmtime/config.toml`.
+    #[clap(
+        short = 'C',
+        value_name = "KEY[=VAL]",
+        help_heading = "Compilation cache"
+    )]
+    codegen: Vec<String>,
+
     /// Stop init after this long, with an error (`500ms`, `3s`, `2m`, `1h`;
     /// `0`: no limit). Instantiation, start functions included, counts.
     #[clap(
@@ -238,7 +250,7 @@ impl RunArgs {
             CompilerArg::Cranelift => Compiler::Cranelift,
             CompilerArg::Winch => Compiler::Winch,
         };
-        let mut runtime = WasmtimeRuntime::with_compiler(self.limits(), compiler)?;
+        let mut runtime = WasmtimeRuntime::with_cache(self.limits(), compiler, self.cache()?)?;
         if let Some(wasi) = wasi {
             log::info!(
                 "WASI enabled for init: {} preopened director{}, {} environment variable{}, stdio {}",
@@ -259,6 +271,34 @@ impl RunArgs {
             runtime = runtime.with_wasi(wasi)?;
         }
         Ok(runtime)
+    }
+
+    /// Wasmtime's compilation cache as `-C` sets it: on unless
+    /// `-C cache=n`.
+    fn cache(&self) -> Result<Option<wasmtime::Cache>> {
+        let mut enabled = true;
+        let mut config_file = None;
+        for option in &self.codegen {
+            let (key, value) = option.split_once('=').unwrap_or((option, "y"));
+            match (key, value) {
+                ("cache", "y" | "yes" | "true") => enabled = true,
+                ("cache", "n" | "no" | "false") => enabled = false,
+                ("cache-config", file) => config_file = Some(std::path::PathBuf::from(file)),
+                ("cache", other) => bail!("`-C cache={other}`: write `-C cache=y` or `-C cache=n`"),
+                _ => bail!(
+                    "unknown option `-C {option}`: the options are `cache=y|n` and \
+                     `cache-config=FILE`"
+                ),
+            }
+        }
+        if !enabled {
+            return Ok(None);
+        }
+        let cache = wasmtime::Cache::from_file(config_file.as_deref())
+            .map_err(anyhow::Error::from)
+            .context("failed to set up the compilation cache (`-C cache=n` turns it off)")?;
+        log::debug!("compilation cache in `{}`", cache.directory().display());
+        Ok(Some(cache))
     }
 
     /// The fixed sources of `--reproducible`, logged (`-v`).
@@ -351,8 +391,13 @@ async fn pre_initialize(
         log::info!("Winch cannot compile the component ({reason}); compiled it with Cranelift");
     }
     log::info!(
-        "compiled ({:?}) and instantiated in {:.1?}",
+        "compiled ({:?}{}) and instantiated in {:.1?}",
         runtime.compiled_with().unwrap_or_default(),
+        match runtime.cache_hit() {
+            Some(true) => ", from the compilation cache",
+            Some(false) => ", stored in the compilation cache",
+            None => "",
+        },
         start.elapsed()
     );
 

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tracing::instrument::WithSubscriber;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Func, Instance, Linker, LinkerInstance, ResourceType, Val};
-use wasmtime::{Config, Engine, Store, Strategy, Trap};
+use wasmtime::{Cache, Config, Engine, Store, Strategy, Trap};
 
 use crate::init_func::InitFunc;
 use crate::limits::{Limits, ShowDuration};
@@ -44,6 +44,9 @@ pub struct WasmtimeRuntime {
     winch_fallback: Option<String>,
     /// The instrumented component, once compiled.
     component: Option<Component>,
+    /// Wasmtime's compilation cache, when this crate made the engine with
+    /// one.
+    cache: Option<Cache>,
 }
 
 /// Which of Wasmtime's compilers compiles the instrumented component. The
@@ -95,14 +98,37 @@ impl WasmtimeRuntime {
     /// A runtime that compiles the instrumented component with `compiler`,
     /// with `limits` on init.
     pub fn with_compiler(limits: Limits, compiler: Compiler) -> Result<WasmtimeRuntime> {
+        WasmtimeRuntime::with_cache(limits, compiler, None)
+    }
+
+    /// Like [`with_compiler`](WasmtimeRuntime::with_compiler), with
+    /// Wasmtime's compilation cache: a component compiled before, with the
+    /// same engine settings, compiler and Wasmtime version, is loaded from
+    /// the cache instead (`Cache::from_file(None)` is the cache `wasmtime
+    /// run` uses; the CLI turns it on by default).
+    pub fn with_cache(
+        limits: Limits,
+        compiler: Compiler,
+        cache: Option<Cache>,
+    ) -> Result<WasmtimeRuntime> {
         if compiler == Compiler::Winch && limits.fuel.is_some() {
             bail!("fuel needs the Cranelift compiler; Winch cannot meter fuel");
         }
         let compiler = compiler.resolve(&limits);
-        let engine = Engine::new(&WasmtimeRuntime::config(&limits, compiler))?;
+        let mut config = WasmtimeRuntime::config(&limits, compiler);
+        config.cache(cache.clone());
+        let engine = Engine::new(&config)?;
         let mut runtime = WasmtimeRuntime::with_engine_and_limits(engine, limits)?;
         runtime.compiler = Some(compiler);
+        runtime.cache = cache;
         Ok(runtime)
+    }
+
+    /// How the compilation cache served this run: `Some(true)` when the
+    /// instrumented component came from it, `Some(false)` when it was
+    /// compiled (and stored), `None` without a cache.
+    pub fn cache_hit(&self) -> Option<bool> {
+        self.cache.as_ref().map(|cache| cache.cache_hits() > 0)
     }
 
     /// The engine configuration [`with_compiler`](WasmtimeRuntime::with_compiler)
@@ -152,7 +178,9 @@ impl WasmtimeRuntime {
             Err(e) if self.compiler == Some(Compiler::Winch) => e,
             Err(e) => return Err(e.into()),
         };
-        let engine = Engine::new(&WasmtimeRuntime::config(&self.limits, Compiler::Cranelift))?;
+        let mut config = WasmtimeRuntime::config(&self.limits, Compiler::Cranelift);
+        config.cache(self.cache.clone());
+        let engine = Engine::new(&config)?;
         let compiled = Component::new(&engine, component)?;
         let fresh = WasmtimeRuntime::with_engine_and_limits(engine, self.limits.clone())?;
         // nothing ran in the old store: its host data (WASI context, limiter)
@@ -187,6 +215,7 @@ impl WasmtimeRuntime {
             compiler: None,
             winch_fallback: None,
             component: None,
+            cache: None,
         }
     }
 

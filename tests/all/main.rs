@@ -6,6 +6,7 @@ mod support;
 mod async_guests;
 mod async_model;
 mod basics;
+mod cache;
 mod cli;
 mod compilers;
 mod differential;
