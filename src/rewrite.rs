@@ -532,13 +532,29 @@ fn has_outer_definition_aliases(bytes: &[u8]) -> Result<bool> {
     Ok(false)
 }
 
+/// How many data segments the module `bytes` has.
+fn data_segment_count(bytes: &[u8]) -> Result<usize> {
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload? {
+            wasmparser::Payload::DataSection(section) => return Ok(section.count() as usize),
+            wasmparser::Payload::End(_) => break,
+            _ => {}
+        }
+    }
+    Ok(0)
+}
+
 /// Bakes `state` into a module.
 fn rewrite_module<'a>(bytes: &'a [u8], state: &InstanceState<'a>) -> Result<Edited<'a>> {
     let mut minimums = Vec::new();
     let mut data = Vec::new();
+    // the module's own segments stay (emptied or not), so what is left of
+    // the engines' limit is shared among its memories
+    let budget = segments::budget(data_segment_count(bytes)?);
+    let per_memory = budget / state.memories.len().max(1);
     for &(memory, page_size_log2, memory64, image) in &state.memories {
         minimums.push((memory, image.len() >> page_size_log2));
-        for (offset, bytes) in segments::segments(image) {
+        for (offset, bytes) in segments::segments(image, per_memory) {
             data.push(Segment {
                 memory,
                 memory64,

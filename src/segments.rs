@@ -8,9 +8,16 @@ use std::ops::Range;
 
 use crate::image::MemoryImage;
 
-/// The most segments one memory gets; the smallest gaps are merged until it
-/// fits.
-pub const MAX_SEGMENTS: usize = 10_000;
+/// The most data segments a module may have where engines load it:
+/// wasmparser's (and so Wasmtime's) limit and V8's are both 100,000.
+pub const ENGINE_LIMIT: usize = 100_000;
+
+/// The most segments the memories of a module holding `existing` data
+/// segments (kept, or emptied in place) may get in all: what is left of
+/// [`ENGINE_LIMIT`].
+pub fn budget(existing: usize) -> usize {
+    ENGINE_LIMIT.saturating_sub(existing)
+}
 
 /// Bytes of an active data segment's header for memory 0 besides its
 /// offset: the flags, `i32.const`, `end` and (at least) the length.
@@ -37,11 +44,12 @@ fn offset_len(offset: u64) -> u64 {
 /// The data segments for `image`, as (offset, bytes): its runs, borrowed,
 /// with two kinds of gaps filled with zeros and their runs merged: gaps
 /// shorter than the header a segment of its own would need (so merging
-/// makes the output smaller), and, when there are more than
-/// [`MAX_SEGMENTS`] runs, the smallest gaps, as few as it takes to fit.
-/// Every non-zero byte is in exactly one segment; segments are sorted and
-/// disjoint.
-pub fn segments(image: &MemoryImage) -> Vec<(u64, Cow<'_, [u8]>)> {
+/// makes the output smaller), and, when there are more than `max` runs left,
+/// the smallest gaps, as few as it takes to fit: of the ways to fit in
+/// `max` segments, the one with the fewest bytes of zeros. Every non-zero
+/// byte is in exactly one segment; segments are sorted and disjoint.
+pub fn segments(image: &MemoryImage, max: usize) -> Vec<(u64, Cow<'_, [u8]>)> {
+    let max = max.max(1);
     let runs: Vec<(u64, &[u8])> = image.runs().collect();
     // gaps[i]: zeros between run i and run i + 1
     let gaps: Vec<u64> = runs
@@ -54,15 +62,15 @@ pub fn segments(image: &MemoryImage) -> Vec<(u64, Cow<'_, [u8]>)> {
         .map(|(w, &gap)| gap < HEADER + offset_len(w[1].0))
         .collect();
     let mut count = runs.len() - merge.iter().filter(|&&m| m).count();
-    if count > MAX_SEGMENTS {
+    if count > max {
         // merge the smallest of the remaining gaps, as few as it takes
         let mut open: Vec<usize> = (0..gaps.len()).filter(|&i| !merge[i]).collect();
-        let k = count - MAX_SEGMENTS;
+        let k = count - max;
         open.select_nth_unstable_by_key(k - 1, |&i| (gaps[i], i));
         for &i in &open[..k] {
             merge[i] = true;
         }
-        count = MAX_SEGMENTS;
+        count = max;
     }
     let mut groups: Vec<(Range<u64>, Range<usize>)> = Vec::with_capacity(count);
     for (i, (offset, bytes)) in runs.iter().enumerate() {
@@ -93,6 +101,9 @@ pub fn segments(image: &MemoryImage) -> Vec<(u64, Cow<'_, [u8]>)> {
 
 #[cfg(test)]
 mod tests {
+    /// The budget the tests give one memory.
+    const MAX_SEGMENTS: usize = 10_000;
+
     use super::*;
 
     /// Checks that `segments` are sorted, disjoint, and rebuild `memory`.
@@ -113,8 +124,8 @@ mod tests {
 
     #[test]
     fn empty_and_all_zero_memories_have_no_segments() {
-        assert!(segments(&MemoryImage::new()).is_empty());
-        assert!(segments(&MemoryImage::from(vec![0u8; 100_000])).is_empty());
+        assert!(segments(&MemoryImage::new(), MAX_SEGMENTS).is_empty());
+        assert!(segments(&MemoryImage::from(vec![0u8; 100_000]), MAX_SEGMENTS).is_empty());
     }
 
     #[test]
@@ -141,7 +152,7 @@ mod tests {
         memory[500] = 3;
         memory[1002] = 5;
         let image = MemoryImage::from(&memory[..]);
-        let segments = segments(&image);
+        let segments = segments(&image, MAX_SEGMENTS);
         assert_eq!(
             segments
                 .iter()
@@ -167,7 +178,7 @@ mod tests {
             tail[40..48].fill(3);
             image.push(&tail);
             assert_eq!(image.runs().len(), 3);
-            let got: Vec<(u64, usize)> = segments(&image)
+            let got: Vec<(u64, usize)> = segments(&image, MAX_SEGMENTS)
                 .iter()
                 .map(|(o, b)| (*o, b.len()))
                 .collect();
@@ -192,7 +203,7 @@ mod tests {
             memory[o] = 0xff;
         }
         let image = MemoryImage::from(&memory[..]);
-        let segments = segments(&image);
+        let segments = segments(&image, MAX_SEGMENTS);
         assert_eq!(segments.len(), MAX_SEGMENTS);
         assert_eq!(segments[6].0, offsets[6] as u64);
         assert_eq!(segments[6].1.len(), offsets[7] - offsets[6] + 1);
@@ -209,7 +220,7 @@ mod tests {
         }
         let image = MemoryImage::from(&memory[..]);
         assert_eq!(image.runs().len(), MAX_SEGMENTS * 3);
-        let segments = segments(&image);
+        let segments = segments(&image, MAX_SEGMENTS);
         assert!(
             segments.len() <= MAX_SEGMENTS,
             "{} segments",

@@ -160,3 +160,40 @@ fn a_sparse_1_gib_memory_costs_the_host_what_init_wrote() {
     assert_eq!(observed[1], vec![Val::U32(16384)]);
     assert_eq!(observed[2], vec![Val::U32(0x5a)]);
 }
+
+/// 16,384 scattered 4-byte writes over 1 GiB (64 KiB of data): each gets a
+/// segment of its own (the engines' limit is 100,000 segments a module),
+/// so the output is about the size of its data, not of the gaps between.
+#[test]
+fn a_sparse_gibibyte_gives_an_output_the_size_of_its_data() {
+    let input = wat(r#"
+    (component
+      (core module $m
+        (memory 1)
+        (func (export "init") (local $at i32)
+          (drop (memory.grow (i32.const 16383)))
+          (loop $l
+            (i32.store (local.get $at) (i32.or (local.get $at) (i32.const 0x0101)))
+            (local.set $at (i32.add (local.get $at) (i32.const 0x10000)))
+            (br_if $l (i32.lt_u (local.get $at) (i32.const 0x40000000)))))
+        (func (export "word") (param i32) (result i32) (i32.load (local.get 0))))
+      (core instance $i (instantiate $m))
+      (func (export "component-init") (canon lift (core func $i "init")))
+      (func (export "word") (param "at" u32) (result u32) (canon lift (core func $i "word"))))"#);
+    let output = pre_init(&input).unwrap();
+    validate(&output);
+    assert!(output.len() <= 1 << 20, "{} bytes", output.len());
+    let results = run(
+        &output,
+        &[
+            ("word", &[Val::U32(0)]),
+            ("word", &[Val::U32(0x3fff_0000)]),
+            ("word", &[Val::U32(0x1234_0004)]),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        results,
+        [[Val::U32(0x0101)], [Val::U32(0x3fff_0101)], [Val::U32(0)]]
+    );
+}
