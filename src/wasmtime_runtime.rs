@@ -411,7 +411,9 @@ impl WasmtimeRuntime {
                     limit.map(|t| format!(" after {t}")).unwrap_or_default()
                 )
             }
-            Err(e) => Err(self.init_error(e).context("a task it started failed")),
+            Err(e) => Err(self
+                .init_error(e)
+                .context("it returned, but a task it started (or a subtask it left) failed")),
         }
     }
 

@@ -352,3 +352,118 @@ fn an_async_init_that_traps_after_yielding_is_an_error() {
         "{err}"
     );
 }
+
+/// Two sibling components: `$caller`'s init calls `$callee`'s async export
+/// through an async lower, gets a subtask (the callee yields before it
+/// returns), waits for it in a waitable set, drops the subtask and the set,
+/// and keeps the answer.
+#[test]
+fn an_async_lower_with_a_subtask_awaited_in_a_waitable_set() {
+    assert_eq!(pre_initialized(&async_lower(true)), Val::U32(42));
+}
+
+/// The same init, returning without waiting for its subtask: the callee
+/// finishes after the caller's task is gone (Wasmtime 48 fails that
+/// subtask's return, `resource not present`), and the subtask's handle
+/// stays in the caller's table; either way it is refused.
+#[test]
+fn a_subtask_left_by_init_is_refused() {
+    let err = cli_fails(&async_lower(false), &[]);
+    assert!(
+        err.contains("a task it started (or a subtask it left) failed")
+            || err.contains("async component model alive")
+            || err.contains("handle table"),
+        "{err}"
+    );
+}
+
+/// The components of [`an_async_lower_with_a_subtask_awaited_in_a_waitable_set`];
+/// without `wait`, init returns right after starting the call.
+fn async_lower(wait: bool) -> String {
+    let leave = if wait {
+        ""
+    } else {
+        "(global.set $n (i32.const 1)) (call $ret) (return (i32.const 0))"
+    };
+    format!(
+        r#"(component
+  (component $callee
+    (core module $m
+      (import "" "task.return" (func $ret (param i32)))
+      (func (export "run") (result i32) (i32.const {YIELD_CODE}))
+      (func (export "cb") (param i32 i32 i32) (result i32)
+        (call $ret (i32.const 41))
+        (i32.const {EXIT})))
+    (core func $ret (canon task.return (result u32)))
+    (core instance $i (instantiate $m (with "" (instance (export "task.return" (func $ret))))))
+    (func (export "answer") async (result u32)
+      (canon lift (core func $i "run") async (callback (func $i "cb")))))
+  (component $caller
+    (import "answer" (func $answer async (result u32)))
+    (core module $libc (memory (export "mem") 1))
+    (core instance $libc (instantiate $libc))
+    (core func $answer (canon lower (func $answer) async (memory $libc "mem")))
+    (core func $set.new (canon waitable-set.new))
+    (core func $set.wait (canon waitable-set.wait (memory $libc "mem")))
+    (core func $set.poll (canon waitable-set.poll (memory $libc "mem")))
+    (core func $set.drop (canon waitable-set.drop))
+    (core func $join (canon waitable.join))
+    (core func $subtask.drop (canon subtask.drop))
+    (core func $ret (canon task.return))
+    (core module $m
+      (import "" "mem" (memory 1))
+      (import "" "answer" (func $answer (param i32) (result i32)))
+      (import "" "set.new" (func $set.new (result i32)))
+      (import "" "set.wait" (func $set.wait (param i32 i32) (result i32)))
+      (import "" "set.poll" (func $set.poll (param i32 i32) (result i32)))
+      (import "" "set.drop" (func $set.drop (param i32)))
+      (import "" "join" (func $join (param i32 i32)))
+      (import "" "subtask.drop" (func $subtask.drop (param i32)))
+      (import "" "task.return" (func $ret))
+      (global $n (mut i32) (i32.const 0))
+      (func (export "init") (result i32)
+        (local $status i32) (local $subtask i32) (local $set i32)
+        ;; the answer goes to mem[100]
+        (local.set $status (call $answer (i32.const 100)))
+        ;; STARTED (1), with the subtask's handle above the low 4 bits
+        (if (i32.ne (i32.and (local.get $status) (i32.const 0xf)) (i32.const 1))
+          (then unreachable))
+        (local.set $subtask (i32.shr_u (local.get $status) (i32.const 4)))
+        {leave}
+        (local.set $set (call $set.new))
+        (call $join (local.get $subtask) (local.get $set))
+        ;; nothing has happened yet
+        (if (i32.ne (call $set.poll (local.get $set) (i32.const 200)) (i32.const 0))
+          (then unreachable))
+        ;; SUBTASK (1) events until its state (at mem[204]) is RETURNED (2)
+        (loop $wait
+          (if (i32.ne (call $set.wait (local.get $set) (i32.const 200)) (i32.const 1))
+            (then unreachable))
+          (br_if $wait (i32.ne (i32.load (i32.const 204)) (i32.const 2))))
+        (call $join (local.get $subtask) (i32.const 0))
+        (call $subtask.drop (local.get $subtask))
+        (call $set.drop (local.get $set))
+        (global.set $n (i32.add (i32.load (i32.const 100)) (i32.const 1)))
+        (call $ret)
+        (i32.const {EXIT}))
+      (func (export "cb") (param i32 i32 i32) (result i32) unreachable)
+      (func (export "get") (result i32) (global.get $n)))
+    (core instance $i (instantiate $m (with "" (instance
+      (export "mem" (memory $libc "mem"))
+      (export "answer" (func $answer))
+      (export "set.new" (func $set.new))
+      (export "set.wait" (func $set.wait))
+      (export "set.poll" (func $set.poll))
+      (export "set.drop" (func $set.drop))
+      (export "join" (func $join))
+      (export "subtask.drop" (func $subtask.drop))
+      (export "task.return" (func $ret))))))
+    (func (export "component-init") async
+      (canon lift (core func $i "init") async (callback (func $i "cb"))))
+    (func (export "get") (result u32) (canon lift (core func $i "get"))))
+  (instance $callee (instantiate $callee))
+  (instance $caller (instantiate $caller (with "answer" (func $callee "answer"))))
+  (export "component-init" (func $caller "component-init"))
+  (export "get" (func $caller "get")))"#
+    )
+}

@@ -57,7 +57,10 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 fn a_cache_hit_gives_the_bytes_of_a_miss_and_of_no_cache() {
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name);
-    let config = [format!("cache-config={}", cache_config(dir.path()).display())];
+    let config = [format!(
+        "cache-config={}",
+        cache_config(dir.path()).display()
+    )];
     let miss = ok(run(&config, &d("miss.wasm")));
     assert!(miss.contains("stored in the compilation cache"), "{miss}");
     assert!(!files(&d("cache")).is_empty(), "an entry was written");
@@ -74,7 +77,10 @@ fn a_cache_hit_gives_the_bytes_of_a_miss_and_of_no_cache() {
 fn corrupt_and_truncated_entries_fall_back_to_compiling() {
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name);
-    let config = [format!("cache-config={}", cache_config(dir.path()).display())];
+    let config = [format!(
+        "cache-config={}",
+        cache_config(dir.path()).display()
+    )];
     ok(run(&config, &d("first.wasm")));
     let entries: Vec<PathBuf> = files(&d("cache"))
         .into_iter()
@@ -88,7 +94,10 @@ fn corrupt_and_truncated_entries_fall_back_to_compiling() {
     }
     let stderr = ok(run(&config, &d("truncated.wasm")));
     assert!(stderr.contains("WARN"), "a warning: {stderr}");
-    assert!(stderr.contains("stored in the compilation cache"), "{stderr}");
+    assert!(
+        stderr.contains("stored in the compilation cache"),
+        "{stderr}"
+    );
     // garbage
     for entry in &entries {
         std::fs::write(entry, b"not a cache entry").unwrap();

@@ -9,6 +9,7 @@ mod basics;
 mod cache;
 mod cli;
 mod compilers;
+mod componentize_py;
 mod differential;
 mod errors;
 mod guests;
