@@ -525,6 +525,15 @@ pub(crate) fn write_output(path: Option<&Path>, wasm: &[u8], wat: bool) -> Resul
 /// Writes `bytes` to `path` atomically, or to stdout (refusing binary
 /// output to a terminal).
 pub(crate) fn write_bytes(path: Option<&Path>, bytes: &[u8], text: bool) -> Result<()> {
+    write_with(path, text, |out| out.write_all(bytes))
+}
+
+/// Like [`write_bytes`], with what `write` writes, as it writes it (buffered).
+pub(crate) fn write_with(
+    path: Option<&Path>,
+    text: bool,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     match path {
         Some(path) => {
             let dir = match path.parent() {
@@ -533,8 +542,11 @@ pub(crate) fn write_bytes(path: Option<&Path>, bytes: &[u8], text: bool) -> Resu
             };
             let mut file = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("failed to create a file in `{}`", dir.display()))?;
-            file.write_all(bytes)
+            let mut buffered = std::io::BufWriter::new(file.as_file_mut());
+            write(&mut buffered)
+                .and_then(|()| buffered.flush())
                 .with_context(|| format!("failed to write `{}`", path.display()))?;
+            drop(buffered);
             if let Some(permissions) = output_permissions(path) {
                 file.as_file()
                     .set_permissions(permissions)
@@ -551,10 +563,10 @@ pub(crate) fn write_bytes(path: Option<&Path>, bytes: &[u8], text: bool) -> Resu
                      WebAssembly as text)"
                 );
             }
-            stdout
-                .write_all(bytes)
+            let mut buffered = std::io::BufWriter::new(&mut stdout);
+            write(&mut buffered)
+                .and_then(|()| buffered.flush())
                 .context("failed to write to stdout")?;
-            stdout.flush().context("failed to write to stdout")?;
         }
     }
     Ok(())

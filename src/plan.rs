@@ -274,76 +274,96 @@ impl Plan {
     }
 }
 
-/// The first bytes of a snapshot file.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CISNAP\0\x01";
+/// The first bytes of a snapshot file in the format this crate writes
+/// (version 2, sparse memories).
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CISNAP\0\x02";
+
+/// The first bytes of a version 1 snapshot file (memories written in
+/// full), which [`Snapshot::from_bytes`] still reads.
+pub const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"CISNAP\0\x01";
 
 impl Snapshot {
     /// Encodes the snapshot in the snapshot file format, which a runtime
-    /// other than Wasmtime writes after calling the plan's accessors:
+    /// other than Wasmtime writes after calling the plan's accessors; see
+    /// [`Snapshot::write_to`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_to(&mut out)
+            .expect("writing to a Vec does not fail");
+        out
+    }
+
+    /// Writes the snapshot file format (version 2) to `out`, value by
+    /// value, without building it in memory first:
     ///
     /// ```text
-    /// magic   8 bytes   "CISNAP\0\x01"
+    /// magic   8 bytes   "CISNAP\0\x02" (version 1: "CISNAP\0\x01")
     /// count   u32 LE    number of values, one per accessor, in plan order
     /// value   tag u8, then
-    ///           0 memory: length u64 LE, then the bytes (the whole memory,
-    ///             zeros included)
+    ///           0 memory, dense: length u64 LE, then the bytes (the whole
+    ///             memory, zeros included)
+    ///           6 memory, sparse (version 2): length u64 LE, run count
+    ///             u64 LE, then per run offset u64 LE, byte count u64 LE and
+    ///             the bytes; runs sorted and disjoint, the rest zeros
     ///           1 i32: 4 bytes LE     2 i64: 8 bytes LE
     ///           3 f32: 4 bytes LE (bits)   4 f64: 8 bytes LE (bits)
     ///           5 v128: 16 bytes LE
     /// ```
     ///
-    /// Probe accessors (`get-probe-N`, `s32`) are written as `i32` values.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let size = SNAPSHOT_MAGIC.len()
-            + 4
-            + self
-                .values
-                .iter()
-                .map(|value| match value {
-                    Value::Memory(image) => 9 + image.len() as usize,
-                    Value::Global(_) => 17,
-                })
-                .sum::<usize>();
-        let mut out = Vec::with_capacity(size);
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.extend_from_slice(&(self.values.len() as u32).to_le_bytes());
+    /// This crate writes memories sparse (a 1 GiB memory holding 64 KiB of
+    /// data takes about 64 KiB); readers take both. Probe accessors
+    /// (`get-probe-N`, `s32`) are written as `i32` values.
+    pub fn write_to(&self, out: &mut (impl std::io::Write + ?Sized)) -> std::io::Result<()> {
+        out.write_all(SNAPSHOT_MAGIC)?;
+        out.write_all(&(self.values.len() as u32).to_le_bytes())?;
         for value in &self.values {
             match value {
                 Value::Memory(image) => {
-                    out.push(0);
-                    out.extend_from_slice(&image.len().to_le_bytes());
-                    image.write_to(&mut out);
+                    out.write_all(&[6])?;
+                    out.write_all(&image.len().to_le_bytes())?;
+                    out.write_all(&(image.runs().len() as u64).to_le_bytes())?;
+                    for (offset, bytes) in image.runs() {
+                        out.write_all(&offset.to_le_bytes())?;
+                        out.write_all(&(bytes.len() as u64).to_le_bytes())?;
+                        out.write_all(bytes)?;
+                    }
                 }
                 Value::Global(GlobalValue::I32(v)) => {
-                    out.push(1);
-                    out.extend_from_slice(&v.to_le_bytes());
+                    out.write_all(&[1])?;
+                    out.write_all(&v.to_le_bytes())?;
                 }
                 Value::Global(GlobalValue::I64(v)) => {
-                    out.push(2);
-                    out.extend_from_slice(&v.to_le_bytes());
+                    out.write_all(&[2])?;
+                    out.write_all(&v.to_le_bytes())?;
                 }
                 Value::Global(GlobalValue::F32(v)) => {
-                    out.push(3);
-                    out.extend_from_slice(&v.to_le_bytes());
+                    out.write_all(&[3])?;
+                    out.write_all(&v.to_le_bytes())?;
                 }
                 Value::Global(GlobalValue::F64(v)) => {
-                    out.push(4);
-                    out.extend_from_slice(&v.to_le_bytes());
+                    out.write_all(&[4])?;
+                    out.write_all(&v.to_le_bytes())?;
                 }
                 Value::Global(GlobalValue::V128(v)) => {
-                    out.push(5);
-                    out.extend_from_slice(&v.to_le_bytes());
+                    out.write_all(&[5])?;
+                    out.write_all(&v.to_le_bytes())?;
                 }
             }
         }
-        out
+        Ok(())
     }
 
     /// Decodes the snapshot file format (see [`Snapshot::to_bytes`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Snapshot> {
-        let mut rest = bytes
-            .strip_prefix(SNAPSHOT_MAGIC)
-            .ok_or_else(|| anyhow::anyhow!("not a snapshot file (bad magic)"))?;
+        let (mut rest, sparse) = match bytes.strip_prefix(SNAPSHOT_MAGIC) {
+            Some(rest) => (rest, true),
+            None => (
+                bytes
+                    .strip_prefix(SNAPSHOT_MAGIC_V1)
+                    .ok_or_else(|| anyhow::anyhow!("not a snapshot file (bad magic)"))?,
+                false,
+            ),
+        };
         let count = u32::from_le_bytes(take(&mut rest)?);
         let mut values = Vec::new();
         for i in 0..count {
@@ -364,6 +384,7 @@ impl Snapshot {
                 3 => Value::Global(GlobalValue::F32(u32::from_le_bytes(take(&mut rest)?))),
                 4 => Value::Global(GlobalValue::F64(u64::from_le_bytes(take(&mut rest)?))),
                 5 => Value::Global(GlobalValue::V128(u128::from_le_bytes(take(&mut rest)?))),
+                6 if sparse => Value::Memory(sparse_memory(i, &mut rest)?),
                 other => bail!("snapshot value {i} has unknown tag {other}"),
             };
             values.push(value);
@@ -376,6 +397,31 @@ impl Snapshot {
         }
         Ok(Snapshot { values })
     }
+}
+
+/// Reads a sparse memory (tag 6) of value `i`.
+fn sparse_memory(i: u32, rest: &mut &[u8]) -> Result<MemoryImage> {
+    let len = u64::from_le_bytes(take(rest)?);
+    let runs = u64::from_le_bytes(take(rest)?);
+    let mut image = MemoryImage::new();
+    for _ in 0..runs {
+        let offset = u64::from_le_bytes(take(rest)?);
+        let count = u64::from_le_bytes(take(rest)?);
+        let count = usize::try_from(count)
+            .ok()
+            .filter(|count| *count <= rest.len())
+            .ok_or_else(|| anyhow::anyhow!("snapshot value {i} is truncated"))?;
+        let end = offset.checked_add(count as u64);
+        if offset < image.len() || end.is_none_or(|end| end > len) {
+            bail!("snapshot value {i} has runs out of order or past its length");
+        }
+        image.push_zeros(offset - image.len());
+        let (bytes, tail) = rest.split_at(count);
+        image.push(bytes);
+        *rest = tail;
+    }
+    image.push_zeros(len - image.len());
+    Ok(image)
 }
 
 fn take<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N]> {
@@ -419,7 +465,49 @@ mod tests {
     }
 
     #[test]
-    fn sparse_memories_round_trip_through_the_dense_format() {
+    fn memories_are_written_sparse_and_version_1_files_still_read() {
+        let mut image = MemoryImage::new();
+        image.push_zeros(1 << 30);
+        let mut sparse = MemoryImage::new();
+        sparse.push_zeros(5 << 20);
+        sparse.push(&[7, 0, 9]);
+        sparse.push_zeros((1 << 30) - (5 << 20) - 3);
+        let snapshot = Snapshot {
+            values: vec![Value::Memory(image), Value::Memory(sparse)],
+        };
+        let bytes = snapshot.to_bytes();
+        assert!(
+            bytes.len() < 100,
+            "{} bytes for 2 GiB of memory",
+            bytes.len()
+        );
+        assert_eq!(Snapshot::from_bytes(&bytes).unwrap(), snapshot);
+
+        let mut v1 = SNAPSHOT_MAGIC_V1.to_vec();
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.push(0);
+        v1.extend_from_slice(&4u64.to_le_bytes());
+        v1.extend_from_slice(&[0, 3, 0, 0]);
+        let read = Snapshot::from_bytes(&v1).unwrap();
+        assert_eq!(read.values, [Value::Memory(vec![0u8, 3, 0, 0].into())]);
+        // a sparse tag is not version 1
+        let mut bad = v1.clone();
+        bad[12] = 6;
+        assert!(Snapshot::from_bytes(&bad).is_err());
+        // runs out of order or past the length
+        let mut overlong = SNAPSHOT_MAGIC.to_vec();
+        overlong.extend_from_slice(&1u32.to_le_bytes());
+        overlong.push(6);
+        overlong.extend_from_slice(&2u64.to_le_bytes());
+        overlong.extend_from_slice(&1u64.to_le_bytes());
+        overlong.extend_from_slice(&1u64.to_le_bytes());
+        overlong.extend_from_slice(&2u64.to_le_bytes());
+        overlong.extend_from_slice(&[1, 2]);
+        assert!(Snapshot::from_bytes(&overlong).is_err());
+    }
+
+    #[test]
+    fn sparse_memories_round_trip_through_the_file_format() {
         // 3 pages, a few scattered runs, the last byte set.
         let mut memory = vec![0u8; 3 << 16];
         memory[17] = 1;
@@ -437,11 +525,15 @@ mod tests {
                 Value::Memory(MemoryImage::new()),
             ],
         };
+        let runs = match &snapshot.values[0] {
+            Value::Memory(image) => image.runs().len(),
+            _ => unreachable!("value 0 is the memory"),
+        };
         let bytes = snapshot.to_bytes();
-        // The file holds the whole memory, zeros included, as before.
-        assert_eq!(bytes.len(), 8 + 4 + 9 + memory.len() + 5 + 9);
-        assert_eq!(&bytes[12..21], &[0, 0, 0, 3, 0, 0, 0, 0, 0]);
-        assert_eq!(&bytes[21..21 + memory.len()], &memory[..]);
+        // The file holds the non-zero runs only: tag, length, run count,
+        // then each run's offset, length and bytes.
+        assert_eq!(bytes.len(), 8 + 4 + 17 + 16 * runs + 102 + 5 + 17);
+        assert_eq!(&bytes[12..21], &[6, 0, 0, 3, 0, 0, 0, 0, 0]);
         let read = Snapshot::from_bytes(&bytes).unwrap();
         assert_eq!(read, snapshot);
         let Value::Memory(read) = &read.values[0] else {

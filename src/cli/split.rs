@@ -9,7 +9,7 @@
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
-use super::{RunArgs, read_input, write_bytes, write_output};
+use super::{RunArgs, read_input, write_bytes, write_output, write_with};
 use crate::plan::{Plan, Snapshot};
 use crate::runtime::Runtime;
 use crate::{InitFunc, InstrumentOptions, instrument, snapshot, wasmtime_runtime};
@@ -132,7 +132,8 @@ impl SnapshotOpts {
                 .with_context(|| format!("init function `{}` failed", plan.init))?;
             snapshot::read(&mut runtime, &plan).await
         })??;
-        write_bytes(self.io.output_path(), &snapshot.to_bytes(), false)
+        // streamed: memories go out run by run, never whole
+        write_with(self.io.output_path(), false, |out| snapshot.write_to(out))
     }
 }
 

@@ -43,6 +43,13 @@ fn cli() -> Command {
 /// Runs instrument → jco + driver.mjs → apply on `input`, and the one-step
 /// pipeline; returns both outputs.
 fn through_jco(input: &Path) -> (Vec<u8>, Vec<u8>) {
+    let (jco, wasmtime, _) = through_jco_with_snapshot(input);
+    (jco, wasmtime)
+}
+
+/// [`through_jco`], also returning the size of the snapshot file the
+/// driver wrote.
+fn through_jco_with_snapshot(input: &Path) -> (Vec<u8>, Vec<u8>, u64) {
     ensure_jco();
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name);
@@ -77,7 +84,35 @@ fn through_jco(input: &Path) -> (Vec<u8>, Vec<u8>) {
     (
         std::fs::read(d("jco.wasm")).unwrap(),
         std::fs::read(d("wasmtime.wasm")).unwrap(),
+        std::fs::metadata(d("snapshot.bin")).unwrap().len(),
     )
+}
+
+/// A 64 MiB memory holding 64 words: the driver writes the sparse format
+/// (a few KiB, not 64 MiB), and `apply` reads it into the same output as
+/// the one-step pipeline.
+#[test]
+fn jco_writes_sparse_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sparse.wat");
+    std::fs::write(
+        &path,
+        r#"(component
+          (core module $m
+            (memory 1)
+            (func (export "init") (local $at i32)
+              (drop (memory.grow (i32.const 1023)))
+              (loop $l
+                (i32.store (local.get $at) (i32.or (local.get $at) (i32.const 1)))
+                (local.set $at (i32.add (local.get $at) (i32.const 0x100000)))
+                (br_if $l (i32.lt_u (local.get $at) (i32.const 0x4000000))))))
+          (core instance $i (instantiate $m))
+          (func (export "component-init") (canon lift (core func $i "init"))))"#,
+    )
+    .unwrap();
+    let (jco, wasmtime, snapshot) = through_jco_with_snapshot(&path);
+    assert!(jco == wasmtime, "outputs differ");
+    assert!(snapshot < 4096, "{snapshot} bytes");
 }
 
 #[test]

@@ -219,3 +219,31 @@ fn wit_prints_the_accessor_interface() {
         "{seen}"
     );
 }
+
+/// 1 GiB of memory holding 16 words: the snapshot file holds the words, not
+/// the gigabyte.
+#[test]
+fn the_snapshot_file_is_sparse() {
+    let input = r#"(component
+      (core module $m
+        (memory 1)
+        (func (export "init") (local $at i32)
+          (drop (memory.grow (i32.const 16383)))
+          (loop $l
+            (i32.store (local.get $at) (i32.const 7))
+            (local.set $at (i32.add (local.get $at) (i32.const 0x4000000)))
+            (br_if $l (i32.lt_u (local.get $at) (i32.const 0x40000000)))))
+        (func (export "get") (param i32) (result i32) (i32.load (local.get 0))))
+      (core instance $i (instantiate $m))
+      (func (export "component-init") (canon lift (core func $i "init")))
+      (func (export "get") (param "at" u32) (result u32) (canon lift (core func $i "get"))))"#;
+    let dir = tempfile::tempdir().unwrap();
+    let (split, direct) = split_and_direct(dir.path(), input);
+    assert_eq!(split, direct);
+    let snapshot = std::fs::metadata(dir.path().join("snap.bin"))
+        .unwrap()
+        .len();
+    assert!(snapshot < 4096, "{snapshot} bytes");
+    let got = run(&split, &[("get", &[Val::U32(0x3c00_0000)])]).unwrap();
+    assert_eq!(got, [[Val::U32(7)]]);
+}

@@ -5,10 +5,11 @@
 //
 // usage: node driver.mjs TRANSPILED.js PLAN.json SNAPSHOT.bin
 //
-// Snapshot file format (see `Snapshot::to_bytes` in src/plan.rs):
-//   magic "CISNAP\0\x01", count u32 LE, then per accessor a tag byte and
-//   its value: 0 memory (u64 LE length + bytes), 1 i32, 2 i64, 3 f32 bits,
-//   4 f64 bits, 5 v128 (16 bytes), all little-endian.
+// Snapshot file format, version 2 (see `Snapshot::write_to` in src/plan.rs):
+//   magic "CISNAP\0\x02", count u32 LE, then per accessor a tag byte and
+//   its value: 6 sparse memory (u64 LE length, u64 LE run count, then per
+//   non-zero run: u64 LE offset, u64 LE byte count, the bytes), 1 i32,
+//   2 i64, 3 f32 bits, 4 f64 bits, 5 v128 (16 bytes), all little-endian.
 
 import { readFile, writeFile } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
@@ -65,24 +66,39 @@ await func(initOwner, plan.init.name, "init function")();
 // 2. every accessor, in plan order
 const accessors = instance(plan.interface);
 const CHUNK = 16 << 20;
-const parts = [Buffer.from("CISNAP\0\x01", "latin1"), u32(plan.accessors.length)];
+const parts = [Buffer.from("CISNAP\0\x02", "latin1"), u32(plan.accessors.length)];
 for (const accessor of plan.accessors) {
   const f = func(accessors, accessor.func, "accessor");
   const state = accessor.state;
   if (state.kind === "memory") {
-    const chunks = [];
+    // only the non-zero runs are kept
+    const runs = [];
     let length = 0n;
     for (;;) {
       const chunk = f(length, CHUNK);
       // a chunk may be short; the end is the first empty one
       if (chunk.byteLength === 0) break;
-      chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      for (let i = 0; i < chunk.byteLength; ) {
+        if (chunk[i] === 0) {
+          i++;
+          continue;
+        }
+        let end = i;
+        while (end < chunk.byteLength && chunk[end] !== 0) end++;
+        const head = Buffer.alloc(16);
+        head.writeBigUInt64LE(length + BigInt(i), 0);
+        head.writeBigUInt64LE(BigInt(end - i), 8);
+        runs.push(head, Buffer.from(chunk.slice(i, end)));
+        i = end;
+      }
       length += BigInt(chunk.byteLength);
     }
-    const header = Buffer.alloc(9);
-    header.writeUInt8(0, 0);
+    const header = Buffer.alloc(17);
+    header.writeUInt8(6, 0);
     header.writeBigUInt64LE(length, 1);
-    parts.push(header, ...chunks);
+    header.writeBigUInt64LE(BigInt(runs.length / 2), 9);
+    parts.push(header);
+    for (const run of runs) parts.push(run);
   } else if (state.kind === "probe") {
     parts.push(tagged(1, 4, (b) => b.writeInt32LE(f(), 1)));
   } else {
