@@ -297,19 +297,19 @@ fn encode(bytes: &[u8], info: &ComponentInfo, level: &Level, root: bool) -> Resu
         }
     }
     if root || !level.accessors.is_empty() {
-        append_accessors(&mut component, info, level);
+        append_accessors(&mut component, info, level)?;
     }
     Ok(component.finish())
 }
 
 /// Appends the accessor module, its instantiation, the lifted accessors and
 /// the exported accessor instance.
-fn append_accessors(component: &mut Component, info: &ComponentInfo, level: &Level) {
+fn append_accessors(component: &mut Component, info: &ComponentInfo, level: &Level) -> Result<()> {
     let local: Vec<&Accessor> = level.local().collect();
     let lifted = if local.is_empty() {
         Vec::new()
     } else {
-        append_local_accessors(component, info, &local)
+        append_local_accessors(component, info, &local)?
     };
     let counts = &info.counts;
 
@@ -334,11 +334,17 @@ fn append_accessors(component: &mut Component, info: &ComponentInfo, level: &Lev
     let mut lifted = lifted.into_iter();
     for a in &level.accessors {
         match &a.source {
-            Source::Local => funcs.push(lifted.next().unwrap_or_default()),
+            Source::Local => funcs.push(lifted.next().context(
+                "internal error: fewer accessor functions were lifted than there are local \
+                 accessors",
+            )?),
             Source::Nested { instance, func } => {
-                let position = nested_instances.iter().position(|i| i == instance);
+                let position = nested_instances
+                    .iter()
+                    .position(|i| i == instance)
+                    .context("internal error: a nested accessor instance was not aliased")?;
                 aliases.alias(Alias::InstanceExport {
-                    instance: counts.instances + position.unwrap_or(0) as u32,
+                    instance: counts.instances + position as u32,
                     kind: ComponentExportKind::Func,
                     name: func,
                 });
@@ -369,6 +375,7 @@ fn append_accessors(component: &mut Component, info: &ComponentInfo, level: &Lev
         None,
     );
     component.section(&exports);
+    Ok(())
 }
 
 /// Appends the accessor module for the state of this component's own core
@@ -378,7 +385,7 @@ fn append_local_accessors(
     component: &mut Component,
     info: &ComponentInfo,
     local: &[&Accessor],
-) -> Vec<u32> {
+) -> Result<Vec<u32>> {
     let counts = &info.counts;
     let module_index = counts.modules;
     let core_instance_base = counts.core_instances;
@@ -560,8 +567,13 @@ fn append_local_accessors(
                 ScalarType::V128 => ComponentValType::Type(tuple_u64_u64),
             }));
     }
-    let scalar_func_type =
-        |ty: ScalarType| type_base + 3 + scalars.iter().position(|s| *s == ty).unwrap_or(0) as u32;
+    let scalar_func_type = |ty: ScalarType| -> Result<u32> {
+        let position = scalars
+            .iter()
+            .position(|s| *s == ty)
+            .with_context(|| format!("internal error: no accessor type for {ty:?}"))?;
+        Ok(type_base + 3 + position as u32)
+    };
     component.section(&type_section);
 
     // Lift each accessor.
@@ -583,20 +595,20 @@ fn append_local_accessors(
                     [CanonicalOption::Memory(accessor_memory)],
                 ),
             },
-            State::Probe { .. } => canon.lift(core_func, scalar_func_type(ScalarType::I32), []),
+            State::Probe { .. } => canon.lift(core_func, scalar_func_type(ScalarType::I32)?, []),
             State::Global {
                 ty: ScalarType::V128,
                 ..
             } => canon.lift(
                 core_func,
-                scalar_func_type(ScalarType::V128),
+                scalar_func_type(ScalarType::V128)?,
                 [CanonicalOption::Memory(accessor_memory)],
             ),
-            State::Global { ty, .. } => canon.lift(core_func, scalar_func_type(ty), []),
+            State::Global { ty, .. } => canon.lift(core_func, scalar_func_type(ty)?, []),
         };
     }
     component.section(&canon);
-    (0..local.len() as u32).map(|i| func_base + i).collect()
+    Ok((0..local.len() as u32).map(|i| func_base + i).collect())
 }
 
 /// A module that reads one 32-bit guest memory in place: it imports only

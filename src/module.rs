@@ -191,7 +191,7 @@ pub fn edit_lazily<'a>(bytes: &'a [u8], mut edit: ModuleEdit<'a>) -> Result<Edit
                         }
                     };
                 }
-                push(&mut out, 9, &section);
+                push(&mut out, 9, &section)?;
             }
             Payload::ExportSection(reader) => {
                 let mut section = wasm_encoder::ExportSection::new();
@@ -204,7 +204,7 @@ pub fn edit_lazily<'a>(bytes: &'a [u8], mut edit: ModuleEdit<'a>) -> Result<Edit
                     );
                 }
                 add_exports(&mut section, &edit);
-                push(&mut out, EXPORT, &section);
+                push(&mut out, EXPORT, &section)?;
             }
             Payload::StartSection { .. } if edit.drop_start => {}
             Payload::MemorySection(reader) if !edit.memory_minimums.is_empty() => {
@@ -228,7 +228,7 @@ pub fn edit_lazily<'a>(bytes: &'a [u8], mut edit: ModuleEdit<'a>) -> Result<Edit
                     }
                     section.memory(ty);
                 }
-                push(&mut out, 5, &section);
+                push(&mut out, 5, &section)?;
             }
             Payload::GlobalSection(reader)
                 if !edit.globals.is_empty() || !edit.new_globals.is_empty() =>
@@ -247,7 +247,7 @@ pub fn edit_lazily<'a>(bytes: &'a [u8], mut edit: ModuleEdit<'a>) -> Result<Edit
                     section.global(RoundtripReencoder.global_type(global.ty)?, &init);
                 }
                 add_globals(&mut section, &edit);
-                push(&mut out, 6, &section);
+                push(&mut out, 6, &section)?;
             }
             Payload::DataSection(reader) if edit.data.is_some() => {
                 let mut pieces = Vec::new();
@@ -286,12 +286,12 @@ pub fn edit_lazily<'a>(bytes: &'a [u8], mut edit: ModuleEdit<'a>) -> Result<Edit
     if !edit.new_globals.is_empty() && !out.iter().any(|s| s.id == 6) {
         let mut section = wasm_encoder::GlobalSection::new();
         add_globals(&mut section, &edit);
-        insert(&mut out, 6, encode(&section));
+        insert(&mut out, 6, encode(&section)?);
     }
     if !edit.exports.is_empty() && !out.iter().any(|s| s.id == EXPORT) {
         let mut section = wasm_encoder::ExportSection::new();
         add_exports(&mut section, &edit);
-        insert(&mut out, EXPORT, encode(&section));
+        insert(&mut out, EXPORT, encode(&section)?);
     }
     let mut data = None;
     if let Some(segments) = edit.data.take() {
@@ -299,7 +299,10 @@ pub fn edit_lazily<'a>(bytes: &'a [u8], mut edit: ModuleEdit<'a>) -> Result<Edit
             Some(found) => found,
             None => {
                 insert(&mut out, DATA, Vec::new());
-                let at = out.iter().position(|s| s.id == DATA).unwrap_or(0);
+                let at = out
+                    .iter()
+                    .position(|s| s.id == DATA)
+                    .context("internal error: the data section just inserted is missing")?;
                 (at, 0, Vec::new())
             }
         };
@@ -370,28 +373,29 @@ fn add_exports(section: &mut wasm_encoder::ExportSection, edit: &ModuleEdit<'_>)
     }
 }
 
-fn encode(section: &impl wasm_encoder::Section) -> Vec<u8> {
+fn encode(section: &impl wasm_encoder::Section) -> Result<Vec<u8>> {
     let mut sized = Vec::new();
     section.encode(&mut sized);
     strip_size(sized)
 }
 
 /// A section encodes as its size followed by its contents; keeps the contents.
-pub fn strip_size(mut sized: Vec<u8>) -> Vec<u8> {
+pub fn strip_size(mut sized: Vec<u8>) -> Result<Vec<u8>> {
     let mut reader = wasmparser::BinaryReader::new(&sized, 0);
-    let start = reader
+    reader
         .read_var_u32()
-        .map(|_| reader.original_position())
-        .unwrap_or(0);
+        .context("internal error: an encoded section has no size")?;
+    let start = reader.original_position();
     sized.drain(..start);
-    sized
+    Ok(sized)
 }
 
-fn push(out: &mut Vec<Out<'_>>, id: u8, section: &impl wasm_encoder::Section) {
+fn push(out: &mut Vec<Out<'_>>, id: u8, section: &impl wasm_encoder::Section) -> Result<()> {
     out.push(Out {
         id,
-        data: Cow::Owned(encode(section)),
+        data: Cow::Owned(encode(section)?),
     });
+    Ok(())
 }
 
 /// Inserts a new section with `id` where the binary format wants it: before

@@ -150,8 +150,13 @@ pub fn probe(
     }
     probes.extend(data.iter().map(|&segment| Probe::DataDropped { segment }));
     probes.extend(elems.iter().map(|&segment| Probe::ElemDropped { segment }));
-    let global_of =
-        |probe: Probe| globals + probes.iter().position(|p| *p == probe).unwrap_or(0) as u32;
+    let global_of = |probe: Probe| -> Result<u32> {
+        let position = probes
+            .iter()
+            .position(|p| *p == probe)
+            .with_context(|| format!("internal error: no probe global for {probe:?}"))?;
+        Ok(globals + position as u32)
+    };
 
     // Pass 2: the new code section.
     let mut code = wasm_encoder::CodeSection::new();
@@ -175,20 +180,24 @@ pub fn probe(
                     Operator::DataDrop { data_index } => (
                         global_of(Probe::DataDropped {
                             segment: data_index,
-                        }),
+                        })?,
                         1,
                     ),
                     Operator::ElemDrop { elem_index } => (
                         global_of(Probe::ElemDropped {
                             segment: elem_index,
-                        }),
+                        })?,
                         1,
                     ),
-                    ref op => (
-                        global_of(Probe::Unsnapshottable),
-                        ((unsnapshottable(op, ref_globals).unwrap_or(0) << 24)
-                            | ((func_index + 1) & 0x00ff_ffff)) as i32,
-                    ),
+                    ref op => {
+                        let code = unsnapshottable(op, ref_globals).with_context(|| {
+                            format!("internal error: `{op:?}` was probed but is not listed")
+                        })?;
+                        (
+                            global_of(Probe::Unsnapshottable)?,
+                            ((code << 24) | ((func_index + 1) & 0x00ff_ffff)) as i32,
+                        )
+                    }
                 };
                 f.instruction(&Instruction::I32Const(value));
                 f.instruction(&Instruction::GlobalSet(global));
@@ -206,7 +215,7 @@ pub fn probe(
     Ok(Some(Probed {
         probes,
         first_global: globals,
-        code: crate::module::strip_size(sized),
+        code: crate::module::strip_size(sized)?,
     }))
 }
 

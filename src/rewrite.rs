@@ -204,11 +204,10 @@ fn encode<'a>(
         renumber.add(true, info.modules[*m].index, variants);
     }
     for (c, variants) in &components {
-        renumber.add(
-            false,
-            info.components[*c].index.unwrap_or_default(),
-            variants,
-        );
+        let index = info.components[*c]
+            .index
+            .context("internal error: a nested component with diverging instances has no index")?;
+        renumber.add(false, index, variants);
     }
 
     // Room for the whole component: the sections copied as they are and the
@@ -250,15 +249,16 @@ fn encode<'a>(
                         "nested component {} refers to modules or components of its parent, \
                          whose indices change when diverging instances get their own copies; \
                          this is not supported",
-                        info.components[c].index.unwrap_or_default()
+                        info.components[c]
+                            .index
+                            .map_or_else(|| "?".to_string(), |i| i.to_string())
                     );
                 }
                 raw(sink, section.id, data)?;
             }
             SectionKind::Exports { start, len }
-                if removed.is_some_and(|r| (start..start + len).contains(&r)) =>
+                if let Some(removed) = removed.filter(|r| (start..start + len).contains(r)) =>
             {
-                let removed = removed.unwrap_or_default();
                 let reencoder = &mut renumber;
                 let mut exports = ComponentExportSection::new();
                 let reader = wasmparser::ComponentExportSectionReader::new(
@@ -492,7 +492,8 @@ impl ReencodeComponent for Renumber {
         let index = self.next_core_instance;
         self.next_core_instance += 1;
         if let wasmparser::Instance::Instantiate { .. } = instance {
-            self.pending_module = self.core_variant.get(&index).copied().unwrap_or(0);
+            // instances that do not diverge use the module itself (copy 0)
+            self.pending_module = self.core_variant.get(&index).copied().unwrap_or(ORIGINAL);
         }
         wasm_encoder::reencode::component_utils::parse_instance(self, instances, instance)
     }
@@ -505,11 +506,15 @@ impl ReencodeComponent for Renumber {
         let index = self.next_instance;
         self.next_instance += 1;
         if let wasmparser::ComponentInstance::Instantiate { .. } = instance {
-            self.pending_component = self.variant.get(&index).copied().unwrap_or(0);
+            self.pending_component = self.variant.get(&index).copied().unwrap_or(ORIGINAL);
         }
         wasm_encoder::reencode::component_utils::parse_component_instance(self, instances, instance)
     }
 }
+
+/// The copy of a module or component that instances of its first final
+/// state (and instances that do not diverge) use: the original.
+const ORIGINAL: u32 = 0;
 
 /// Whether a nested component aliases modules or components of an
 /// enclosing component (`alias outer`).

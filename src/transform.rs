@@ -442,12 +442,16 @@ fn add_invoker_exports(instrumented: &[u8], plan: &Plan) -> Result<Vec<u8>> {
         let mut lifted = lifted.into_iter();
         for (i, reader) in readers.iter().enumerate() {
             if let Reader::Memory(_) = reader {
-                reader_funcs[i] = lifted.next().unwrap_or_default();
+                reader_funcs[i] = lifted
+                    .next()
+                    .context("internal error: a memory reader was not lifted")?;
             }
         }
         for (i, reader) in readers.iter().enumerate() {
             if let Reader::V128(_) = reader {
-                reader_funcs[i] = lifted.next().unwrap_or_default();
+                reader_funcs[i] = lifted
+                    .next()
+                    .context("internal error: a v128 reader was not lifted")?;
             }
         }
     }

@@ -162,8 +162,11 @@ fn cli_compiler_flag() {
         } else {
             "Cranelift"
         };
+        // `compiled (Winch)`, or `compiled (Winch, from the compilation
+        // cache)` when an earlier run compiled the same component
         assert!(
-            stderr.contains(&format!("compiled ({name})")),
+            stderr.contains(&format!("compiled ({name})"))
+                || stderr.contains(&format!("compiled ({name}, ")),
             "{compiler}: {stderr}"
         );
         outputs.push(std::fs::read(out).unwrap());
