@@ -12,18 +12,39 @@
 //! - core module 1, the *observer*: imports the memories and mutable globals
 //!   module 0 exports and reads them (a whole memory as `list<u8>`, a global
 //!   as `s32`/`s64` holding its bits, so NaN payloads are compared exactly);
-//! - core module 2, the *glue*: imports one function of every instance of
-//!   module 0 and exports `init`, which calls it with fixed arguments on
-//!   every instance (they end init in the same state) or on the first only
-//!   (they end in different states);
+//! - core module 2, the *glue*: imports functions and state of every
+//!   instance of module 0, and exports `init`, which on every instance (they
+//!   end init in the same state) or on the first only (they end in different
+//!   states) calls a chain of one to three of the module's functions with
+//!   fixed arguments, folds their results into a global of its own (`acc`),
+//!   and writes that value into one of the instance's mutable globals and
+//!   one of its memories (growing it when the offset is past its end);
 //! - module 0 instantiated once or twice, the observer once per instance of
 //!   module 0, the glue once;
 //! - exports: `component-init` (the glue's `init`), `iN-fK` for every function
-//!   of instance N whose signature can be lifted, and `iN-mK`, `iN-gK`
-//!   (`iN-gK-lo`/`-hi` for `v128`) for the observers.
+//!   of instance N whose signature can be lifted, `iN-mK`, `iN-gK`
+//!   (`iN-gK-lo`/`-hi` for `v128`) for the observers, and `glue-acc`.
+//!
+//! Init and some of the `iN-fK` are lifted with the component model's async
+//! ABI (see [`Lift`]): `async` with a callback, returning EXIT at once or
+//! YIELD first and finishing in the callback, or `async` without a callback
+//! (stackful), calling `thread.yield` before it finishes; an async-lifted
+//! `iN-fK` is a glue function that calls the module's function and hands its
+//! result to `task.return`. Every call, on both sides, goes through
+//! `call_async`.
+//!
+//! The chain init calls is chosen by running the module's functions on a
+//! plain core instance first (the component's instance of module 0 is one,
+//! as the module has no imports): calls that return within the fuel budget,
+//! so that most cases end init with state to snapshot. One chain in eight
+//! ends with a call that traps, so that pre-initialization has to fail. A
+//! module none of whose functions returns (or that does not instantiate) is
+//! replaced by another three times in four, up to twice ([`check`]); when it
+//! is kept, init calls one that traps if there is one.
 //!
 //! Every call runs with the same fuel budget on both sides, so loops in
-//! generated code end the same way in both.
+//! generated code end the same way in both; observations (harness code
+//! only) get a larger one ([`OBSERVATION_FUEL`]).
 
 use anyhow::Result;
 use arbitrary::Unstructured;
@@ -38,17 +59,67 @@ use wasmtime::{Engine, Store, Trap};
 /// Fuel for every instantiation and call, on both sides.
 pub const FUEL: u64 = 100_000;
 
+/// Fuel for an observation. Wasmtime charges `memory.copy` a unit of fuel
+/// per byte, so reading a memory of 64 KiB takes more than 65,536: with
+/// [`FUEL`], reading memories of two pages or more ran out of fuel, on both
+/// sides alike, and the check stopped there.
+pub const OBSERVATION_FUEL: u64 = 1 << 24;
+
 /// Name of the init export.
 pub const INIT: &str = "component-init";
+
+/// How a function is lifted into the component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lift {
+    /// Synchronously.
+    Sync,
+    /// `async (callback ...)`: the core function does the work, calls
+    /// `task.return` and returns EXIT (0).
+    Callback,
+    /// `async (callback ...)`: the core function returns YIELD (1), and the
+    /// callback does the work (init: one instance per callback, yielding
+    /// again between them), calls `task.return` and returns EXIT.
+    CallbackYield,
+    /// `async` without a callback: the core function runs on its own stack,
+    /// calls `thread.yield` (init: after each instance's work), then
+    /// `task.return`.
+    Stackful,
+}
+
+impl Lift {
+    /// The async ones.
+    pub const ASYNC: [Lift; 3] = [Lift::Callback, Lift::CallbackYield, Lift::Stackful];
+
+    /// How the tallies name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lift::Sync => "sync",
+            Lift::Callback => "async callback",
+            Lift::CallbackYield => "async callback, yielding",
+            Lift::Stackful => "async stackful",
+        }
+    }
+
+    fn is_async(self) -> bool {
+        self != Lift::Sync
+    }
+}
 
 /// What one case came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Both runs were compared and agreed; whether init changed any state
-    /// the observers see (memories, mutable globals).
+    /// Both runs were compared and agreed.
     Compared {
-        /// Init changed observable state.
+        /// Init changed state the observers see (memories, mutable globals,
+        /// the glue's `acc`).
         init_changed_state: bool,
+        /// Init changed state of the wasm-smith instances (their memories
+        /// and mutable globals), not only the glue's.
+        module_state_changed: bool,
+        /// How init is lifted ([`Lift::name`]).
+        init_lift: &'static str,
+        /// Calls of async-lifted exports compared (init not counted).
+        async_calls: usize,
     },
     /// The original traps before init returns, and pre-initialization
     /// failed with an error, as it must.
@@ -82,8 +153,14 @@ pub struct Stats {
     pub compared: usize,
     /// Compared cases in which init changed observable state.
     pub changed: usize,
+    /// Compared cases in which init changed the wasm-smith instances' state.
+    pub changed_module: usize,
     /// Calls (and observations) compared over all compared cases.
     pub steps: usize,
+    /// Calls of async-lifted exports among them.
+    pub async_calls: usize,
+    /// Compared cases, by how init is lifted.
+    pub init_lifts: BTreeMap<&'static str, usize>,
     /// Error-checked cases, by reason.
     pub error_checked: BTreeMap<&'static str, usize>,
     /// Skipped cases, by reason.
@@ -95,10 +172,18 @@ impl Stats {
     pub fn record(&mut self, verdict: &Verdict, steps: usize) {
         self.cases += 1;
         match verdict {
-            Verdict::Compared { init_changed_state } => {
+            Verdict::Compared {
+                init_changed_state,
+                module_state_changed,
+                init_lift,
+                async_calls,
+            } => {
                 self.compared += 1;
                 self.changed += usize::from(*init_changed_state);
+                self.changed_module += usize::from(*module_state_changed);
                 self.steps += steps;
+                self.async_calls += async_calls;
+                *self.init_lifts.entry(init_lift).or_default() += 1;
             }
             Verdict::ErrorChecked(why) => *self.error_checked.entry(why).or_default() += 1,
             Verdict::Skipped(why) => *self.skipped.entry(why).or_default() += 1,
@@ -110,7 +195,12 @@ impl Stats {
         self.cases += other.cases;
         self.compared += other.compared;
         self.changed += other.changed;
+        self.changed_module += other.changed_module;
         self.steps += other.steps;
+        self.async_calls += other.async_calls;
+        for (k, v) in other.init_lifts {
+            *self.init_lifts.entry(k).or_default() += v;
+        }
         for (k, v) in other.error_checked {
             *self.error_checked.entry(k).or_default() += v;
         }
@@ -124,15 +214,21 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} cases: {} compared (init changed state in {}; {} calls and observations), \
-             {} error-checked, {} skipped",
+            "{} cases: {} compared (init changed state in {}, the wasm-smith instances' \
+             state in {}; {} calls and observations, {} of them calls of async-lifted \
+             exports), {} error-checked, {} skipped",
             self.cases,
             self.compared,
             self.changed,
+            self.changed_module,
             self.steps,
+            self.async_calls,
             self.error_checked.values().sum::<usize>(),
             self.skipped.values().sum::<usize>()
         )?;
+        for (lift, n) in &self.init_lifts {
+            writeln!(f, "  compared, init lifted {lift}: {n}")?;
+        }
         for (why, n) in &self.error_checked {
             writeln!(f, "  error-checked: {why}: {n}")?;
         }
@@ -304,6 +400,7 @@ fn enc_val(ty: wp::ValType) -> Result<enc::ValType> {
 }
 
 /// An integer, mostly small (the interesting values for generated code), or
+/// An integer, mostly small (the interesting values for generated code), or
 /// any bits.
 fn int(u: &mut Unstructured<'_>) -> arbitrary::Result<i64> {
     Ok(if u.ratio(2, 3)? {
@@ -313,21 +410,68 @@ fn int(u: &mut Unstructured<'_>) -> arbitrary::Result<i64> {
     })
 }
 
-/// A constant for the glue to pass as a parameter of type `ty`.
-fn const_instr(ty: wp::ValType, u: &mut Unstructured<'_>) -> Result<enc::Instruction<'static>> {
-    let v = int(u)?;
-    Ok(match ty {
-        wp::ValType::I32 => enc::Instruction::I32Const(v as i32),
-        wp::ValType::I64 => enc::Instruction::I64Const(v),
-        wp::ValType::F32 => enc::Instruction::F32Const((v as f32).into()),
-        wp::ValType::F64 => enc::Instruction::F64Const((v as f64).into()),
-        wp::ValType::V128 => enc::Instruction::V128Const(i128::from(v)),
-        wp::ValType::Ref(r) if r.is_nullable() => {
-            use enc::reencode::Reencode;
-            enc::Instruction::RefNull(enc::reencode::RoundtripReencoder.heap_type(r.heap_type())?)
-        }
-        other => anyhow::bail!("no constant for {other}"),
-    })
+/// A constant the glue passes as a parameter (`ref.null` for references).
+#[derive(Debug, Clone, Copy)]
+enum Const {
+    I32(i32),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    V128(i128),
+    Null(wp::RefType),
+}
+
+impl Const {
+    /// A constant of type `ty`.
+    fn new(ty: wp::ValType, u: &mut Unstructured<'_>) -> Result<Const> {
+        let v = int(u)?;
+        Ok(match ty {
+            wp::ValType::I32 => Const::I32(v as i32),
+            wp::ValType::I64 => Const::I64(v),
+            wp::ValType::F32 => Const::F32(v as f32),
+            wp::ValType::F64 => Const::F64(v as f64),
+            wp::ValType::V128 => Const::V128(i128::from(v)),
+            wp::ValType::Ref(r) if r.is_nullable() => Const::Null(r),
+            other => anyhow::bail!("no constant for {other}"),
+        })
+    }
+
+    fn instr(self) -> Result<enc::Instruction<'static>> {
+        use enc::reencode::Reencode;
+        Ok(match self {
+            Const::I32(v) => enc::Instruction::I32Const(v),
+            Const::I64(v) => enc::Instruction::I64Const(v),
+            Const::F32(v) => enc::Instruction::F32Const(v.into()),
+            Const::F64(v) => enc::Instruction::F64Const(v.into()),
+            Const::V128(v) => enc::Instruction::V128Const(v),
+            Const::Null(r) => enc::Instruction::RefNull(
+                enc::reencode::RoundtripReencoder.heap_type(r.heap_type())?,
+            ),
+        })
+    }
+
+    /// The same value for a core call in Wasmtime, if it has one.
+    fn core_val(self) -> Option<wasmtime::Val> {
+        use wasmtime::Val as V;
+        Some(match self {
+            Const::I32(v) => V::I32(v),
+            Const::I64(v) => V::I64(v),
+            Const::F32(v) => V::F32(v.to_bits()),
+            Const::F64(v) => V::F64(v.to_bits()),
+            Const::V128(v) => V::V128((v as u128).into()),
+            Const::Null(r) => match r.heap_type() {
+                wp::HeapType::Abstract {
+                    ty: wp::AbstractHeapType::Func,
+                    ..
+                } => V::FuncRef(None),
+                wp::HeapType::Abstract {
+                    ty: wp::AbstractHeapType::Extern,
+                    ..
+                } => V::ExternRef(None),
+                _ => return None,
+            },
+        })
+    }
 }
 
 /// A component-level argument of type `ty`.
@@ -346,8 +490,8 @@ fn arg(ty: wp::ValType, u: &mut Unstructured<'_>) -> arbitrary::Result<Val> {
 /// What the harness does after init, on both sides.
 #[derive(Debug, Clone)]
 pub enum Step {
-    /// Call an export with arguments.
-    Call(String, Vec<Val>),
+    /// Call an export, lifted so, with arguments.
+    Call(String, Vec<Val>, Lift),
     /// Read a memory through an observer (`list<u8>`).
     Memory(String),
     /// Read a global's bits through an observer (`s32` or `s64`).
@@ -357,28 +501,39 @@ pub enum Step {
 impl Step {
     fn name(&self) -> &str {
         match self {
-            Step::Call(name, _) | Step::Memory(name) | Step::Global(name, _) => name,
+            Step::Call(name, ..) | Step::Memory(name) | Step::Global(name, _) => name,
         }
     }
 }
+
+/// Name of the export reading the glue's `acc`.
+const GLUE_ACC: &str = "glue-acc";
 
 /// A generated case.
 pub struct Case {
     /// The component.
     pub component: Vec<u8>,
-    /// Which exported function of the module init calls.
-    pub init: usize,
+    /// The exported functions of the module init calls, in order, on each
+    /// instance it initializes.
+    pub init: Vec<usize>,
+    /// How init is lifted.
+    pub init_lift: Lift,
+    /// Whether the first call of init's chain returned when tried on a core
+    /// instance of the module (`false` when not tried).
+    pub init_returns: bool,
     /// Steps after init: observations, every other export, observations.
     pub steps: Vec<Step>,
-    /// How many observations start (and end) `steps`.
+    /// How many observations start (and end) `steps`; the last is
+    /// [`GLUE_ACC`].
     pub observations: usize,
 }
 
-/// Generates a case from `u`; `None` when wasm-smith cannot, or the module
-/// has no function the glue can call.
+/// Generates a case from `u`, init's functions chosen at random (not run
+/// first); `None` when wasm-smith cannot, or the module has no function the
+/// glue can call.
 pub fn generate(u: &mut Unstructured<'_>) -> Result<Option<Case>> {
     match Generated::new(u)? {
-        Some(g) => g.case(u, &[]),
+        Some(g) => g.case(u, false),
         None => Ok(None),
     }
 }
@@ -388,6 +543,75 @@ pub struct Generated {
     module: Vec<u8>,
     exports: ModuleExports,
 }
+
+/// How a chain of calls on a fresh core instance of the module ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ends {
+    Returns,
+    Traps,
+    OutOfFuel,
+    /// Not run (an argument Wasmtime's API cannot make).
+    Unknown,
+}
+
+/// The module compiled as a core module, to try init's candidates on.
+struct Screen {
+    module: wasmtime::Module,
+}
+
+impl Screen {
+    /// `None` when the module does not compile or does not instantiate
+    /// (then neither does the component).
+    fn new(bytes: &[u8]) -> Option<Screen> {
+        let module = wasmtime::Module::new(engine(), bytes).ok()?;
+        let screen = Screen { module };
+        screen.instantiate().map(|_| screen)
+    }
+
+    fn instantiate(&self) -> Option<(Store<()>, wasmtime::Instance)> {
+        let mut store = Store::new(engine(), ());
+        store.set_fuel(FUEL).expect("fuel is enabled");
+        let instance = wasmtime::Instance::new(&mut store, &self.module, &[]).ok()?;
+        Some((store, instance))
+    }
+
+    /// Runs `chain` (with its arguments) on a fresh instance, on `fuel`.
+    fn run(
+        &self,
+        exports: &ModuleExports,
+        args: &BTreeMap<usize, Vec<Const>>,
+        chain: &[usize],
+        fuel: u64,
+    ) -> Ends {
+        let Some((mut store, instance)) = self.instantiate() else {
+            return Ends::Unknown;
+        };
+        store.set_fuel(fuel).expect("fuel is enabled");
+        for f in chain {
+            let Some(func) = instance.get_func(&mut store, &exports.funcs[*f].name) else {
+                return Ends::Unknown;
+            };
+            let Some(params) = args[f]
+                .iter()
+                .map(|c| c.core_val())
+                .collect::<Option<Vec<_>>>()
+            else {
+                return Ends::Unknown;
+            };
+            let mut results = vec![wasmtime::Val::I32(0); func.ty(&store).results().len()];
+            match func.call(&mut store, &params, &mut results) {
+                Ok(()) => {}
+                Err(e) if is_out_of_fuel(&e) => return Ends::OutOfFuel,
+                Err(_) => return Ends::Traps,
+            }
+        }
+        Ends::Returns
+    }
+}
+
+/// Fuel the glue's own instructions may need during init, on top of its
+/// calls.
+const GLUE_FUEL: u64 = 2_000;
 
 impl Generated {
     /// Generates a module from `u`; `None` when wasm-smith cannot.
@@ -401,32 +625,568 @@ impl Generated {
         Ok(Some(Generated { module, exports }))
     }
 
-    /// Wraps the module into a component whose init calls one of the
-    /// module's functions, not one of `tried` (indices of exported
-    /// functions); `None` when none is left that the glue can call.
-    pub fn case(&self, u: &mut Unstructured<'_>, tried: &[usize]) -> Result<Option<Case>> {
+    /// Wraps the module into a component; `None` when it has no function
+    /// the glue can call. With `screen`, init's chain is chosen by running
+    /// candidates on a core instance first (see the module docs); without,
+    /// at random.
+    pub fn case(&self, u: &mut Unstructured<'_>, screen: bool) -> Result<Option<Case>> {
         let candidates: Vec<usize> = (0..self.exports.funcs.len())
-            .filter(|i| !tried.contains(i) && callable_by_glue(&self.exports.funcs[*i]))
+            .filter(|i| callable_by_glue(&self.exports.funcs[*i]))
             .collect();
         if candidates.is_empty() {
             return Ok(None);
         }
-        let init = *u.choose(&candidates)?;
-        build(&self.module, &self.exports, init, u).map(Some)
+        let instances: u32 = if u.ratio(1, 3)? { 2 } else { 1 };
+        // Init runs on every instance, or (half the time, with two) on the
+        // first only, so that the instances end init in different states.
+        let initialized = if instances == 2 && u.arbitrary()? {
+            1
+        } else {
+            instances
+        };
+        // The same arguments for every call of a function, on every
+        // instance, so that instances initialized alike end alike.
+        let mut args = BTreeMap::new();
+        for &f in &candidates {
+            let params = &self.exports.funcs[f].params;
+            let consts = params
+                .iter()
+                .map(|p| Const::new(*p, u))
+                .collect::<Result<Vec<_>>>()?;
+            args.insert(f, consts);
+        }
+        let screen = if screen {
+            Screen::new(&self.module)
+        } else {
+            None
+        };
+        let (chain, init_returns) = match &screen {
+            Some(screen) => {
+                let fuel = (FUEL - GLUE_FUEL) / u64::from(initialized);
+                self.screened_chain(u, screen, &candidates, &args, fuel)?
+            }
+            None => {
+                let mut chain = vec![*u.choose(&candidates)?];
+                if u.ratio(1, 3)? {
+                    chain.push(*u.choose(&candidates)?);
+                }
+                (chain, false)
+            }
+        };
+        let plan = Plan {
+            instances,
+            initialized,
+            chain,
+            args,
+        };
+        let mut case = build(&self.module, &self.exports, &plan, u)?;
+        case.init_returns = init_returns;
+        Ok(Some(case))
+    }
+
+    /// Init's chain, from candidates tried on `screen`: one to three calls
+    /// that return, sometimes followed by one that traps; a call that traps,
+    /// or any, when none returns. And whether a call returns (the first).
+    fn screened_chain(
+        &self,
+        u: &mut Unstructured<'_>,
+        screen: &Screen,
+        candidates: &[usize],
+        args: &BTreeMap<usize, Vec<Const>>,
+        fuel: u64,
+    ) -> Result<(Vec<usize>, bool)> {
+        let run = |chain: &[usize]| screen.run(&self.exports, args, chain, fuel);
+        let mut returning = Vec::new();
+        let mut trapping = Vec::new();
+        for &f in candidates {
+            match run(&[f]) {
+                Ends::Returns => returning.push(f),
+                Ends::Traps => trapping.push(f),
+                Ends::OutOfFuel | Ends::Unknown => {}
+            }
+        }
+        let Some(&first) = u.choose(&returning).ok() else {
+            let from = if trapping.is_empty() {
+                candidates
+            } else {
+                &trapping
+            };
+            return Ok((vec![*u.choose(from)?], false));
+        };
+        let mut chain = vec![first];
+        let len = u.int_in_range(1..=3)?;
+        while chain.len() < len {
+            // Any function may follow, one that returned alone or not: the
+            // state is not the same any more.
+            let mut added = false;
+            for _ in 0..3 {
+                let next = *u.choose(candidates)?;
+                let mut longer = chain.clone();
+                longer.push(next);
+                if run(&longer) == Ends::Returns {
+                    chain = longer;
+                    added = true;
+                    break;
+                }
+            }
+            if !added {
+                break;
+            }
+        }
+        if !trapping.is_empty() && u.ratio(1, 8)? {
+            chain.push(*u.choose(&trapping)?);
+        }
+        Ok((chain, true))
     }
 }
 
-/// Builds the component around `module`, with its exported function `init`
-/// behind the init export.
+/// What init does, decided before the component is built.
+struct Plan {
+    instances: u32,
+    /// Init runs its chain on instances `0..initialized`.
+    initialized: u32,
+    chain: Vec<usize>,
+    /// Arguments for every function the glue may call.
+    args: BTreeMap<usize, Vec<Const>>,
+}
+
+/// An exported function of the component that calls one of the module's.
+struct ExportPlan {
+    instance: u32,
+    func: usize,
+    lift: Lift,
+    /// The component-level arguments the harness calls it with.
+    args: Vec<Val>,
+}
+
+/// The builtin a glue import names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Builtin {
+    /// `task.return` with a result of this core type (`None`: no result).
+    TaskReturn(Option<ScalarKind>),
+    ThreadYield,
+}
+
+/// The scalar core types a lifted function's result can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum ScalarKind {
+    I32,
+    I64,
+    F32,
+    F64,
+}
+
+impl ScalarKind {
+    fn of(ty: wp::ValType) -> Option<ScalarKind> {
+        Some(match ty {
+            wp::ValType::I32 => ScalarKind::I32,
+            wp::ValType::I64 => ScalarKind::I64,
+            wp::ValType::F32 => ScalarKind::F32,
+            wp::ValType::F64 => ScalarKind::F64,
+            _ => return None,
+        })
+    }
+
+    fn core(self) -> enc::ValType {
+        match self {
+            ScalarKind::I32 => enc::ValType::I32,
+            ScalarKind::I64 => enc::ValType::I64,
+            ScalarKind::F32 => enc::ValType::F32,
+            ScalarKind::F64 => enc::ValType::F64,
+        }
+    }
+
+    fn component(self) -> enc::PrimitiveValType {
+        match self {
+            ScalarKind::I32 => enc::PrimitiveValType::S32,
+            ScalarKind::I64 => enc::PrimitiveValType::S64,
+            ScalarKind::F32 => enc::PrimitiveValType::F32,
+            ScalarKind::F64 => enc::PrimitiveValType::F64,
+        }
+    }
+}
+
+impl Builtin {
+    fn name(self) -> String {
+        match self {
+            Builtin::TaskReturn(None) => "task.return".into(),
+            Builtin::TaskReturn(Some(k)) => format!("task.return-{k:?}"),
+            Builtin::ThreadYield => "thread.yield".into(),
+        }
+    }
+}
+
+/// Callback codes.
+const EXIT: i32 = 0;
+const YIELD: i32 = 1;
+
+/// Multiplier of the glue's fold (the 64-bit golden ratio).
+const FOLD: i64 = 0x9e37_79b9_7f4a_7c15_u64 as i64;
+
+/// Core function types of the glue, each once.
+#[derive(Default)]
+struct CoreTypes {
+    types: Vec<(Vec<enc::ValType>, Vec<enc::ValType>)>,
+}
+
+impl CoreTypes {
+    fn index(&mut self, params: &[enc::ValType], results: &[enc::ValType]) -> u32 {
+        let ty = (params.to_vec(), results.to_vec());
+        let i = match self.types.iter().position(|t| *t == ty) {
+            Some(i) => i,
+            None => {
+                self.types.push(ty);
+                self.types.len() - 1
+            }
+        };
+        i as u32
+    }
+
+    fn section(&self) -> enc::TypeSection {
+        let mut section = enc::TypeSection::new();
+        for (params, results) in &self.types {
+            section
+                .ty()
+                .function(params.iter().copied(), results.iter().copied());
+        }
+        section
+    }
+}
+
+/// What the glue writes into each initialized instance after its chain:
+/// `acc` into a mutable global (index in the module's exported globals) and
+/// at an offset of a memory (index in its exported memories).
+struct Writes {
+    global: Option<usize>,
+    memory: Option<(usize, u64)>,
+}
+
+/// The glue module's index spaces, as [`build`] lays them out.
+struct GlueLayout<'a> {
+    exports: &'a ModuleExports,
+    plan: &'a Plan,
+    writes: &'a Writes,
+    /// Imported module functions: (instance, function) to function index.
+    funcs: BTreeMap<(u32, usize), u32>,
+    builtins: BTreeMap<Builtin, u32>,
+    /// The imported global written on instance i is global i; the imported
+    /// memory, memory i.
+    acc: u32,
+}
+
+impl GlueLayout<'_> {
+    /// The chain on instance `i`, its results folded into `acc`, then the
+    /// writes; `temps` holds an `f32` and an `f64` local.
+    fn stage(&self, f: &mut enc::Function, i: u32, temps: u32) -> Result<()> {
+        use enc::Instruction as I;
+        for func in &self.plan.chain {
+            for c in &self.plan.args[func] {
+                f.instruction(&c.instr()?);
+            }
+            f.instruction(&I::Call(self.funcs[&(i, *func)]));
+            let results = &self.exports.funcs[*func].results;
+            for ty in results.iter().rev() {
+                match ty {
+                    wp::ValType::I32 => {
+                        f.instruction(&I::I64ExtendI32U);
+                    }
+                    wp::ValType::I64 => {}
+                    // NaNs folded as one canonical NaN: their payloads may
+                    // differ between the compilers that run init.
+                    wp::ValType::F32 => {
+                        f.instruction(&I::LocalSet(temps))
+                            .instruction(&I::I64Const(0x7fc0_0000))
+                            .instruction(&I::LocalGet(temps))
+                            .instruction(&I::I32ReinterpretF32)
+                            .instruction(&I::I64ExtendI32U)
+                            .instruction(&I::LocalGet(temps))
+                            .instruction(&I::LocalGet(temps))
+                            .instruction(&I::F32Ne)
+                            .instruction(&I::Select);
+                    }
+                    wp::ValType::F64 => {
+                        f.instruction(&I::LocalSet(temps + 1))
+                            .instruction(&I::I64Const(0x7ff8_0000_0000_0000))
+                            .instruction(&I::LocalGet(temps + 1))
+                            .instruction(&I::I64ReinterpretF64)
+                            .instruction(&I::LocalGet(temps + 1))
+                            .instruction(&I::LocalGet(temps + 1))
+                            .instruction(&I::F64Ne)
+                            .instruction(&I::Select);
+                    }
+                    // Lanes may hold NaNs too: only that there was one.
+                    wp::ValType::V128 => {
+                        f.instruction(&I::Drop).instruction(&I::I64Const(2));
+                    }
+                    wp::ValType::Ref(_) => {
+                        f.instruction(&I::RefIsNull).instruction(&I::I64ExtendI32U);
+                    }
+                }
+                self.mix(f);
+            }
+            if results.is_empty() {
+                f.instruction(&I::I64Const(0));
+                self.mix(f);
+            }
+        }
+        if let Some(g) = self.writes.global {
+            f.instruction(&I::GlobalGet(self.acc));
+            match self.exports.globals[g].ty {
+                wp::ValType::I32 => {
+                    f.instruction(&I::I32WrapI64);
+                }
+                wp::ValType::I64 => {}
+                wp::ValType::F32 => {
+                    f.instruction(&I::I32WrapI64)
+                        .instruction(&I::F32ReinterpretI32);
+                }
+                wp::ValType::F64 => {
+                    f.instruction(&I::F64ReinterpretI64);
+                }
+                wp::ValType::V128 => {
+                    f.instruction(&I::I64x2Splat);
+                }
+                other => anyhow::bail!("the glue cannot write a global of type {other}"),
+            }
+            f.instruction(&I::GlobalSet(i));
+        }
+        if let Some((m, offset)) = self.writes.memory {
+            let ty = self.exports.memories[m].ty;
+            let log2 = i64::from(ty.page_size_log2.unwrap_or(16));
+            let end = offset as i64 + 8;
+            let pages = (end + (1 << log2) - 1) >> log2;
+            let size = |f: &mut enc::Function| {
+                f.instruction(&I::MemorySize(i));
+                if !ty.memory64 {
+                    f.instruction(&I::I64ExtendI32U);
+                }
+                f.instruction(&I::I64Const(log2)).instruction(&I::I64Shl);
+            };
+            // Grow the memory when `offset + 8` is past its end (which fails
+            // at its maximum), then write if it fits.
+            size(f);
+            f.instruction(&I::I64Const(end))
+                .instruction(&I::I64LtU)
+                .instruction(&I::If(enc::BlockType::Empty))
+                .instruction(&I::I64Const(pages))
+                .instruction(&I::MemorySize(i));
+            if !ty.memory64 {
+                f.instruction(&I::I64ExtendI32U);
+            }
+            f.instruction(&I::I64Sub);
+            if !ty.memory64 {
+                f.instruction(&I::I32WrapI64);
+            }
+            f.instruction(&I::MemoryGrow(i))
+                .instruction(&I::Drop)
+                .instruction(&I::End);
+            size(f);
+            f.instruction(&I::I64Const(end))
+                .instruction(&I::I64GeU)
+                .instruction(&I::If(enc::BlockType::Empty))
+                .instruction(&if ty.memory64 {
+                    I::I64Const(offset as i64)
+                } else {
+                    I::I32Const(offset as i32)
+                })
+                .instruction(&I::GlobalGet(self.acc))
+                .instruction(&I::I64Store(enc::MemArg {
+                    offset: 0,
+                    align: 0,
+                    memory_index: i,
+                }))
+                .instruction(&I::End);
+        }
+        Ok(())
+    }
+
+    /// `acc = (acc * FOLD ^ x) + 1`, `x` the `i64` on the stack.
+    fn mix(&self, f: &mut enc::Function) {
+        use enc::Instruction as I;
+        f.instruction(&I::GlobalGet(self.acc))
+            .instruction(&I::I64Const(FOLD))
+            .instruction(&I::I64Mul)
+            .instruction(&I::I64Xor)
+            .instruction(&I::I64Const(1))
+            .instruction(&I::I64Add)
+            .instruction(&I::GlobalSet(self.acc));
+    }
+}
+
+/// The locals of a function that runs stages, after `params` parameters:
+/// the temporaries [`GlueLayout::stage`] needs.
+fn stage_function(params: u32) -> (enc::Function, u32) {
+    (
+        enc::Function::new([(1, enc::ValType::F32), (1, enc::ValType::F64)]),
+        params,
+    )
+}
+
+/// A function of the glue: its type, body and export name.
+struct GlueFunc {
+    ty: u32,
+    body: enc::Function,
+    export: String,
+}
+
+/// The glue module's types, imports, functions and globals.
+struct Glue {
+    types: CoreTypes,
+    imports: enc::ImportSection,
+    imported_funcs: u32,
+    funcs: Vec<GlueFunc>,
+    /// Its own globals: (type, initial value).
+    globals: Vec<(enc::ValType, Const)>,
+    imported_globals: u32,
+}
+
+impl Glue {
+    /// Adds a function; returns its export name.
+    fn func(
+        &mut self,
+        params: &[enc::ValType],
+        results: &[enc::ValType],
+        body: enc::Function,
+        export: String,
+    ) -> String {
+        let ty = self.types.index(params, results);
+        self.funcs.push(GlueFunc {
+            ty,
+            body,
+            export: export.clone(),
+        });
+        export
+    }
+
+    /// Adds a global of its own; returns its index.
+    fn global(&mut self, ty: enc::ValType, init: Const) -> u32 {
+        self.globals.push((ty, init));
+        self.imported_globals + self.globals.len() as u32 - 1
+    }
+
+    fn encode(self) -> Result<enc::Module> {
+        let mut module = enc::Module::new();
+        let mut functions = enc::FunctionSection::new();
+        let mut code = enc::CodeSection::new();
+        let mut exports = enc::ExportSection::new();
+        for (k, f) in self.funcs.iter().enumerate() {
+            functions.function(f.ty);
+            code.function(&f.body);
+            exports.export(
+                &f.export,
+                enc::ExportKind::Func,
+                self.imported_funcs + k as u32,
+            );
+        }
+        let mut globals = enc::GlobalSection::new();
+        for (ty, init) in &self.globals {
+            let init = match init {
+                Const::I32(v) => enc::ConstExpr::i32_const(*v),
+                Const::I64(v) => enc::ConstExpr::i64_const(*v),
+                Const::F32(v) => enc::ConstExpr::f32_const((*v).into()),
+                Const::F64(v) => enc::ConstExpr::f64_const((*v).into()),
+                other => anyhow::bail!("no glue global starts as {other:?}"),
+            };
+            globals.global(
+                enc::GlobalType {
+                    val_type: *ty,
+                    mutable: true,
+                    shared: false,
+                },
+                &init,
+            );
+        }
+        module
+            .section(&self.types.section())
+            .section(&self.imports)
+            .section(&functions)
+            .section(&globals)
+            .section(&exports)
+            .section(&code);
+        Ok(module)
+    }
+}
+
+fn zero(ty: enc::ValType) -> Const {
+    match ty {
+        enc::ValType::I64 => Const::I64(0),
+        enc::ValType::F32 => Const::F32(0.0),
+        enc::ValType::F64 => Const::F64(0.0),
+        _ => Const::I32(0),
+    }
+}
+
+/// Builds the component around `module` (see the module docs), init doing
+/// what `plan` says.
 fn build(
     module: &[u8],
     exports: &ModuleExports,
-    init_index: usize,
+    plan: &Plan,
     u: &mut Unstructured<'_>,
 ) -> Result<Case> {
-    let init = &exports.funcs[init_index];
-    let instances: u32 = if u.ratio(1, 3)? { 2 } else { 1 };
+    let instances = plan.instances;
     let instance_names: Vec<String> = (0..instances).map(|i| format!("m{i}")).collect();
+
+    // Everything drawn from `u` first.
+    let init_lift = if u.ratio(2, 5)? {
+        Lift::Sync
+    } else {
+        *u.choose(&Lift::ASYNC)?
+    };
+    let async_exports = u.ratio(2, 3)?;
+    let mut export_plans = Vec::new();
+    for instance in 0..instances {
+        for (func, f) in exports.funcs.iter().enumerate() {
+            if !liftable(f) {
+                continue;
+            }
+            let lift = if async_exports && u.ratio(2, 3)? {
+                *u.choose(&Lift::ASYNC)?
+            } else {
+                Lift::Sync
+            };
+            let args = (f.params.iter())
+                .map(|p| arg(*p, u))
+                .collect::<arbitrary::Result<_>>()?;
+            export_plans.push(ExportPlan {
+                instance,
+                func,
+                lift,
+                args,
+            });
+        }
+    }
+    let writable: Vec<usize> = (exports.globals.iter().enumerate())
+        .filter(|(_, g)| !matches!(g.ty, wp::ValType::Ref(_)))
+        .map(|(k, _)| k)
+        .collect();
+    let global = if !writable.is_empty() && u.ratio(7, 8)? {
+        Some(*u.choose(&writable)?)
+    } else {
+        None
+    };
+    // Memories with room for 8 bytes, and how many bytes they may have.
+    let roomy: Vec<(usize, u64)> = (exports.memories.iter().enumerate())
+        .filter_map(|(k, m)| {
+            let log2 = m.ty.page_size_log2.unwrap_or(16);
+            let max = m.ty.maximum?.checked_shl(log2)?.min(1 << 20);
+            (max >= 8).then_some((k, max))
+        })
+        .collect();
+    let memory = if !roomy.is_empty() && u.ratio(7, 8)? {
+        let (m, max) = *u.choose(&roomy)?;
+        // Mostly near the start; else anywhere below the maximum, which may
+        // take growing the memory.
+        let offset = if u.ratio(1, 2)? {
+            u.int_in_range(0..=(max - 8).min(56))?
+        } else {
+            u.int_in_range(0..=max - 8)?
+        };
+        Some((m, offset))
+    } else {
+        None
+    };
+    let writes = Writes { global, memory };
 
     // The observer: imports state from "s", reads it.
     let mut observer = enc::Module::new();
@@ -561,58 +1321,235 @@ fn build(
         .section(&observer_exports)
         .section(&code);
 
-    // The glue: calls `init` on every instance.
-    let mut glue = enc::Module::new();
-    let mut types = enc::TypeSection::new();
-    types.ty().function(
-        init.params
-            .iter()
-            .map(|t| enc_val(*t))
-            .collect::<Result<Vec<_>>>()?,
-        init.results
-            .iter()
-            .map(|t| enc_val(*t))
-            .collect::<Result<Vec<_>>>()?,
-    );
-    types.ty().function([], []);
-    let mut imports = enc::ImportSection::new();
-    for name in &instance_names {
-        imports.import(name, &init.name, enc::EntityType::Function(0));
-    }
-    let mut functions = enc::FunctionSection::new();
-    functions.function(1);
-    let mut f = enc::Function::new([]);
-    // The same arguments for every instance, so that they end in the same
-    // state.
-    let args = (init.params.iter())
-        .map(|p| const_instr(*p, u))
-        .collect::<Result<Vec<_>>>()?;
-    // Init runs on every instance, or (half the time, with two) on the
-    // first only, so that the instances end init in different states.
-    let initialized = if instances == 2 && u.arbitrary()? {
-        1
-    } else {
-        instances
+    // The glue (see the module docs). Imports: the module's functions it
+    // calls, the builtins, then the state it writes.
+    let mut glue = Glue {
+        types: CoreTypes::default(),
+        imports: enc::ImportSection::new(),
+        imported_funcs: 0,
+        funcs: Vec::new(),
+        globals: Vec::new(),
+        imported_globals: 0,
     };
-    for i in 0..initialized {
-        for arg in &args {
-            f.instruction(arg);
-        }
-        f.instruction(&enc::Instruction::Call(i));
-        for _ in &init.results {
-            f.instruction(&enc::Instruction::Drop);
+    let mut needed = std::collections::BTreeSet::new();
+    for i in 0..plan.initialized {
+        needed.extend(plan.chain.iter().map(|f| (i, *f)));
+    }
+    needed.extend(
+        (export_plans.iter())
+            .filter(|e| e.lift.is_async())
+            .map(|e| (e.instance, e.func)),
+    );
+    let mut funcs = BTreeMap::new();
+    for (i, f) in needed {
+        let func = &exports.funcs[f];
+        let params = func
+            .params
+            .iter()
+            .map(|t| enc_val(*t))
+            .collect::<Result<Vec<_>>>()?;
+        let results = func
+            .results
+            .iter()
+            .map(|t| enc_val(*t))
+            .collect::<Result<Vec<_>>>()?;
+        let ty = glue.types.index(&params, &results);
+        glue.imports.import(
+            &instance_names[i as usize],
+            &func.name,
+            enc::EntityType::Function(ty),
+        );
+        funcs.insert((i, f), glue.imported_funcs);
+        glue.imported_funcs += 1;
+    }
+    let mut wanted = std::collections::BTreeSet::new();
+    if init_lift.is_async() {
+        wanted.insert(Builtin::TaskReturn(None));
+    }
+    if init_lift == Lift::Stackful {
+        wanted.insert(Builtin::ThreadYield);
+    }
+    for e in export_plans.iter().filter(|e| e.lift.is_async()) {
+        let result = exports.funcs[e.func].results.first();
+        wanted.insert(Builtin::TaskReturn(result.and_then(|t| ScalarKind::of(*t))));
+        if e.lift == Lift::Stackful {
+            wanted.insert(Builtin::ThreadYield);
         }
     }
-    f.instruction(&enc::Instruction::End);
-    let mut code = enc::CodeSection::new();
-    code.function(&f);
-    let mut glue_exports = enc::ExportSection::new();
-    glue_exports.export("init", enc::ExportKind::Func, instances);
-    glue.section(&types)
-        .section(&imports)
-        .section(&functions)
-        .section(&glue_exports)
-        .section(&code);
+    let mut builtins = BTreeMap::new();
+    for b in &wanted {
+        let ty = match b {
+            Builtin::TaskReturn(kind) => {
+                let params: Vec<enc::ValType> = kind.iter().map(|k| k.core()).collect();
+                glue.types.index(&params, &[])
+            }
+            Builtin::ThreadYield => glue.types.index(&[], &[enc::ValType::I32]),
+        };
+        glue.imports
+            .import("cm", &b.name(), enc::EntityType::Function(ty));
+        builtins.insert(*b, glue.imported_funcs);
+        glue.imported_funcs += 1;
+    }
+    for i in 0..plan.initialized {
+        let module = &instance_names[i as usize];
+        if let Some(g) = writes.global {
+            let g = &exports.globals[g];
+            glue.imports.import(
+                module,
+                &g.name,
+                enc::GlobalType {
+                    val_type: enc_val(g.ty)?,
+                    mutable: true,
+                    shared: false,
+                },
+            );
+            glue.imported_globals += 1;
+        }
+        if let Some((m, _)) = writes.memory {
+            let m = &exports.memories[m];
+            glue.imports.import(
+                module,
+                &m.name,
+                enc::MemoryType {
+                    minimum: 0,
+                    maximum: None,
+                    memory64: m.ty.memory64,
+                    shared: false,
+                    page_size_log2: m.ty.page_size_log2,
+                },
+            );
+        }
+    }
+    let acc = glue.global(enc::ValType::I64, Const::I64(0));
+    let layout = GlueLayout {
+        exports,
+        plan,
+        writes: &writes,
+        funcs,
+        builtins,
+        acc,
+    };
+    let task_return = |kind: Option<ScalarKind>| layout.builtins[&Builtin::TaskReturn(kind)];
+    use enc::Instruction as I;
+    use enc::ValType::I32;
+    let callback_params = [I32; 3];
+
+    // init, and its callback
+    match init_lift {
+        Lift::Sync | Lift::Callback | Lift::Stackful => {
+            let (mut f, temps) = stage_function(0);
+            for i in 0..plan.initialized {
+                layout.stage(&mut f, i, temps)?;
+                if init_lift == Lift::Stackful {
+                    f.instruction(&I::Call(layout.builtins[&Builtin::ThreadYield]))
+                        .instruction(&I::Drop);
+                }
+            }
+            if init_lift.is_async() {
+                f.instruction(&I::Call(task_return(None)));
+            }
+            let results: &[enc::ValType] = if init_lift == Lift::Callback {
+                f.instruction(&I::I32Const(EXIT));
+                &[I32]
+            } else {
+                &[]
+            };
+            f.instruction(&I::End);
+            glue.func(&[], results, f, "init".into());
+        }
+        Lift::CallbackYield => {
+            // `phase`: the next instance to initialize.
+            let phase = glue.global(I32, Const::I32(0));
+            let (mut f, temps) = stage_function(0);
+            layout.stage(&mut f, 0, temps)?;
+            f.instruction(&I::I32Const(1))
+                .instruction(&I::GlobalSet(phase))
+                .instruction(&I::I32Const(YIELD))
+                .instruction(&I::End);
+            glue.func(&[], &[I32], f, "init".into());
+            let (mut f, temps) = stage_function(3);
+            for k in 1..plan.initialized {
+                f.instruction(&I::GlobalGet(phase))
+                    .instruction(&I::I32Const(k as i32))
+                    .instruction(&I::I32Eq)
+                    .instruction(&I::If(enc::BlockType::Empty));
+                layout.stage(&mut f, k, temps)?;
+                f.instruction(&I::I32Const(k as i32 + 1))
+                    .instruction(&I::GlobalSet(phase))
+                    .instruction(&I::I32Const(YIELD))
+                    .instruction(&I::Return)
+                    .instruction(&I::End);
+            }
+            f.instruction(&I::Call(task_return(None)))
+                .instruction(&I::I32Const(EXIT))
+                .instruction(&I::End);
+            glue.func(&callback_params, &[I32], f, "init-cb".into());
+        }
+    }
+    // The callback of functions that never yield.
+    let mut never = enc::Function::new([]);
+    never.instruction(&I::Unreachable).instruction(&I::End);
+    glue.func(&callback_params, &[I32], never, "never".into());
+    let mut f = enc::Function::new([]);
+    f.instruction(&I::GlobalGet(acc)).instruction(&I::End);
+    glue.func(&[], &[enc::ValType::I64], f, "acc".into());
+    // The async-lifted exports' functions.
+    for (n, e) in export_plans.iter().enumerate() {
+        let func = &exports.funcs[e.func];
+        let params = func
+            .params
+            .iter()
+            .map(|t| enc_val(*t))
+            .collect::<Result<Vec<_>>>()?;
+        let kind = func.results.first().and_then(|t| ScalarKind::of(*t));
+        let call = layout.funcs.get(&(e.instance, e.func)).copied();
+        let mut f = enc::Function::new([]);
+        match e.lift {
+            Lift::Sync => continue,
+            Lift::Callback => {
+                for p in 0..params.len() {
+                    f.instruction(&I::LocalGet(p as u32));
+                }
+                f.instruction(&I::Call(call.expect("imported")))
+                    .instruction(&I::Call(task_return(kind)))
+                    .instruction(&I::I32Const(EXIT))
+                    .instruction(&I::End);
+                glue.func(&params, &[I32], f, format!("w{n}"));
+            }
+            Lift::CallbackYield => {
+                // The arguments wait in globals for the callback.
+                let stash: Vec<u32> = (params.iter()).map(|t| glue.global(*t, zero(*t))).collect();
+                for (p, g) in stash.iter().enumerate() {
+                    f.instruction(&I::LocalGet(p as u32))
+                        .instruction(&I::GlobalSet(*g));
+                }
+                f.instruction(&I::I32Const(YIELD)).instruction(&I::End);
+                glue.func(&params, &[I32], f, format!("w{n}"));
+                let mut f = enc::Function::new([]);
+                for g in &stash {
+                    f.instruction(&I::GlobalGet(*g));
+                }
+                f.instruction(&I::Call(call.expect("imported")))
+                    .instruction(&I::Call(task_return(kind)))
+                    .instruction(&I::I32Const(EXIT))
+                    .instruction(&I::End);
+                glue.func(&callback_params, &[I32], f, format!("w{n}-cb"));
+            }
+            Lift::Stackful => {
+                f.instruction(&I::Call(layout.builtins[&Builtin::ThreadYield]))
+                    .instruction(&I::Drop);
+                for p in 0..params.len() {
+                    f.instruction(&I::LocalGet(p as u32));
+                }
+                f.instruction(&I::Call(call.expect("imported")))
+                    .instruction(&I::Call(task_return(kind)))
+                    .instruction(&I::End);
+                glue.func(&params, &[], f, format!("w{n}"));
+            }
+        }
+    }
+    let builtin_list: Vec<Builtin> = layout.builtins.keys().copied().collect();
+    let glue = glue.encode()?;
 
     // The component.
     let mut c = enc::Component::new();
@@ -629,20 +1566,39 @@ fn build(
     for i in 0..instances {
         core_instances.instantiate(1, [("s", enc::ModuleArg::Instance(i))]);
     }
-    core_instances.instantiate(
-        2,
-        instance_names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), enc::ModuleArg::Instance(i as u32))),
-    );
     c.section(&core_instances);
-    let glue_instance = 2 * instances;
+    // The builtins, in one core instance the glue imports as "cm".
+    let mut core_instances = enc::InstanceSection::new();
+    let mut glue_args: Vec<(String, enc::ModuleArg)> = (instance_names.iter().enumerate())
+        .map(|(i, n)| (n.clone(), enc::ModuleArg::Instance(i as u32)))
+        .collect();
+    let mut glue_instance = 2 * instances;
+    if !builtin_list.is_empty() {
+        let mut canon = enc::CanonicalFunctionSection::new();
+        for b in &builtin_list {
+            match b {
+                Builtin::TaskReturn(kind) => canon.task_return(
+                    kind.map(|k| enc::ComponentValType::Primitive(k.component())),
+                    [],
+                ),
+                Builtin::ThreadYield => canon.thread_yield(false),
+            };
+        }
+        c.section(&canon);
+        let names: Vec<String> = builtin_list.iter().map(|b| b.name()).collect();
+        core_instances.export_items(
+            (names.iter().enumerate()).map(|(k, n)| (n.as_str(), enc::ExportKind::Func, k as u32)),
+        );
+        glue_args.push(("cm".into(), enc::ModuleArg::Instance(glue_instance)));
+        glue_instance += 1;
+    }
+    core_instances.instantiate(2, glue_args.iter().map(|(n, a)| (n.as_str(), *a)));
+    c.section(&core_instances);
 
     // Core functions and memories aliased out of the instances, and what
-    // each lifted function is.
+    // each lifted function is. The builtins are the first core functions.
     let mut aliases = enc::ComponentAliasSection::new();
-    let mut core_funcs = 0u32;
+    let mut core_funcs = builtin_list.len() as u32;
     let mut alias_func = |aliases: &mut enc::ComponentAliasSection, instance, name: &str| {
         aliases.alias(enc::Alias::CoreInstanceExport {
             instance,
@@ -667,33 +1623,57 @@ fn build(
                     core_func: u32,
                     params: &[wp::ValType],
                     result: Option<enc::ComponentValType>,
-                    memory: Option<u32>| {
+                    options: Vec<enc::CanonicalOption>| {
+        let is_async = options
+            .iter()
+            .any(|o| matches!(o, enc::CanonicalOption::Async));
         let ty = types.len();
-        types
-            .function()
-            .params(
-                params
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| {
-                        (
-                            format!("p{i}"),
-                            enc::ComponentValType::Primitive(
-                                scalar(*p).unwrap_or(enc::PrimitiveValType::S32),
-                            ),
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(|(n, t)| (n.as_str(), *t)),
-            )
+        let params: Vec<(String, enc::ComponentValType)> = (params.iter().enumerate())
+            .map(|(i, p)| {
+                (
+                    format!("p{i}"),
+                    enc::ComponentValType::Primitive(
+                        scalar(*p).unwrap_or(enc::PrimitiveValType::S32),
+                    ),
+                )
+            })
+            .collect();
+        let mut func_type = types.function();
+        if is_async {
+            func_type.async_(true);
+        }
+        func_type
+            .params(params.iter().map(|(n, t)| (n.as_str(), *t)))
             .result(result);
-        canon.lift(core_func, ty, memory.map(enc::CanonicalOption::Memory));
+        canon.lift(core_func, ty, options);
         exports.export(name, enc::ComponentExportKind::Func, lifted, None);
         lifted += 1;
     };
+    // The options of an async lift of `func`, its callback `callback`.
+    let async_options =
+        |lift: Lift,
+         aliases: &mut enc::ComponentAliasSection,
+         alias_func: &mut dyn FnMut(&mut enc::ComponentAliasSection, u32, &str) -> u32,
+         callback: &str| {
+            use enc::CanonicalOption as O;
+            match lift {
+                Lift::Sync => vec![],
+                Lift::Callback => vec![
+                    O::Async,
+                    O::Callback(alias_func(aliases, glue_instance, "never")),
+                ],
+                Lift::CallbackYield => {
+                    vec![
+                        O::Async,
+                        O::Callback(alias_func(aliases, glue_instance, callback)),
+                    ]
+                }
+                Lift::Stackful => vec![O::Async],
+            }
+        };
 
     let init_func = alias_func(&mut aliases, glue_instance, "init");
+    let options = async_options(init_lift, &mut aliases, &mut alias_func, "init-cb");
     lift(
         &mut type_section,
         &mut canon,
@@ -702,14 +1682,23 @@ fn build(
         init_func,
         &[],
         None,
-        None,
+        options,
     );
     let mut calls = Vec::new();
     let mut observations = Vec::new();
     for i in 0..instances {
-        for (k, f) in exports.funcs.iter().filter(|f| liftable(f)).enumerate() {
+        let plans = (export_plans.iter().enumerate()).filter(|(_, e)| e.instance == i);
+        for (k, (n, e)) in plans.enumerate() {
+            let f = &exports.funcs[e.func];
             let name = format!("i{i}-f{k}");
-            let core = alias_func(&mut aliases, i, &f.name);
+            let (core, options) = if e.lift.is_async() {
+                let core = alias_func(&mut aliases, glue_instance, &format!("w{n}"));
+                let options =
+                    async_options(e.lift, &mut aliases, &mut alias_func, &format!("w{n}-cb"));
+                (core, options)
+            } else {
+                (alias_func(&mut aliases, i, &f.name), vec![])
+            };
             let result = f.results.first().map(|t| {
                 enc::ComponentValType::Primitive(scalar(*t).unwrap_or(enc::PrimitiveValType::S32))
             });
@@ -721,14 +1710,9 @@ fn build(
                 core,
                 &f.params,
                 result,
-                None,
+                options,
             );
-            let args = f
-                .params
-                .iter()
-                .map(|p| arg(*p, u))
-                .collect::<arbitrary::Result<_>>()?;
-            calls.push(Step::Call(name, args));
+            calls.push(Step::Call(name, e.args.clone(), e.lift));
         }
         let observer_instance = instances + i;
         aliases.alias(enc::Alias::CoreInstanceExport {
@@ -757,6 +1741,11 @@ fn build(
                     Step::Global(export.clone(), false),
                 )
             };
+            let options = if *is_memory {
+                vec![enc::CanonicalOption::Memory(memory)]
+            } else {
+                vec![]
+            };
             lift(
                 &mut type_section,
                 &mut canon,
@@ -765,11 +1754,23 @@ fn build(
                 core,
                 &[],
                 Some(result),
-                is_memory.then_some(memory),
+                options,
             );
             observations.push(step);
         }
     }
+    let acc_func = alias_func(&mut aliases, glue_instance, "acc");
+    lift(
+        &mut type_section,
+        &mut canon,
+        &mut component_exports,
+        GLUE_ACC,
+        acc_func,
+        &[],
+        Some(enc::ComponentValType::Primitive(enc::PrimitiveValType::S64)),
+        vec![],
+    );
+    observations.push(Step::Global(GLUE_ACC.into(), true));
     c.section(&aliases);
     c.section(&type_section);
     c.section(&canon);
@@ -781,7 +1782,9 @@ fn build(
     steps.extend(observations);
     Ok(Case {
         component: c.finish(),
-        init: init_index,
+        init: plan.chain.clone(),
+        init_lift,
+        init_returns: false,
         steps,
         observations: observation_count,
     })
@@ -796,14 +1799,25 @@ fn mem_arg(memory_index: u32, offset: u64) -> enc::MemArg {
 }
 
 /// The engine both sides run on: the features component-init's own runtime
-/// enables, plus fuel.
+/// enables (the async component model included), plus fuel.
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
+        // Wasmtime makes an error, Rust backtrace included when
+        // `RUST_BACKTRACE` is set, for every `memory.grow` past a maximum,
+        // even though the guest only sees -1; in deep recursion, which
+        // generated code is full of, capturing it walks the whole stack, and
+        // the cases take twice as long. (A process-wide switch, for this
+        // test binary or fuzz target; errors keep their messages.)
+        wasmtime::error::disable_backtrace();
         let mut config = wasmtime::Config::new();
         config.wasm_multi_memory(true);
         config.wasm_memory64(true);
         config.wasm_custom_page_sizes(true);
+        config.wasm_component_model_async(true);
+        config.wasm_component_model_more_async_builtins(true);
+        config.wasm_component_model_async_stackful(true);
+        config.wasm_component_model_error_context(true);
         config.consume_fuel(true);
         Engine::new(&config).expect("the harness engine is configured correctly")
     })
@@ -827,6 +1841,16 @@ fn trap_of(e: &wasmtime::Error) -> String {
 
 fn is_out_of_fuel(e: &wasmtime::Error) -> bool {
     matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel))
+}
+
+/// An error that is not a trap: the harness called something wrongly, or
+/// an async-lifted function never returned. The generated code cannot
+/// cause one (it has no imports), so it is a bug wherever it shows.
+fn not_a_trap(o: &Outcome) -> Option<&str> {
+    match o {
+        Outcome::Trap(t) if t.starts_with("error:") => Some(t),
+        _ => None,
+    }
 }
 
 /// NaN-aware equality of results: NaNs are equal whatever their payload
@@ -886,41 +1910,59 @@ fn first_difference(a: &[u8], b: &[u8]) -> String {
     }
 }
 
-fn step(store: &mut Store<()>, instance: &Instance, step: &Step) -> Outcome {
-    store.set_fuel(FUEL).expect("fuel is enabled");
-    let result = (|| -> wasmtime::Result<Outcome> {
-        let name = step.name();
-        let missing = || wasmtime::format_err!("no export `{name}`");
-        Ok(match step {
-            Step::Call(_, args) => {
-                let func = instance.get_func(&mut *store, name).ok_or_else(missing)?;
-                let mut results = vec![Val::Bool(false); func.ty(&*store).results().len()];
-                func.call(&mut *store, args, &mut results)?;
-                Outcome::Values(results)
-            }
-            Step::Memory(_) => {
-                let func = instance.get_typed_func::<(), (Vec<u8>,)>(&mut *store, name)?;
-                Outcome::Bytes(func.call(&mut *store, ())?.0)
-            }
-            Step::Global(_, false) => {
-                let func = instance.get_typed_func::<(), (i32,)>(&mut *store, name)?;
-                Outcome::Values(vec![Val::S32(func.call(&mut *store, ())?.0)])
-            }
-            Step::Global(_, true) => {
-                let func = instance.get_typed_func::<(), (i64,)>(&mut *store, name)?;
-                Outcome::Values(vec![Val::S64(func.call(&mut *store, ())?.0)])
-            }
-        })
-    })();
-    result.unwrap_or_else(|e| Outcome::Trap(trap_of(&e)))
+/// Runs `future` (Wasmtime's async calls) to its end.
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T, String> {
+    component_init::wasmtime_runtime::block_on(future).map_err(|e| format!("harness: {e:#}"))
+}
+
+/// Runs one step, on a full fuel budget. Every call goes through
+/// `call_async`, which calls async-lifted functions to their `task.return`.
+async fn step(store: &mut Store<()>, instance: &Instance, step: &Step) -> Outcome {
+    let fuel = match step {
+        Step::Call(..) => FUEL,
+        Step::Memory(_) | Step::Global(..) => OBSERVATION_FUEL,
+    };
+    store.set_fuel(fuel).expect("fuel is enabled");
+    step_result(store, instance, step)
+        .await
+        .unwrap_or_else(|e| Outcome::Trap(trap_of(&e)))
+}
+
+async fn step_result(
+    store: &mut Store<()>,
+    instance: &Instance,
+    step: &Step,
+) -> wasmtime::Result<Outcome> {
+    let name = step.name();
+    let missing = || wasmtime::format_err!("no export `{name}`");
+    Ok(match step {
+        Step::Call(_, args, _) => {
+            let func = instance.get_func(&mut *store, name).ok_or_else(missing)?;
+            let mut results = vec![Val::Bool(false); func.ty(&*store).results().len()];
+            func.call_async(&mut *store, args, &mut results).await?;
+            Outcome::Values(results)
+        }
+        Step::Memory(_) => {
+            let func = instance.get_typed_func::<(), (Vec<u8>,)>(&mut *store, name)?;
+            Outcome::Bytes(func.call_async(&mut *store, ()).await?.0)
+        }
+        Step::Global(_, false) => {
+            let func = instance.get_typed_func::<(), (i32,)>(&mut *store, name)?;
+            Outcome::Values(vec![Val::S32(func.call_async(&mut *store, ()).await?.0)])
+        }
+        Step::Global(_, true) => {
+            let func = instance.get_typed_func::<(), (i64,)>(&mut *store, name)?;
+            Outcome::Values(vec![Val::S64(func.call_async(&mut *store, ()).await?.0)])
+        }
+    })
 }
 
 /// Runs `steps` until the first trap (the instance may not be entered
 /// again after one).
-fn run_steps(store: &mut Store<()>, instance: &Instance, steps: &[Step]) -> Vec<Outcome> {
+async fn run_steps(store: &mut Store<()>, instance: &Instance, steps: &[Step]) -> Vec<Outcome> {
     let mut out = Vec::new();
     for s in steps {
-        let o = step(store, instance, s);
+        let o = step(store, instance, s).await;
         let trapped = matches!(o, Outcome::Trap(_));
         out.push(o);
         if trapped {
@@ -934,9 +1976,29 @@ fn wat_of(bytes: &[u8]) -> String {
     wasmprinter::print_bytes(bytes).unwrap_or_else(|e| format!("(unprintable: {e})"))
 }
 
+/// A pre-initializer: component bytes in, pre-initialized component out.
+pub type PreInit<'a> = &'a (dyn Fn(&[u8]) -> Result<Vec<u8>> + Sync);
+
+/// component-init's Wasmtime pipeline: the pre-initializer under test.
+pub fn default_pre_init(component: &[u8]) -> Result<Vec<u8>> {
+    component_init::initialize_with_wasmtime(
+        component,
+        &component_init::InstrumentOptions::default(),
+    )
+}
+
 /// Runs one case from `u`: the whole differential check. `Ok` with what
 /// happened and how many steps were compared; `Err` for a bug.
 pub fn check(u: &mut Unstructured<'_>) -> Result<(Verdict, usize), Failure> {
+    check_with(u, &default_pre_init)
+}
+
+/// [`check`] with another pre-initializer in place of component-init's
+/// (the test that a wrong snapshot fails the check passes one).
+pub fn check_with(
+    u: &mut Unstructured<'_>,
+    pre_init: PreInit<'_>,
+) -> Result<(Verdict, usize), Failure> {
     let harness = |e: anyhow::Error| {
         if e.downcast_ref::<arbitrary::Error>().is_some() {
             return Ok((Verdict::Skipped("input too short"), 0));
@@ -946,55 +2008,128 @@ pub fn check(u: &mut Unstructured<'_>) -> Result<(Verdict, usize), Failure> {
             wat: String::new(),
         })
     };
-    let generated = match Generated::new(u) {
-        Ok(Some(g)) => g,
-        Ok(None) => return Ok((Verdict::Skipped("wasm-smith generated no module"), 0)),
-        Err(e) => return harness(e),
-    };
-    // When init traps or runs out of fuel (the error is checked), or changes
-    // no state, another function is tried as init (up to four), so that
-    // more cases compare state that init made.
-    let mut tried = Vec::new();
-    let mut first = None;
-    let mut compared = None;
-    while tried.len() < ATTEMPTS {
-        let case = match generated.case(u, &tried) {
-            Ok(Some(case)) => case,
-            Ok(None) => break,
+    // A module none of whose functions returns (they loop, or trap), or
+    // that does not instantiate, makes a case that never reaches a
+    // snapshot: three in four of them are replaced by another module, up to
+    // twice.
+    let mut last = None;
+    for attempt in 1..=MODULES {
+        let generated = match Generated::new(u) {
+            Ok(Some(g)) => g,
+            Ok(None) if last.is_some() => break,
+            Ok(None) => return Ok((Verdict::Skipped("wasm-smith generated no module"), 0)),
             Err(e) => return harness(e),
         };
-        tried.push(case.init);
-        let (verdict, steps) = check_case(&case)?;
-        match verdict {
-            Verdict::ErrorChecked(INIT_TRAPS) | Verdict::Skipped(INIT_OUT_OF_FUEL) => {
-                first.get_or_insert((verdict, steps));
-            }
-            Verdict::Compared {
-                init_changed_state: false,
-            } => {
-                compared.get_or_insert((verdict, steps));
-            }
-            _ => return Ok((verdict, steps)),
+        let case = match generated.case(u, true) {
+            Ok(Some(case)) => case,
+            Ok(None) if last.is_some() => break,
+            Ok(None) => return Ok((Verdict::Skipped("no function that init can call"), 0)),
+            Err(e) => return harness(e),
+        };
+        let keep = match u.ratio(1, 4) {
+            Ok(keep) => keep,
+            Err(e) => return harness(e.into()),
+        };
+        if case.init_returns || attempt == MODULES || keep {
+            return check_case(&case, pre_init);
         }
+        last = Some(case);
     }
-    Ok(compared
-        .or(first)
-        .unwrap_or((Verdict::Skipped("no function that init can call"), 0)))
+    check_case(&last.expect("a case was generated"), pre_init)
 }
+
+/// How many modules [`check`] generates at most for one case.
+const MODULES: usize = 3;
 
 /// A call overflows the stack on one side only; see [`exhausted`].
 const STACK_DEPTH_DIFFERS: &str = "a call overflows the stack on one side only (stack use is \
                                    implementation-defined)";
 
-/// How many functions [`check`] tries as init.
-const ATTEMPTS: usize = 4;
-const INIT_TRAPS: &str = "init traps (with every function tried)";
-const INIT_OUT_OF_FUEL: &str = "init runs out of fuel (with every function tried)";
+const INSTANTIATION_TRAPS: &str = "instantiation traps (a start function or a data segment)";
+const INIT_TRAPS: &str = "init traps";
+const INIT_OUT_OF_FUEL: &str = "init runs out of fuel";
 
-/// The differential check for one generated case.
-pub fn check_case(case: &Case) -> Result<(Verdict, usize), Failure> {
+/// How the original's run went.
+enum Original {
+    StartOutOfFuel,
+    InitOutOfFuel,
+    /// Instantiation or init trapped: why, and whether by overflowing the
+    /// stack.
+    Traps(&'static str, bool),
+    /// Init returned: every step's outcome, and the observations of a fresh
+    /// instance (before init).
+    Ran {
+        expected: Vec<Outcome>,
+        before: Vec<Outcome>,
+    },
+}
+
+/// The original: instantiate (start functions run), init, the rest; and
+/// the observations of a fresh instance, without init.
+async fn run_original(component: &Component, case: &Case) -> Result<Original, String> {
+    let engine = engine();
+    let linker = Linker::<()>::new(engine);
+    let mut store = Store::new(engine, ());
+    store.set_fuel(FUEL).expect("fuel is enabled");
+    let instance = match linker.instantiate_async(&mut store, component).await {
+        Err(e) if is_out_of_fuel(&e) => return Ok(Original::StartOutOfFuel),
+        Err(e) if e.downcast_ref::<Trap>().is_none() => {
+            return Err(format!("harness: instantiation failed: {e:#}"));
+        }
+        Err(e) => {
+            return Ok(Original::Traps(
+                INSTANTIATION_TRAPS,
+                trap_of(&e) == STACK_OVERFLOW,
+            ));
+        }
+        Ok(instance) => instance,
+    };
+    let init = Step::Call(INIT.into(), vec![], case.init_lift);
+    match step(&mut store, &instance, &init).await {
+        o if not_a_trap(&o).is_some() => Err(format!("harness: init failed: {}", describe(&o))),
+        Outcome::Trap(t) if t == "trap: OutOfFuel" => Ok(Original::InitOutOfFuel),
+        Outcome::Trap(t) => Ok(Original::Traps(INIT_TRAPS, t == STACK_OVERFLOW)),
+        _ => {
+            let expected = run_steps(&mut store, &instance, &case.steps).await;
+            harness_errors(&case.steps, &expected)?;
+            let mut fresh = Store::new(engine, ());
+            fresh.set_fuel(FUEL).expect("fuel is enabled");
+            let instance = linker
+                .instantiate_async(&mut fresh, component)
+                .await
+                .map_err(|e| format!("a second instantiation failed: {e:#}"))?;
+            let observations = &case.steps[..case.observations];
+            let before = run_steps(&mut fresh, &instance, observations).await;
+            harness_errors(observations, &before)?;
+            Ok(Original::Ran { expected, before })
+        }
+    }
+}
+
+/// Fails when a step of the original's run failed other than by trapping,
+/// or an observation failed at all: observers only read.
+fn harness_errors(steps: &[Step], outcomes: &[Outcome]) -> Result<(), String> {
+    for (s, o) in steps.iter().zip(outcomes) {
+        let observation = !matches!(s, Step::Call(..));
+        if let Some(e) = not_a_trap(o).or(match o {
+            Outcome::Trap(t) if observation => Some(t),
+            _ => None,
+        }) {
+            return Err(format!("harness: `{}` failed: {e}", s.name()));
+        }
+    }
+    Ok(())
+}
+
+/// The differential check for one generated case, `pre_init` the
+/// pre-initializer.
+pub fn check_case(case: &Case, pre_init: PreInit<'_>) -> Result<(Verdict, usize), Failure> {
     let fail = |what: String| Failure {
-        what,
+        what: format!(
+            "{what}\n(init, lifted {}, calls the module's exported functions {:?})",
+            case.init_lift.name(),
+            case.init
+        ),
         wat: wat_of(&case.component),
     };
     if let Err(e) =
@@ -1004,8 +2139,7 @@ pub fn check_case(case: &Case) -> Result<(Verdict, usize), Failure> {
             "harness: generated component is invalid: {e:#}"
         )));
     }
-    let engine = engine();
-    let original = match Component::new(engine, &case.component) {
+    let original = match Component::new(engine(), &case.component) {
         Ok(c) => c,
         Err(_) => {
             return Ok((
@@ -1014,44 +2148,33 @@ pub fn check_case(case: &Case) -> Result<(Verdict, usize), Failure> {
             ));
         }
     };
-    let linker = Linker::<()>::new(engine);
-    let mut store = Store::new(engine, ());
-    store.set_fuel(FUEL).expect("fuel is enabled");
-
-    // The original: instantiate (start functions run), init, the rest.
-    let (why, overflow) = match linker.instantiate(&mut store, &original) {
-        Err(e) if is_out_of_fuel(&e) => {
+    let run = block_on(run_original(&original, case))
+        .and_then(|r| r)
+        .map_err(fail)?;
+    let (why, overflow) = match run {
+        Original::StartOutOfFuel => {
             return Ok((Verdict::Skipped("a start function runs out of fuel"), 0));
         }
-        Err(e) => (
-            "instantiation traps (a start function or a data segment)",
-            trap_of(&e) == STACK_OVERFLOW,
-        ),
-        Ok(instance) => match step(&mut store, &instance, &Step::Call(INIT.into(), vec![])) {
-            Outcome::Trap(t) if t == "trap: OutOfFuel" => {
-                return Ok((Verdict::Skipped(INIT_OUT_OF_FUEL), 0));
-            }
-            Outcome::Trap(t) => (INIT_TRAPS, t == STACK_OVERFLOW),
-            _ => {
-                let expected = run_steps(&mut store, &instance, &case.steps);
-                // The same observations on a fresh instance, without init:
-                // did init change anything?
-                let mut fresh = Store::new(engine, ());
-                fresh.set_fuel(FUEL).expect("fuel is enabled");
-                let instance = linker
-                    .instantiate(&mut fresh, &original)
-                    .map_err(|e| fail(format!("a second instantiation failed: {e:#}")))?;
-                let observations = &case.steps[..case.observations];
-                let before = run_steps(&mut fresh, &instance, observations);
-                let changed = !(before.iter().zip(&expected)).all(|(a, b)| same(a, b));
-                return compare(case, expected, changed).map_err(fail);
-            }
-        },
+        Original::InitOutOfFuel => return Ok((Verdict::Skipped(INIT_OUT_OF_FUEL), 0)),
+        Original::Traps(why, overflow) => (why, overflow),
+        Original::Ran { expected, before } => {
+            // Did init change anything? Anything the observers see, and
+            // anything of the wasm-smith instances (all but the glue's
+            // `acc`).
+            let differs = |(a, b): (&Outcome, &Outcome)| !same(a, b);
+            let observed = before.iter().zip(&expected);
+            let changed = observed.clone().any(differs);
+            let module_changed = (case.steps.iter().zip(observed))
+                .filter(|(s, _)| s.name() != GLUE_ACC)
+                .map(|(_, o)| o)
+                .any(differs);
+            return compare(case, pre_init, expected, changed, module_changed).map_err(fail);
+        }
     };
 
     // The original traps before init returns: pre-initialization must fail,
     // with an error.
-    match pre_init(&case.component) {
+    match catch_panic(pre_init, &case.component) {
         // The instrumented code may use less stack than the original.
         Ok(Ok(_)) if overflow => Ok((Verdict::Skipped(STACK_DEPTH_DIFFERS), 0)),
         Ok(Ok(_)) => Err(fail(format!(
@@ -1062,15 +2185,9 @@ pub fn check_case(case: &Case) -> Result<(Verdict, usize), Failure> {
     }
 }
 
-/// Runs component-init's Wasmtime pipeline, turning a panic into `Err`.
-fn pre_init(component: &[u8]) -> Result<Result<Vec<u8>>, String> {
-    std::panic::catch_unwind(|| {
-        component_init::initialize_with_wasmtime(
-            component,
-            &component_init::InstrumentOptions::default(),
-        )
-    })
-    .map_err(|p| {
+/// Runs `pre_init`, turning a panic into `Err`.
+fn catch_panic(pre_init: PreInit<'_>, component: &[u8]) -> Result<Result<Vec<u8>>, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pre_init(component))).map_err(|p| {
         p.downcast_ref::<String>()
             .cloned()
             .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
@@ -1104,10 +2221,12 @@ fn documented_limitation(msg: &str) -> Option<&'static str> {
 /// original's.
 fn compare(
     case: &Case,
+    pre_init: PreInit<'_>,
     expected: Vec<Outcome>,
     init_changed_state: bool,
+    module_state_changed: bool,
 ) -> Result<(Verdict, usize), String> {
-    let output = match pre_init(&case.component) {
+    let output = match catch_panic(pre_init, &case.component) {
         Err(panic) => return Err(format!("pre-initialization panicked: {panic}")),
         Ok(Err(e)) => {
             let msg = format!("{e:#}");
@@ -1141,12 +2260,15 @@ fn compare(
     {
         return Err(format!("the output still exports `{INIT}`"));
     }
-    let mut store = Store::new(engine, ());
-    store.set_fuel(FUEL).expect("fuel is enabled");
-    let instance = Linker::<()>::new(engine)
-        .instantiate(&mut store, &component)
-        .map_err(|e| format!("the output fails to instantiate: {}", trap_of(&e)))?;
-    let actual = run_steps(&mut store, &instance, &case.steps);
+    let actual = block_on(async {
+        let mut store = Store::new(engine, ());
+        store.set_fuel(FUEL).expect("fuel is enabled");
+        let instance = Linker::<()>::new(engine)
+            .instantiate_async(&mut store, &component)
+            .await
+            .map_err(|e| format!("the output fails to instantiate: {}", trap_of(&e)))?;
+        Ok::<_, String>(run_steps(&mut store, &instance, &case.steps).await)
+    })??;
     for (i, (s, (a, b))) in case
         .steps
         .iter()
@@ -1179,7 +2301,18 @@ fn compare(
             actual.len()
         ));
     }
-    Ok((Verdict::Compared { init_changed_state }, expected.len()))
+    let async_calls = (case.steps.iter().take(expected.len()))
+        .filter(|s| matches!(s, Step::Call(_, _, lift) if lift.is_async()))
+        .count();
+    Ok((
+        Verdict::Compared {
+            init_changed_state,
+            module_state_changed,
+            init_lift: case.init_lift.name(),
+            async_calls,
+        },
+        expected.len(),
+    ))
 }
 
 /// Deterministic input bytes for case `seed` (splitmix64), 256 bytes to

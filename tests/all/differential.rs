@@ -1,8 +1,10 @@
 //! Differential testing: for a fixed range of seeds, generate a component
 //! around a wasm-smith module, run it as is and pre-initialized, and compare
 //! every call's result (traps included) and the final memories and globals.
-//! The oracle lives in `fuzz/src/oracle.rs`, shared with the `differential`
-//! fuzz target.
+//! Init and some exports are lifted with the async ABI (callback, callback
+//! yielding, stackful). The oracle lives in `fuzz/src/oracle.rs`, shared
+//! with the `differential` fuzz target. `a_wrong_snapshot_fails_the_check`
+//! checks the check: a pre-initializer that runs init twice must fail it.
 //!
 //! `hostile_inputs` feeds arbitrary bytes, mutated components, arbitrary
 //! snapshots and tampered plans to parse, instrument and `Plan::apply`
@@ -18,11 +20,12 @@ mod hostile;
 mod oracle;
 
 use arbitrary::Unstructured;
-use oracle::{Failure, Stats};
+use component_init::InstrumentOptions;
+use oracle::{Failure, Lift, Stats, Verdict};
 use std::ops::Range;
 
 /// Seeds run by default: enough cases for a broad sweep, few enough for a
-/// debug `cargo test` on two cores (about 40 ms of CPU per case).
+/// debug `cargo test` on two cores (about 50 ms of CPU per case).
 const DEFAULT_SEEDS: Range<u64> = 0..600;
 
 /// Hostile cases are cheap (no Wasm runs).
@@ -98,6 +101,65 @@ fn differential() {
         stats.compared,
         stats.cases
     );
+    // Over the default range, and any as long: most compared cases snapshot
+    // state of the wasm-smith instances, and every shape of async lift is
+    // compared (600 seeds: 468 compared, 447 of them with such state, each
+    // async shape of init about 90 times, 272 async calls).
+    if seeds.end - seeds.start >= DEFAULT_SEEDS.end - DEFAULT_SEEDS.start {
+        assert!(
+            stats.changed_module * 4 >= stats.compared * 3,
+            "init changed the instances' state in only {} of {} compared cases:\n{stats}",
+            stats.changed_module,
+            stats.compared
+        );
+        for lift in [Lift::Sync].into_iter().chain(Lift::ASYNC) {
+            let n = stats.init_lifts.get(lift.name()).copied().unwrap_or(0);
+            assert!(
+                n >= 20,
+                "init lifted {} compared {n} times:\n{stats}",
+                lift.name()
+            );
+        }
+        assert!(
+            stats.async_calls >= 100,
+            "only {} calls of async-lifted exports compared:\n{stats}",
+            stats.async_calls
+        );
+    }
+}
+
+/// A pre-initializer that runs init twice (once keeping the init export,
+/// then again on that output): its snapshots hold the wrong state, and the
+/// check must fail every case it would otherwise compare (but those where
+/// the second init fails in a documented way, or overflows the stack).
+#[test]
+fn a_wrong_snapshot_fails_the_check() {
+    let twice = |component: &[u8]| {
+        let keep = InstrumentOptions {
+            keep_init_func: true,
+            ..InstrumentOptions::default()
+        };
+        let once = component_init::initialize_with_wasmtime(component, &keep)?;
+        component_init::initialize_with_wasmtime(&once, &InstrumentOptions::default())
+    };
+    let mut caught = 0;
+    let mut missed = Vec::new();
+    for seed in 0..40 {
+        let bytes = oracle::seed_bytes(seed);
+        let right = oracle::check(&mut Unstructured::new(&bytes));
+        if !matches!(right, Ok((Verdict::Compared { .. }, _))) {
+            continue;
+        }
+        match oracle::check_with(&mut Unstructured::new(&bytes), &twice) {
+            Err(_) => caught += 1,
+            Ok((Verdict::Skipped(why), _))
+                if why.contains("(documented)") || why.contains("stack") => {}
+            Ok(verdict) => missed.push((seed, verdict)),
+        }
+    }
+    println!("a wrong snapshot: {caught} cases caught");
+    assert!(missed.is_empty(), "not caught: {missed:?}");
+    assert!(caught >= 20, "only {caught} cases caught");
 }
 
 #[test]
