@@ -3,8 +3,6 @@
 //! component) are refused: a snapshot cannot carry a handle table, and the
 //! output would trap on first use. Init that drops its handles succeeds.
 
-use std::process::Command;
-
 use wasmtime::component::Val;
 
 use crate::guests::wasip2_guest;
@@ -228,24 +226,9 @@ fn a_rust_guest_keeping_a_resource_in_a_static_is_refused() {
 #[test]
 fn the_split_snapshot_command_refuses_it_too() {
     let dir = tempfile::tempdir().unwrap();
-    let d = |name: &str| dir.path().join(name);
-    std::fs::write(d("app.wat"), one_resource(true)).unwrap();
-    let cli = || Command::new(env!("CARGO_BIN_EXE_component-init"));
-    let status = cli()
-        .args(["instrument".as_ref(), d("app.wat").as_os_str()])
-        .args(["-o".as_ref(), d("inst.wasm").as_os_str()])
-        .args(["--plan".as_ref(), d("plan.json").as_os_str()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = cli()
-        .args(["snapshot".as_ref(), d("inst.wasm").as_os_str()])
-        .args(["--plan".as_ref(), d("plan.json").as_os_str()])
-        .args(["-o".as_ref(), d("snap.bin").as_os_str()])
-        .output()
-        .unwrap();
+    let output = split_snapshot(dir.path(), one_resource(true).as_bytes(), &[]);
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("handle table"), "{stderr}");
-    assert!(!d("snap.bin").exists());
+    assert!(!dir.path().join("snap.bin").exists());
 }

@@ -14,10 +14,6 @@ use wasmtime::component::Val;
 
 use crate::support::*;
 
-fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_component-init"))
-}
-
 /// Runs the CLI on `input` (WAT) with `args` and `-o` into a fresh
 /// directory, where an older output already exists; returns the process's
 /// output and whether that file is intact.
@@ -161,21 +157,11 @@ fn fuel_is_a_deterministic_bound() {
 fn limits_on_the_split_snapshot_command() {
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name);
-    std::fs::write(d("app.wat"), component(FOREVER)).unwrap();
-    let status = cli()
-        .args(["instrument".as_ref(), d("app.wat").as_os_str()])
-        .args(["-o".as_ref(), d("inst.wasm").as_os_str()])
-        .args(["--plan".as_ref(), d("plan.json").as_os_str()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = cli()
-        .args(["snapshot".as_ref(), d("inst.wasm").as_os_str()])
-        .args(["--plan".as_ref(), d("plan.json").as_os_str()])
-        .args(["-o".as_ref(), d("snap.bin").as_os_str()])
-        .args(["--timeout", "250ms"])
-        .output()
-        .unwrap();
+    let output = split_snapshot(
+        dir.path(),
+        component(FOREVER).as_bytes(),
+        &["--timeout", "250ms"],
+    );
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
@@ -334,23 +320,8 @@ fn the_library_and_the_split_snapshot_command_end_host_waits_too() {
     assert!(start.elapsed() < Duration::from_secs(15));
 
     let dir = tempfile::tempdir().unwrap();
-    let d = |name: &str| dir.path().join(name);
-    std::fs::write(d("app.wasm"), &input).unwrap();
-    let status = cli()
-        .args(["instrument".as_ref(), d("app.wasm").as_os_str()])
-        .args(["-o".as_ref(), d("inst.wasm").as_os_str()])
-        .args(["--plan".as_ref(), d("plan.json").as_os_str()])
-        .status()
-        .unwrap();
-    assert!(status.success());
     let start = Instant::now();
-    let output = cli()
-        .args(["snapshot".as_ref(), d("inst.wasm").as_os_str()])
-        .args(["--plan".as_ref(), d("plan.json").as_os_str()])
-        .args(["-o".as_ref(), d("snap.bin").as_os_str()])
-        .args(["--wasi", "--timeout", "2s"])
-        .output()
-        .unwrap();
+    let output = split_snapshot(dir.path(), &input, &["--wasi", "--timeout", "2s"]);
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
@@ -358,5 +329,5 @@ fn the_library_and_the_split_snapshot_command_end_host_waits_too() {
         "{stderr}"
     );
     assert!(start.elapsed() < Duration::from_secs(15));
-    assert!(!d("snap.bin").exists());
+    assert!(!dir.path().join("snap.bin").exists());
 }

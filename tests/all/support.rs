@@ -26,6 +26,29 @@ pub fn cli_in(
     (output, out_path)
 }
 
+/// Runs `component-init instrument` on `input` (binary or text) in `dir`
+/// (`app.wasm` to `inst.wasm` and `plan.json`), then `component-init
+/// snapshot` to `snap.bin` with `args`; returns what the snapshot step did.
+pub fn split_snapshot(dir: &std::path::Path, input: &[u8], args: &[&str]) -> std::process::Output {
+    let d = |name: &str| dir.join(name);
+    let cli = || std::process::Command::new(env!("CARGO_BIN_EXE_component-init"));
+    std::fs::write(d("app.wasm"), input).unwrap();
+    let status = cli()
+        .args(["instrument".as_ref(), d("app.wasm").as_os_str()])
+        .args(["-o".as_ref(), d("inst.wasm").as_os_str()])
+        .args(["--plan".as_ref(), d("plan.json").as_os_str()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "instrument");
+    cli()
+        .args(["snapshot".as_ref(), d("inst.wasm").as_os_str()])
+        .args(["--plan".as_ref(), d("plan.json").as_os_str()])
+        .args(["-o".as_ref(), d("snap.bin").as_os_str()])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// Parses a component written in WebAssembly text.
 pub fn wat(text: &str) -> Vec<u8> {
     wat::parse_str(text).expect("test WAT parses")
