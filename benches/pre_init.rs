@@ -6,6 +6,7 @@
 //! cargo bench --bench pre_init                      # every workload
 //! cargo bench --bench pre_init -- dense-96mib large-code
 //! PRE_INIT_BENCH_RUNS=3 cargo bench --bench pre_init
+//! PRE_INIT_BENCH_CACHE=0 cargo bench --bench pre_init   # without the cache table
 //! ```
 //!
 //! Every pipeline run is a child process of its own (this binary, re-run as
@@ -47,6 +48,13 @@ fn main() {
             .map_err(anyhow::Error::from)
             .and_then(|setup| child::main(tool, &setup, input, output));
         if let Err(e) = result {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if args.first().map(String::as_str) == Some("__startup") {
+        if let Err(e) = compare_startup(&args[1..]) {
             eprintln!("error: {e:#}");
             std::process::exit(1);
         }
@@ -129,6 +137,190 @@ struct Row {
     /// dominates only).
     ours_cranelift: Option<ToolResult>,
     startup: Option<Startup>,
+    /// With Wasmtime's compilation cache ([`CACHED`] workloads only).
+    cache: Option<CacheRow>,
+}
+
+/// The workloads of the cache table: those where compiling is most of the
+/// time (the others compile in milliseconds).
+const CACHED: &[&str] = &[
+    "regex-tables",
+    "large-code",
+    "many-globals",
+    "componentize-py",
+    "componentize-js",
+];
+
+/// The runs in the order of each repetition of the cache table, all with
+/// the same cache directory (emptied before the first): the input, the
+/// input again, and the changed app (where the workload has one).
+const CACHE_RUNS: [&str; 3] = ["first", "again", "changed"];
+
+/// One tool's runs with a compilation cache, per [`CACHE_RUNS`].
+#[derive(Default)]
+struct CacheRuns {
+    runs: [Vec<Measured>; 3],
+    failure: Option<String>,
+}
+
+impl CacheRuns {
+    fn total(&self, i: usize) -> f64 {
+        median(&mut self.runs[i].iter().map(|m| m.total).collect::<Vec<_>>())
+    }
+
+    fn phase(&self, i: usize, phase: usize) -> f64 {
+        median(
+            &mut self.runs[i]
+                .iter()
+                .map(|m| m.phases[phase])
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// "hits/runs" of run `i`.
+    fn hits(&self, i: usize) -> String {
+        let runs = &self.runs[i];
+        let hits = runs.iter().filter(|m| m.cache_hit == Some(true)).count();
+        format!("{hits}/{}", runs.len())
+    }
+}
+
+#[derive(Default)]
+struct CacheRow {
+    load: f64,
+    ours: CacheRuns,
+    peer: CacheRuns,
+    /// What-if: ours with `--compiler cranelift` and the cache.
+    ours_cranelift: CacheRuns,
+    /// The command lines, as their users run them: `component-init` and
+    /// `wasmtime wizer`, wall-clock time of the process.
+    cli_ours: CacheRuns,
+    cli_peer: CacheRuns,
+}
+
+/// The command lines of the CLI rows: ours (this package's binary, built
+/// with the bench) and `wasmtime` 48 (`PRE_INIT_BENCH_WASMTIME`, or
+/// `wasmtime` on the `PATH`), when it is there.
+struct Clis {
+    ours: PathBuf,
+    /// The `wasmtime` executable and what its `--version` says.
+    wasmtime: Option<(PathBuf, String)>,
+}
+
+impl Clis {
+    fn find() -> Clis {
+        let wasmtime = std::env::var_os("PRE_INIT_BENCH_WASMTIME")
+            .map_or_else(|| PathBuf::from("wasmtime"), PathBuf::from);
+        let version = Command::new(&wasmtime)
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|v| v.starts_with("wasmtime 48."));
+        Clis {
+            ours: PathBuf::from(env!("CARGO_BIN_EXE_component-init")),
+            wasmtime: version.map(|v| (wasmtime, v)),
+        }
+    }
+}
+
+/// Files in the cache directory that are compiled code (not the cache
+/// worker's `.stats` and lock files): a run that adds none was served
+/// from the cache.
+fn cache_entries(dir: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_none() {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Runs a command line (`cli-ours`: `component-init`, `cli-peer`:
+/// `wasmtime wizer`) as its users would, with the cache configuration
+/// `config` (`-C cache-config=FILE`, both take it), timing the process
+/// from start to exit.
+fn run_cli(
+    clis: &Clis,
+    tool: &str,
+    setup: &Setup,
+    input: &Path,
+    output: &Path,
+    config: &Path,
+    cache_dir: &Path,
+) -> Result<Measured, String> {
+    let mut command = match tool {
+        "cli-ours" => {
+            let mut c = Command::new(&clis.ours);
+            if setup.wasi {
+                c.arg("--wasi");
+            }
+            if !setup.dirs.is_empty() {
+                // as the bench's own runs do: the WASI adapter keeps its
+                // handle to the preopened directory
+                c.arg("--allow-open-resources");
+            }
+            c
+        }
+        "cli-peer" => {
+            let (wasmtime, _) = clis.wasmtime.as_ref().ok_or("no wasmtime 48")?;
+            let mut c = Command::new(wasmtime);
+            c.arg("wizer");
+            if setup.wasi {
+                // `wasmtime wizer` links no WASI unless asked
+                c.args(["-S", "cli=y"]);
+            }
+            c
+        }
+        other => return Err(format!("unknown command line `{other}`")),
+    };
+    command.arg("--init-func").arg(&setup.init);
+    for (name, value) in &setup.env {
+        command.arg("--env").arg(format!("{name}={value}"));
+    }
+    for (host, guest) in &setup.dirs {
+        command
+            .arg("--dir")
+            .arg(format!("{}::{guest}", host.display()));
+    }
+    command
+        .arg("-C")
+        .arg(format!("cache-config={}", config.display()))
+        .arg("-o")
+        .arg(output)
+        .arg(input);
+    let before = cache_entries(cache_dir);
+    let start = std::time::Instant::now();
+    let out = command
+        .output()
+        .map_err(|e| format!("failed to start {tool}: {e}"))?;
+    let total = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "{} [{}]",
+            stderr
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or_default(),
+            out.status
+        ));
+    }
+    Ok(Measured {
+        phases: [f64::NAN; 5],
+        total,
+        output_size: std::fs::metadata(output).map_or(0, |m| m.len() as usize),
+        guest_memory: 0,
+        peak_rss: 0,
+        cache_hit: Some(before > 0 && cache_entries(cache_dir) == before),
+    })
 }
 
 /// The workloads on which the what-if `ours-cranelift` also runs.
@@ -186,12 +378,21 @@ fn run(selected: &[&str]) -> Result<()> {
         .and_then(Path::parent)
         .context("no target directory")?
         .join("pre-init-bench");
+    let with_cache = std::env::var("PRE_INIT_BENCH_CACHE").map_or(true, |v| v != "0");
+    let clis = Clis::find();
+    if with_cache && clis.wasmtime.is_none() {
+        eprintln!(
+            "no wasmtime 48 (PRE_INIT_BENCH_WASMTIME or on the PATH): the cache table has no \
+             `wasmtime wizer` column"
+        );
+    }
     let idle = run_child(
         &exe,
         "idle",
         &Setup::new(false),
         &dir.join("idle.wasm"),
         &dir.join("idle.out"),
+        None,
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = Engine::new(&child::config())?;
@@ -227,7 +428,7 @@ fn run(selected: &[&str]) -> Result<()> {
                     continue;
                 }
                 let output = dir.join(format!("{name}.{tool}.wasm"));
-                match run_child(&exe, tool, &workload.setup, &input, &output) {
+                match run_child(&exe, tool, &workload.setup, &input, &output, None) {
                     Ok(m) => {
                         eprintln!(
                             "   {tool} run {}/{runs}: {:.1} ms, {} bytes, peak RSS {:.0} MiB",
@@ -252,6 +453,11 @@ fn run(selected: &[&str]) -> Result<()> {
         let startup = measure_startup(&engine, &workload, &ours, &peer)
             .map_err(|e| eprintln!("   startup failed: {e:#}"))
             .ok();
+        let cache = if with_cache && CACHED.contains(&name) {
+            Some(cache_runs(&exe, &clis, &dir, &workload, &input, runs)?)
+        } else {
+            None
+        };
         rows.push(Row {
             workload,
             load,
@@ -259,6 +465,7 @@ fn run(selected: &[&str]) -> Result<()> {
             peer,
             ours_cranelift: what_if.then_some(ours_cranelift),
             startup,
+            cache,
         });
     }
 
@@ -269,6 +476,7 @@ fn run(selected: &[&str]) -> Result<()> {
         idle.peak_rss,
         empty_startup,
         load_start,
+        &clis,
     );
     print!("{report}");
     let path = dir.join("results.md");
@@ -277,17 +485,125 @@ fn run(selected: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Runs one pipeline in a child process; `Err` is the child's error or
-/// panic message.
+/// The cache table's runs of `workload`: per repetition and tool (ours,
+/// the peer, ours with Cranelift; each with its own cache directory,
+/// emptied first), the input, the input again, then the changed app if
+/// the workload has one. Each run is a child process, as elsewhere.
+fn cache_runs(
+    exe: &Path,
+    clis: &Clis,
+    dir: &Path,
+    workload: &Workload,
+    input: &Path,
+    runs: usize,
+) -> Result<CacheRow> {
+    let name = workload.name;
+    let changed = match &workload.changed {
+        Some(changed) => {
+            let path = dir.join(format!("{name}.changed.wasm"));
+            std::fs::write(&path, &changed.bytes)?;
+            Some(path)
+        }
+        None => None,
+    };
+    let mut row = CacheRow {
+        load: load(),
+        ..CacheRow::default()
+    };
+    for i in 0..runs {
+        let mut tools = vec![
+            ("ours-cached", &mut row.ours),
+            ("peer-cached", &mut row.peer),
+            ("ours-cranelift-cached", &mut row.ours_cranelift),
+            ("cli-ours", &mut row.cli_ours),
+        ];
+        if clis.wasmtime.is_some() {
+            tools.push(("cli-peer", &mut row.cli_peer));
+        }
+        for (tool, result) in tools {
+            if result.failure.is_some() {
+                continue;
+            }
+            // A cache of its own, as the CLIs read it from
+            // `-C cache-config=FILE`: emptied before each repetition.
+            let cache_dir = dir.join("cache").join(name).join(tool);
+            let _ = std::fs::remove_dir_all(&cache_dir);
+            std::fs::create_dir_all(&cache_dir)?;
+            let config = dir.join("cache").join(name).join(format!("{tool}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "[cache]\ndirectory = {}\n",
+                    serde_json::to_string(&cache_dir.to_string_lossy())?
+                ),
+            )?;
+            for (k, kind) in CACHE_RUNS.iter().enumerate() {
+                let input = match *kind {
+                    "changed" => match &changed {
+                        Some(path) => path.as_path(),
+                        None => continue,
+                    },
+                    _ => input,
+                };
+                let output = dir.join(format!("{name}.{tool}.{kind}.wasm"));
+                let measured = if tool.starts_with("cli-") {
+                    run_cli(
+                        clis,
+                        tool,
+                        &workload.setup,
+                        input,
+                        &output,
+                        &config,
+                        &cache_dir,
+                    )
+                } else {
+                    run_child(exe, tool, &workload.setup, input, &output, Some(&config))
+                };
+                match measured {
+                    Ok(m) => {
+                        eprintln!(
+                            "   {tool} {kind} {}/{runs}: {:.1} ms, {} bytes, {}",
+                            i + 1,
+                            m.total * 1e3,
+                            m.output_size,
+                            match m.cache_hit {
+                                Some(true) => "from the cache",
+                                Some(false) => "compiled",
+                                None => "no cache",
+                            }
+                        );
+                        result.runs[k].push(m);
+                    }
+                    Err(e) => {
+                        eprintln!("   {tool} {kind} failed: {e}");
+                        result.failure = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir.join("cache").join(name));
+    Ok(row)
+}
+
+/// Runs one pipeline in a child process (with `cache`, the `*-cached`
+/// tools' cache configuration file); `Err` is the child's error or panic
+/// message.
 fn run_child(
     exe: &Path,
     tool: &str,
     setup: &Setup,
     input: &Path,
     output: &Path,
+    cache: Option<&Path>,
 ) -> Result<Measured, String> {
     let setup = serde_json::to_string(setup).map_err(|e| e.to_string())?;
-    let out = Command::new(exe)
+    let mut command = Command::new(exe);
+    if let Some(config) = cache {
+        command.env(child::CACHE_CONFIG_VAR, config);
+    }
+    let out = command
         .arg("__child")
         .arg(tool)
         .arg(setup)
@@ -398,6 +714,68 @@ fn measure_startup(
     })
 }
 
+/// `pre_init __startup WORKLOAD FILE...`: the startup (as the startup
+/// table measures it) of outputs of `WORKLOAD` made by different builds,
+/// e.g. before and after a change to the rewrite, measured in turns, one
+/// file after the other, for `PRE_INIT_BENCH_STARTUP_ROUNDS` rounds
+/// (default 5): the median of the rounds' medians, beside the original
+/// without init, so that the load of the machine weighs on all alike.
+fn compare_startup(args: &[String]) -> Result<()> {
+    let [name, files @ ..] = args else {
+        anyhow::bail!("usage: pre_init __startup WORKLOAD FILE...");
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let exe = std::env::current_exe()?;
+    // target/release/deps/pre_init-HASH -> target/pre-init-bench
+    let tools = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .context("no target directory")?
+        .join("pre-init-bench");
+    let workload = workloads::build(name, &root, &tools).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rounds = std::env::var("PRE_INIT_BENCH_STARTUP_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5usize);
+    let engine = Engine::new(&child::config())?;
+    let mut variants = vec![(
+        "original, no init".to_string(),
+        Component::new(&engine, &workload.bytes)?,
+    )];
+    for file in files {
+        variants.push((file.clone(), Component::new(&engine, std::fs::read(file)?)?));
+    }
+    let mut times = vec![Vec::new(); variants.len()];
+    let mut results = vec![String::new(); variants.len()];
+    for _ in 0..rounds {
+        for (i, (_, component)) in variants.iter().enumerate() {
+            match startup::measure(&engine, component, &workload.setup, &[workload.probe]) {
+                Ok((time, got)) => {
+                    times[i].push(time);
+                    results[i] = got;
+                }
+                Err(e) => results[i] = format!("fails: {e:#}"),
+            }
+        }
+    }
+    println!(
+        "{name}: median of {rounds} rounds of startup (new store, instantiate, first call of \
+         `{}`), load {:.2}",
+        workload.probe,
+        load()
+    );
+    for (i, (label, _)) in variants.iter().enumerate() {
+        println!(
+            "  {} µs  {label}  (`{}` = {})",
+            us(median(&mut times[i])),
+            workload.probe,
+            results[i]
+        );
+    }
+    Ok(())
+}
+
 /// The 1-minute load average.
 fn load() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -447,6 +825,7 @@ fn report(
     idle_rss: u64,
     empty_startup: f64,
     load_start: f64,
+    clis: &Clis,
 ) -> String {
     let mut r = String::new();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -636,6 +1015,36 @@ fn report(
                     .map_or_else(peer_fails, |t| format!("{:.2}x", t / original_no_init)),
             );
         }
+        if name == "sparse-1gib" && o.ok() {
+            target(
+                "output ≤ 1 MiB (64 KiB of data)",
+                name,
+                format!("{} bytes", o.size()),
+                Some(o.size() <= 1 << 20),
+                if p.ok() {
+                    format!("{} bytes", p.size())
+                } else {
+                    peer_fails()
+                },
+            );
+        }
+        if let Some(c) = &row.cache {
+            let (ours, peer) = (c.ours.total(1), c.peer.total(1));
+            target(
+                "same input again (cache warm) ≤ 1.0x the peer's",
+                name,
+                format!(
+                    "{} ({} ms vs {} ms; from the cache: ours {}, peer {})",
+                    ratio(ours, peer),
+                    ms(ours),
+                    ms(peer),
+                    c.ours.hits(1),
+                    c.peer.hits(1)
+                ),
+                (!ours.is_nan() && !peer.is_nan()).then_some(ours <= peer),
+                String::new(),
+            );
+        }
         let rss_limit = |t: &ToolResult| t.guest_memory() as f64 + 1.5 * t.size() as f64;
         if o.ok() {
             target(
@@ -652,12 +1061,14 @@ fn report(
         }
     }
 
-    r.push_str(
-        "\n### What-if: our pipeline with `--compiler cranelift` (the default is Winch)\n\n\
-         | workload | ours (Winch) ms | ours, Cranelift ms | peer ms | Cranelift/peer | \
-         compile+instantiate, Cranelift ms | init, Cranelift ms | same output size |\n\
-         |---|---|---|---|---|---|---|---|\n",
-    );
+    if rows.iter().any(|row| row.ours_cranelift.is_some()) {
+        r.push_str(
+            "\n### What-if: our pipeline with `--compiler cranelift` (the default is Winch)\n\n\
+             | workload | ours (Winch) ms | ours, Cranelift ms | peer ms | Cranelift/peer | \
+             compile+instantiate, Cranelift ms | init, Cranelift ms | same output size |\n\
+             |---|---|---|---|---|---|---|---|\n",
+        );
+    }
     for row in rows {
         let Some(cl) = &row.ours_cranelift else {
             continue;
@@ -676,6 +1087,139 @@ fn report(
             cl.size() == row.ours.size()
         )
         .unwrap();
+    }
+
+    if rows.iter().any(|row| row.cache.is_some()) {
+        r.push_str(
+            "\n### Compilation cache (median ms of total time; Wasmtime's cache in a \
+             directory of each tool's own, emptied before each repetition)\n\n\
+             | workload | load | run | ours ms | peer ms | ours/peer | ours from the cache | \
+             peer from the cache | ours, Cranelift ms | Cranelift/peer |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for row in rows {
+            let Some(c) = &row.cache else {
+                continue;
+            };
+            for (k, run) in [
+                "first run (empty cache)",
+                "same input again",
+                "app changed by one line (after the two above)",
+            ]
+            .iter()
+            .enumerate()
+            {
+                if c.ours.runs[k].is_empty() && c.peer.runs[k].is_empty() {
+                    continue;
+                }
+                writeln!(
+                    r,
+                    "| {} | {:.2} | {run} | {} | {} | {} | {} | {} | {} | {} |",
+                    row.workload.name,
+                    c.load,
+                    ms(c.ours.total(k)),
+                    ms(c.peer.total(k)),
+                    ratio(c.ours.total(k), c.peer.total(k)),
+                    c.ours.hits(k),
+                    c.peer.hits(k),
+                    ms(c.ours_cranelift.total(k)),
+                    ratio(c.ours_cranelift.total(k), c.peer.total(k)),
+                )
+                .unwrap();
+            }
+        }
+        r.push_str(
+            "\n#### Per phase with the cache (median ms; ours / peer / ours with Cranelift)\n\n\
+             | workload | run | parse+instrument | compile+instantiate | init | snapshot | rewrite |\n\
+             |---|---|---|---|---|---|---|\n",
+        );
+        for row in rows {
+            let Some(c) = &row.cache else {
+                continue;
+            };
+            for (k, run) in ["first", "again", "app changed"].iter().enumerate() {
+                if c.ours.runs[k].is_empty() {
+                    continue;
+                }
+                write!(r, "| {} | {run} |", row.workload.name).unwrap();
+                for phase in 0..PHASES.len() {
+                    write!(
+                        r,
+                        " {} / {} / {} |",
+                        ms(c.ours.phase(k, phase)),
+                        ms(c.peer.phase(k, phase)),
+                        ms(c.ours_cranelift.phase(k, phase))
+                    )
+                    .unwrap();
+                }
+                r.push('\n');
+            }
+        }
+        let (version, cli_peer) = match &clis.wasmtime {
+            Some((path, version)) => (version.as_str(), path.display().to_string()),
+            None => ("not found", String::new()),
+        };
+        writeln!(
+            r,
+            "\n#### The command lines, as their users run them (median ms, wall clock of the \
+             process; `component-init` vs `{cli_peer} wizer`, {version}; each with \
+             `-C cache-config=FILE`)\n\n\
+             | workload | run | `component-init` ms | `wasmtime wizer` ms | ours/peer | ours \
+             from the cache | peer from the cache |\n|---|---|---|---|---|---|---|",
+        )
+        .unwrap();
+        for row in rows {
+            let Some(c) = &row.cache else {
+                continue;
+            };
+            for (k, run) in ["first", "again", "app changed"].iter().enumerate() {
+                if c.cli_ours.runs[k].is_empty() && c.cli_peer.runs[k].is_empty() {
+                    continue;
+                }
+                writeln!(
+                    r,
+                    "| {} | {run} | {} | {} | {} | {} | {} |",
+                    row.workload.name,
+                    ms(c.cli_ours.total(k)),
+                    ms(c.cli_peer.total(k)),
+                    ratio(c.cli_ours.total(k), c.cli_peer.total(k)),
+                    c.cli_ours.hits(k),
+                    c.cli_peer.hits(k),
+                )
+                .unwrap();
+            }
+        }
+        for row in rows {
+            let Some(c) = &row.cache else {
+                continue;
+            };
+            if let Some(changed) = &row.workload.changed {
+                writeln!(
+                    r,
+                    "\n{}, app changed: {} ({}).",
+                    row.workload.name,
+                    changed.description,
+                    size(changed.bytes.len())
+                )
+                .unwrap();
+            }
+            for (tool, runs) in [
+                ("ours", &c.ours),
+                ("peer", &c.peer),
+                ("ours, Cranelift", &c.ours_cranelift),
+                ("`component-init`", &c.cli_ours),
+                ("`wasmtime wizer`", &c.cli_peer),
+            ] {
+                if let Some(failure) = &runs.failure {
+                    writeln!(
+                        r,
+                        "\n{tool} with the cache on `{}`: {failure}",
+                        row.workload.name
+                    )
+                    .unwrap();
+                }
+            }
+        }
     }
 
     r.push_str("\n### Workloads and failures\n\n");

@@ -15,7 +15,7 @@ use component_init::{
 };
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Instance, Lift, Linker, ResourceTable, WasmList};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Cache, Config, Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
@@ -41,6 +41,10 @@ pub struct Measured {
     pub guest_memory: usize,
     /// Peak resident set of the process, bytes (VmHWM).
     pub peak_rss: u64,
+    /// With a compilation cache: whether the instrumented component came
+    /// from it (`None` without a cache).
+    #[serde(default)]
+    pub cache_hit: Option<bool>,
 }
 
 /// How a workload's init is called, the same for both tools (and for the
@@ -89,8 +93,28 @@ impl Setup {
     }
 }
 
-/// Runs `tool` ("ours" or "peer") on the component at `input`, writes the
-/// output to `output`, and prints one `RESULT {json}` line.
+/// The environment variable through which the parent gives the `*-cached`
+/// tools their cache configuration file (a Wasmtime `config.toml` whose
+/// `[cache] directory` is a directory of the workload's own).
+pub const CACHE_CONFIG_VAR: &str = "PRE_INIT_BENCH_CACHE_CONFIG";
+
+/// Wasmtime's compilation cache from the configuration file the parent
+/// wrote, as `-C cache-config=FILE` loads it (ours: src/cli.rs; the peer:
+/// `wasmtime wizer`, through `wasmtime run`'s options).
+fn cache() -> Result<Cache> {
+    let file = std::env::var_os(CACHE_CONFIG_VAR)
+        .with_context(|| format!("the cached tools need {CACHE_CONFIG_VAR}"))?;
+    Cache::from_file(Some(std::path::Path::new(&file)))
+        .map_err(anyhow::Error::from)
+        .context("failed to set up the compilation cache")
+}
+
+/// Runs `tool` on the component at `input`, writes the output to `output`,
+/// and prints one `RESULT {json}` line. The tools: `ours`, `peer` (no
+/// compilation cache), `ours-cranelift` (what-if), and `ours-cached`,
+/// `peer-cached`, `ours-cranelift-cached`: the same with Wasmtime's
+/// compilation cache, configured by the file named in
+/// [`CACHE_CONFIG_VAR`].
 pub fn main(tool: &str, setup: &Setup, input: &str, output: &str) -> Result<()> {
     let read = || std::fs::read(input).with_context(|| format!("failed to read `{input}`"));
     let (bytes, mut measured) = match tool {
@@ -101,7 +125,28 @@ pub fn main(tool: &str, setup: &Setup, input: &str, output: &str) -> Result<()> 
             let runtime = WasmtimeRuntime::with_compiler(Limits::default(), Compiler::Cranelift)?;
             ours(&read()?, setup, runtime)?
         }
-        "peer" => peer(&read()?, setup)?,
+        // As the CLI runs by default: Wasmtime's cache (src/cli.rs,
+        // `WasmtimeRuntime::with_cache`).
+        "ours-cached" => {
+            let runtime = WasmtimeRuntime::with_cache(
+                Limits::default(),
+                Compiler::default(),
+                Some(cache()?),
+            )?;
+            ours(&read()?, setup, runtime)?
+        }
+        "ours-cranelift-cached" => {
+            let runtime = WasmtimeRuntime::with_cache(
+                Limits::default(),
+                Compiler::Cranelift,
+                Some(cache()?),
+            )?;
+            ours(&read()?, setup, runtime)?
+        }
+        "peer" => peer(&read()?, setup, None)?,
+        // As `wasmtime wizer` runs by default: its engine with Wasmtime's
+        // cache (`-C cache=y`).
+        "peer-cached" => peer(&read()?, setup, Some(cache()?))?,
         // The floor: this binary, started, doing nothing.
         "idle" => (Vec::new(), idle()),
         other => anyhow::bail!("unknown tool `{other}`"),
@@ -119,6 +164,7 @@ fn idle() -> Measured {
         output_size: 0,
         guest_memory: 0,
         peak_rss: 0,
+        cache_hit: None,
     }
 }
 
@@ -173,6 +219,7 @@ impl Clock {
             output_size,
             guest_memory,
             peak_rss: 0,
+            cache_hit: None,
         }
     }
 }
@@ -201,6 +248,7 @@ fn ours(input: &[u8], setup: &Setup, mut runtime: WasmtimeRuntime) -> Result<(Ve
         runtime.call_init(&plan.init).await?;
         clock.lap();
         let snapshot = snapshot::read(&mut runtime, plan).await?;
+        let cache_hit = runtime.cache_hit();
         // as the CLI does: the guest's memory goes before the rewrite, and
         // the input's code, validated by `instrument`, is not validated again
         drop(runtime);
@@ -215,7 +263,8 @@ fn ours(input: &[u8], setup: &Setup, mut runtime: WasmtimeRuntime) -> Result<(Ve
                 _ => 0,
             })
             .sum();
-        let measured = clock.done(output.len(), guest_memory);
+        let mut measured = clock.done(output.len(), guest_memory);
+        measured.cache_hit = cache_hit;
         Ok((output, measured))
     })?
 }
@@ -271,9 +320,11 @@ impl WasiView for Host {
 /// split into phases. Its snapshot reads memories through a zero-copy view
 /// and finds the non-zero ranges while reading; `snapshot` is the time
 /// spent in those reads, `rewrite` the rest of `snapshot_component`.
-fn peer(input: &[u8], setup: &Setup) -> Result<(Vec<u8>, Measured)> {
+fn peer(input: &[u8], setup: &Setup, cache: Option<Cache>) -> Result<(Vec<u8>, Measured)> {
     // As on our side, the engine and store exist before the clock starts.
-    let engine = Engine::new(&config())?;
+    let mut config = config();
+    config.cache(cache.clone());
+    let engine = Engine::new(&config)?;
     let mut store = Store::new(&engine, Host::new(setup)?);
     let init = setup.init.as_str();
     component_init::wasmtime_runtime::block_on(async {
@@ -320,7 +371,9 @@ fn peer(input: &[u8], setup: &Setup) -> Result<(Vec<u8>, Measured)> {
         clock.phases.push(both - spent.as_secs_f64());
         clock.last = now;
         let size = output.len();
-        Ok((output, clock.done(size, guest_memory)))
+        let mut measured = clock.done(size, guest_memory);
+        measured.cache_hit = cache.map(|c| c.cache_hits() > 0);
+        Ok((output, measured))
     })?
 }
 

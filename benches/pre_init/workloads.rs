@@ -23,6 +23,17 @@ pub struct Workload {
     pub probe: &'static str,
     /// The component.
     pub bytes: Vec<u8>,
+    /// The same app built again with one line of its source changed (the
+    /// "app changed" row of the cache table), where the bench has one.
+    pub changed: Option<Changed>,
+}
+
+/// A second build of a workload's app, its source changed by one line.
+pub struct Changed {
+    /// What changed, for the report.
+    pub description: String,
+    /// The component.
+    pub bytes: Vec<u8>,
 }
 
 /// Every workload's name, in report order.
@@ -32,6 +43,7 @@ pub const NAMES: &[&str] = &[
     "dense-256mib",
     "dense-96mib",
     "sparse-1gib",
+    "sparse-1gib-random",
     "many-globals",
     "adapter-shape",
     "componentize-py",
@@ -52,6 +64,7 @@ pub fn build(name: &str, root: &Path, tools: &Path) -> Result<Workload, String> 
             setup: Setup::new(true),
             probe: "init-calls",
             bytes: rust_guest(root, "regex-tables")?,
+            changed: None,
         },
         "large-code" => {
             let bytes = wat(&large_code(LARGE_CODE_FUNCS))?;
@@ -65,6 +78,7 @@ pub fn build(name: &str, root: &Path, tools: &Path) -> Result<Workload, String> 
                 setup: Setup::new(false),
                 probe: "probe",
                 bytes,
+                changed: None,
             }
         }
         "dense-256mib" => Workload {
@@ -75,6 +89,7 @@ pub fn build(name: &str, root: &Path, tools: &Path) -> Result<Workload, String> 
             setup: Setup::new(false),
             probe: "probe",
             bytes: wat(&dense(4096))?,
+            changed: None,
         },
         "dense-96mib" => Workload {
             name: "dense-96mib",
@@ -82,15 +97,28 @@ pub fn build(name: &str, root: &Path, tools: &Path) -> Result<Workload, String> 
             setup: Setup::new(false),
             probe: "probe",
             bytes: wat(&dense(1536))?,
+            changed: None,
         },
         "sparse-1gib" => Workload {
             name: "sparse-1gib",
+            description: "the issue's shape: init grows memory to 1 GiB and writes 16,384 \
+                          4-byte words, one every 64 KiB (64 KiB of data over 1 GiB)"
+                .into(),
+            setup: Setup::new(false),
+            probe: "probe",
+            bytes: wat(&sparse_strided(16384, 0x10000))?,
+            changed: None,
+        },
+        "sparse-1gib-random" => Workload {
+            name: "sparse-1gib-random",
             description: format!(
-                "init grows memory to 1 GiB and writes {SPARSE_WRITES} scattered 8-byte words"
+                "init grows memory to 1 GiB and writes {SPARSE_WRITES} 8-byte words at \
+                 pseudo-random places (the bench's sparse-1gib before the issue's shape)"
             ),
             setup: Setup::new(false),
             probe: "probe",
             bytes: wat(&sparse(16384, SPARSE_WRITES))?,
+            changed: None,
         },
         "many-globals" => Workload {
             name: "many-globals",
@@ -102,6 +130,7 @@ pub fn build(name: &str, root: &Path, tools: &Path) -> Result<Workload, String> 
             setup: Setup::new(false),
             probe: "probe",
             bytes: wat(&many_globals(GLOBALS_MODULES, GLOBALS_PER_MODULE))?,
+            changed: None,
         },
         "adapter-shape" => Workload {
             name: "adapter-shape",
@@ -112,9 +141,18 @@ pub fn build(name: &str, root: &Path, tools: &Path) -> Result<Workload, String> 
             setup: Setup::new(false),
             probe: "probe",
             bytes: wat(&adapter_shape())?,
+            changed: None,
         },
         "componentize-py" => {
-            let bytes = py_app(root, tools)?;
+            let bytes = py_app(root, tools, None)?;
+            let changed = Changed {
+                description: format!(
+                    "app.py with `{}` in place of `{}`",
+                    PY_APP_CHANGE.1.trim(),
+                    PY_APP_CHANGE.0.trim()
+                ),
+                bytes: py_app(root, tools, Some(PY_APP_CHANGE))?,
+            };
             Workload {
                 name: "componentize-py",
                 description: format!(
@@ -127,6 +165,7 @@ pub fn build(name: &str, root: &Path, tools: &Path) -> Result<Workload, String> 
                 setup: Setup::new(true),
                 probe: "probe",
                 bytes,
+                changed: Some(changed),
             }
         }
         "componentize-js" => {
@@ -145,6 +184,7 @@ pub fn build(name: &str, root: &Path, tools: &Path) -> Result<Workload, String> 
                 setup,
                 probe: "probe",
                 bytes,
+                changed: None,
             }
         }
         other => return Err(format!("unknown workload `{other}`")),
@@ -256,9 +296,18 @@ fn fresh(out: &Path, stamp: &str) -> bool {
         && std::fs::read_to_string(out.with_extension("stamp")).is_ok_and(|s| s.trim() == stamp)
 }
 
+/// The one-line change of app.py for the "app changed" run of the
+/// `componentize-py` workload: `lookup` (not called by init or `probe`)
+/// folds case. Init's work and `probe`'s result stay the same.
+pub const PY_APP_CHANGE: (&str, &str) = (
+    "        return state.get(\"words\", {}).get(word)\n",
+    "        return state.get(\"words\", {}).get(word.lower())\n",
+);
+
 /// The `componentize-py` workload: benches/programs/py-app made into a
 /// component by componentize-py, installed with pip into a venv under
-/// `tools`.
+/// `tools`; with `change`, app.py has that one line (the first) replaced
+/// by the second, and the component is made beside the first.
 ///
 /// componentize-py pre-initializes every component it makes (with
 /// component-init-transform, calling its own `init` export with arguments
@@ -266,7 +315,7 @@ fn fresh(out: &Path, stamp: &str) -> bool {
 /// un-initialized component never leaves it. What is measured instead is
 /// the pre-initialization of its output with the app's own
 /// `component-init` export.
-fn py_app(root: &Path, tools: &Path) -> Result<Vec<u8>, String> {
+fn py_app(root: &Path, tools: &Path, change: Option<(&str, &str)>) -> Result<Vec<u8>, String> {
     let venv = tools.join("venv");
     let componentize_py = venv.join("bin/componentize-py");
     let version = COMPONENTIZE_PY.replace(' ', "==");
@@ -287,17 +336,40 @@ fn py_app(root: &Path, tools: &Path) -> Result<Vec<u8>, String> {
     }
     let sources = root.join("benches/programs/py-app");
     let files = [sources.join("app.py"), sources.join("world.wit")];
-    let out = tools.join("py-app.wasm");
-    let stamp = stamp(&files, COMPONENTIZE_PY)?;
+    let name = if change.is_some() {
+        "py-app-changed"
+    } else {
+        "py-app"
+    };
+    let out = tools.join(format!("{name}.wasm"));
+    let mut version = COMPONENTIZE_PY.to_string();
+    if let Some((from, to)) = change {
+        version = format!("{version}\n{from}{to}");
+    }
+    let stamp = stamp(&files, &version)?;
     if !fresh(&out, &stamp) {
         eprintln!("   {COMPONENTIZE_PY}: making {}", out.display());
         // A copy of the sources: Python writes __pycache__ beside them.
-        let work = tools.join("py-app");
+        let work = tools.join(name);
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
         for file in &files {
             let to = work.join(file.file_name().expect("a file name"));
             std::fs::copy(file, &to).map_err(|e| format!("{}: {e}", to.display()))?;
+        }
+        if let Some((from, to)) = change {
+            let app = work.join("app.py");
+            let text =
+                std::fs::read_to_string(&app).map_err(|e| format!("{}: {e}", app.display()))?;
+            if text.matches(from).count() != 1 {
+                return Err(format!(
+                    "benches/programs/py-app/app.py no longer has the line `{}` (once) that \
+                     the app-changed build changes",
+                    from.trim()
+                ));
+            }
+            std::fs::write(&app, text.replacen(from, to, 1))
+                .map_err(|e| format!("{}: {e}", app.display()))?;
         }
         run(
             Command::new(&componentize_py)
@@ -681,6 +753,39 @@ fn sparse(pages: u32, writes: u32) -> String {
       (func (export "component-init") (canon lift (core func $i "init")))
       (func (export "probe") (result u32) (canon lift (core func $i "probe"))))"#,
         grow = pages - 1,
+    )
+}
+
+/// Init grows memory to `pages` (fewer than 65536) and writes a non-zero 4-byte
+/// word every `stride` bytes from 0 (the issue's sparse shape: 16,384
+/// words over 1 GiB at a stride of 64 KiB); `probe` reads the first, a
+/// middle and the last, 0 before init.
+fn sparse_strided(pages: u32, stride: u32) -> String {
+    let bytes = u64::from(pages) << 16;
+    let last = (bytes - 1) / u64::from(stride) * u64::from(stride);
+    let mid = last / 2 / u64::from(stride) * u64::from(stride);
+    format!(
+        r#"(component
+      (core module $m
+        (memory 1)
+        (func (export "init") (local $at i32)
+          (drop (memory.grow (i32.const {grow})))
+          (loop $l
+            (i32.store (local.get $at) (i32.or (local.get $at) (i32.const 0x0101)))
+            (local.set $at (i32.add (local.get $at) (i32.const {stride})))
+            (br_if $l (i32.lt_u (local.get $at) (i32.const {bytes})))))
+        (func (export "probe") (result i32)
+          (if (result i32) (i32.lt_u (memory.size) (i32.const {pages}))
+            (then (i32.const 0))
+            (else
+              (i32.xor (i32.xor (i32.load (i32.const 0)) (i32.load (i32.const {mid})))
+                       (i32.load (i32.const {last})))))))
+      (core instance $i (instantiate $m))
+      (func (export "component-init") (canon lift (core func $i "init")))
+      (func (export "probe") (result u32) (canon lift (core func $i "probe"))))"#,
+        grow = pages - 1,
+        // (an i32 constant: 1 GiB fits, as the store addresses do)
+        bytes = bytes as u32,
     )
 }
 
