@@ -6,7 +6,9 @@
 //! cargo bench --bench pre_init                      # every workload
 //! cargo bench --bench pre_init -- dense-96mib large-code
 //! PRE_INIT_BENCH_RUNS=3 cargo bench --bench pre_init
-//! PRE_INIT_BENCH_CACHE=0 cargo bench --bench pre_init   # without the cache table
+//! PRE_INIT_BENCH_CACHE=0 cargo bench --bench pre_init   # without the cache tables
+//! PRE_INIT_BENCH_WASMTIME=PATH cargo bench --bench pre_init  # `wasmtime` 48 for the CLI table
+//! target/release/deps/pre_init-HASH __startup WORKLOAD A.wasm B.wasm  # startup, in turns
 //! ```
 //!
 //! Every pipeline run is a child process of its own (this binary, re-run as
