@@ -47,12 +47,10 @@ fn through_jco(input: &Path) -> (Vec<u8>, Vec<u8>) {
     (jco, wasmtime)
 }
 
-/// [`through_jco`], also returning the size of the snapshot file the
-/// driver wrote.
-fn through_jco_with_snapshot(input: &Path) -> (Vec<u8>, Vec<u8>, u64) {
-    ensure_jco();
-    let dir = tempfile::tempdir().unwrap();
-    let d = |name: &str| dir.path().join(name);
+/// Instruments `input` into `dir` (`inst.wasm`, `plan.json`) and has jco
+/// transpile the instrumented component to `dir/js/inst.js`.
+fn instrument_and_transpile(input: &Path, dir: &Path) {
+    let d = |name: &str| dir.join(name);
     run(cli()
         .arg("instrument")
         .arg(input)
@@ -66,6 +64,15 @@ fn through_jco_with_snapshot(input: &Path) -> (Vec<u8>, Vec<u8>, u64) {
         .arg("-o")
         .arg(d("js"))
         .args(["--name", "inst", "--quiet"]));
+}
+
+/// [`through_jco`], also returning the size of the snapshot file the
+/// driver wrote.
+fn through_jco_with_snapshot(input: &Path) -> (Vec<u8>, Vec<u8>, u64) {
+    ensure_jco();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name);
+    instrument_and_transpile(input, dir.path());
     run(Command::new("node")
         .arg(jco_dir().join("driver.mjs"))
         .arg(d("js/inst.js"))
@@ -198,19 +205,7 @@ fn jco_runs_an_async_init_or_says_why_it_cannot() {
         assert!(jco == wasmtime, "outputs differ");
         return;
     }
-    run(cli()
-        .arg("instrument")
-        .arg(d("app.wat"))
-        .arg("-o")
-        .arg(d("inst.wasm"))
-        .arg("--plan")
-        .arg(d("plan.json")));
-    run(Command::new(jco_dir().join("node_modules/.bin/jco"))
-        .arg("transpile")
-        .arg(d("inst.wasm"))
-        .arg("-o")
-        .arg(d("js"))
-        .args(["--name", "inst", "--quiet"]));
+    instrument_and_transpile(&d("app.wat"), dir.path());
     let output = Command::new("node")
         .arg(jco_dir().join("driver.mjs"))
         .arg(d("js/inst.js"))
