@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::plan::{State, Value};
-use crate::runtime::Runtime;
+use crate::snapshot::Step;
 use crate::wasi::{self, PreopenDir, WasiOptions};
 use crate::wasmtime_runtime::Compiler;
 
@@ -381,60 +381,13 @@ async fn pre_initialize(
         plan.init
     );
 
-    let start = Instant::now();
-    runtime
-        .instantiate(&instrumented.component)
-        .await
-        .context("failed to instantiate the component")?;
-    snapshot::check_instantiation(&mut runtime, plan).await?;
-    if let Some(reason) = runtime.winch_fallback() {
-        log::info!("Winch cannot compile the component ({reason}); compiled it with Cranelift");
-    }
-    log::info!(
-        "compiled ({:?}{}) and instantiated in {:.1?}",
-        runtime.compiled_with().unwrap_or_default(),
-        match runtime.cache_hit() {
-            Some(true) => ", from the compilation cache",
-            Some(false) => ", stored in the compilation cache",
-            None => "",
-        },
-        start.elapsed()
-    );
-
-    let start = Instant::now();
-    let result = runtime.call_init(&plan.init).await;
-    log_audit(runtime.audit());
-    result.with_context(|| format!("init function `{}` failed", plan.init))?;
-    log::info!("ran `{}` in {:.1?}", plan.init, start.elapsed());
-    if !runtime.init_results().is_empty() {
-        log::info!(
-            "`{}` returned {}",
-            plan.init,
-            runtime.init_results().join(", ")
-        );
-    }
-
-    let start = Instant::now();
-    let snapshot = snapshot::read(&mut runtime, plan).await?;
-    for (accessor, value) in plan.accessors.iter().zip(&snapshot.values) {
-        let what = match (accessor.state, value) {
-            (State::Memory { index, .. }, Value::Memory(image)) => format!(
-                "memory {index}: {} bytes, {} in {} non-zero runs",
-                image.len(),
-                image.stored_len(),
-                image.runs().len()
-            ),
-            (State::Global { index, .. }, Value::Global(v)) => format!("global {index}: {v:?}"),
-            (State::Probe { probe, .. }, Value::Global(v)) => format!("probe {probe:?}: {v:?}"),
-            _ => continue,
-        };
-        log::debug!(
-            "core instance {} (module {}) {what}",
-            accessor.instance,
-            accessor.module
-        );
-    }
-    log::info!("read the snapshot in {:.1?}", start.elapsed());
+    let snapshot = snapshot::take(
+        &mut runtime,
+        &instrumented.component,
+        plan,
+        |step, runtime| log_step(plan, step, runtime),
+    )
+    .await?;
     // The guest's memory goes before the rewrite, which needs room for the
     // output: the two are not held at once.
     drop(runtime);
@@ -449,6 +402,67 @@ async fn pre_initialize(
         output.len()
     );
     Ok(output)
+}
+
+/// Logs what a step of [`snapshot::take`] did (`-v`, `-vv`).
+fn log_step(plan: &crate::Plan, step: Step<'_>, runtime: &WasmtimeRuntime) {
+    match step {
+        Step::Instantiated(took) => {
+            if let Some(reason) = runtime.winch_fallback() {
+                log::info!(
+                    "Winch cannot compile the component ({reason}); compiled it with Cranelift"
+                );
+            }
+            log::info!(
+                "compiled ({:?}{}) and instantiated in {took:.1?}",
+                runtime.compiled_with().unwrap_or_default(),
+                match runtime.cache_hit() {
+                    Some(true) => ", from the compilation cache",
+                    Some(false) => ", stored in the compilation cache",
+                    None => "",
+                },
+            );
+        }
+        Step::InitReturned { took, ok } => {
+            log_audit(runtime.audit());
+            if !ok {
+                return;
+            }
+            log::info!("ran `{}` in {took:.1?}", plan.init);
+            if !runtime.init_results().is_empty() {
+                log::info!(
+                    "`{}` returned {}",
+                    plan.init,
+                    runtime.init_results().join(", ")
+                );
+            }
+        }
+        Step::Read(took, snapshot) => {
+            for (accessor, value) in plan.accessors.iter().zip(&snapshot.values) {
+                let what = match (accessor.state, value) {
+                    (State::Memory { index, .. }, Value::Memory(image)) => format!(
+                        "memory {index}: {} bytes, {} in {} non-zero runs",
+                        image.len(),
+                        image.stored_len(),
+                        image.runs().len()
+                    ),
+                    (State::Global { index, .. }, Value::Global(v)) => {
+                        format!("global {index}: {v:?}")
+                    }
+                    (State::Probe { probe, .. }, Value::Global(v)) => {
+                        format!("probe {probe:?}: {v:?}")
+                    }
+                    _ => continue,
+                };
+                log::debug!(
+                    "core instance {} (module {}) {what}",
+                    accessor.instance,
+                    accessor.module
+                );
+            }
+            log::info!("read the snapshot in {took:.1?}");
+        }
+    }
 }
 
 /// Reports what init took from the host through WASI: a warning for

@@ -1,7 +1,8 @@
-//! Instruction sequences shared by the reader functions that
-//! instrumentation synthesizes (the accessor module, the in-place memory
-//! readers, and `transform`'s chunk readers).
+//! Encoding shared by the code this crate synthesizes: instruction
+//! sequences of the reader functions (see [`crate::readers`]) and section
+//! contents without their size (probes' code sections, module edits).
 
+use anyhow::{Context, Result};
 use wasm_encoder::{BlockType, Instruction as I, ValType};
 
 /// Pushes the size in bytes, as `i64`, of memory `memory`.
@@ -117,4 +118,15 @@ pub fn return_own_list(own: u32, n: u32) -> Vec<I<'static>> {
         store(4),
         I::I32Const(0),
     ]
+}
+
+/// A section encodes as its size followed by its contents; keeps the contents.
+pub(crate) fn strip_size(mut sized: Vec<u8>) -> Result<Vec<u8>> {
+    let mut reader = wasmparser::BinaryReader::new(&sized, 0);
+    reader
+        .read_var_u32()
+        .context("internal error: an encoded section has no size")?;
+    let start = reader.original_position();
+    sized.drain(..start);
+    Ok(sized)
 }

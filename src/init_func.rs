@@ -127,26 +127,23 @@ pub fn resolve(parsed: &Parsed<'_>, requested: Option<&InitFunc>) -> Result<Reso
                     hint(parsed, requested.is_none())
                 );
             };
-            let export = &parsed.root.exports[i];
-            if export.kind != ComponentExternalKind::Func {
+            let Some(ComponentEntityType::Func(id)) = export_type(parsed, &func.name) else {
                 bail!("export `{}` is not a function", func.name);
-            }
-            let ty = &types[types.component_function_at(export.defines)];
-            check_params(&func, ty.params.len())?;
+            };
+            check_params(&func, types[id].params.len())?;
             Ok(ResolvedInit {
                 func,
                 export: Some(i),
             })
         }
         Some(interface) => {
-            let Some(i) = find(parsed, interface) else {
+            if find(parsed, interface).is_none() {
                 bail!("the component has no export named `{interface}`");
-            };
-            let export = &parsed.root.exports[i];
-            if export.kind != ComponentExternalKind::Instance {
-                bail!("export `{interface}` is not an instance");
             }
-            let instance = &types[types.component_instance_at(export.defines)];
+            let Some(ComponentEntityType::Instance(id)) = export_type(parsed, interface) else {
+                bail!("export `{interface}` is not an instance");
+            };
+            let instance = &types[id];
             let Some(item) = instance.exports.get(&func.name) else {
                 bail!(
                     "exported instance `{interface}` has no function `{}`",
@@ -160,6 +157,15 @@ pub fn resolve(parsed: &Parsed<'_>, requested: Option<&InitFunc>) -> Result<Reso
             Ok(ResolvedInit { func, export: None })
         }
     }
+}
+
+/// The type of the top-level export `name`, as the validator resolved it.
+fn export_type(parsed: &Parsed<'_>, name: &str) -> Option<ComponentEntityType> {
+    parsed
+        .types
+        .as_ref()
+        .component_item_for_export(name)
+        .map(|item| item.ty)
 }
 
 fn find(parsed: &Parsed<'_>, name: &str) -> Option<usize> {

@@ -2,19 +2,22 @@
 //!
 //! `component-init` runs a component's init function once, at build time, and
 //! writes a new component whose memories and mutable globals already hold the
-//! state that init left behind. It works in four phases, one module each:
+//! state that init left behind. It works in four phases:
 //!
-//! 1. [`parse`](mod@parse): validate the component and find every core
-//!    instance and the mutable state (memories, mutable globals) its module
-//!    defines;
-//! 2. [`instrument`](mod@instrument): export that state through synthesized
-//!    accessor functions, one exported instance whose WIT interface is
-//!    checked against the synthesized WIT ([`wit`]);
-//! 3. [`snapshot`]: a [`Runtime`] instantiates the instrumented component,
-//!    calls the init function, and reads the state back through the
-//!    accessors;
-//! 4. [`rewrite`]: the original component is re-emitted with the snapshot
-//!    baked in.
+//! 1. parse: validate the component and find every core instance and the
+//!    mutable state (memories, mutable globals) its module defines;
+//! 2. [`instrument`]: export that state through synthesized accessor
+//!    functions, one exported instance whose WIT interface
+//!    ([`Plan::wit`]) is checked against the instrumented component;
+//! 3. [`take_snapshot`]: a [`Runtime`] instantiates the instrumented
+//!    component, calls the init function, and reads the state back through
+//!    the accessors, giving a [`Snapshot`];
+//! 4. [`Plan::apply`]: the original component is re-emitted with the
+//!    snapshot baked in.
+//!
+//! [`initialize`] runs all four with any [`Runtime`];
+//! [`initialize_with_wasmtime`] with Wasmtime. [`transform`] is a drop-in for
+//! the `component-init-transform` crate.
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -26,56 +29,98 @@
 
 #![deny(missing_docs)]
 
+// The pipeline, phase by phase (the README's "How it works" maps every file).
+mod instrument;
+mod parse;
+mod rewrite;
+mod snapshot;
+
+// What the phases share: the plan and snapshot they pass on, and the
+// builders of what instrumentation appends.
+mod append;
 mod codegen;
-pub mod image;
-pub mod init_func;
-pub mod instrument;
-pub mod limits;
+mod image;
+mod init_func;
+mod limits;
 mod module;
-pub mod names;
-pub mod parse;
-pub mod plan;
-pub mod probe;
-#[cfg(feature = "wasmtime")]
-pub mod reproducible;
-pub mod retarget;
-pub mod rewrite;
-pub mod runtime;
+mod names;
+mod plan;
+mod probe;
+mod readers;
+mod retarget;
+mod runtime;
 mod segments;
-pub mod snapshot;
-pub mod transform;
+mod wit;
+
+// Running init in Wasmtime, with WASI when asked for.
 #[cfg(feature = "wasmtime")]
-pub mod wasi;
+mod reproducible;
 #[cfg(feature = "wasmtime")]
-pub mod wasmtime_runtime;
+mod wasi;
+#[cfg(feature = "wasmtime")]
+mod wasmtime_runtime;
 #[cfg(feature = "wasmtime")]
 mod wave;
-pub mod wit;
+
+pub mod transform;
 
 #[cfg(feature = "cli")]
 pub mod cli;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 pub use image::MemoryImage;
 pub use init_func::InitFunc;
-pub use instrument::{InstrumentOptions, Instrumented, instrument};
+pub use instrument::{InstrumentOptions, Instrumented, instrument, instrument_with_external_init};
 pub use limits::Limits;
-pub use plan::{GlobalValue, Plan, Snapshot, Value};
+pub use plan::{Accessor, GlobalValue, InputId, Plan, ScalarType, Snapshot, State, Value};
+pub use probe::Probe;
 #[cfg(feature = "wasmtime")]
 pub use reproducible::Reproducible;
+pub use retarget::Retargeted;
 pub use runtime::Runtime;
 #[cfg(feature = "wasmtime")]
-pub use wasi::{Audit, WasiOptions};
+pub use wasi::{Audit, AuditEntry, Call, Category, PreopenDir, WasiOptions};
 #[cfg(feature = "wasmtime")]
-pub use wasmtime_runtime::WasmtimeRuntime;
+pub use wasmtime_runtime::{Compiler, WasmtimeRuntime, block_on};
+
+/// Internals that this crate's benchmark and fuzz targets time or probe
+/// one at a time; not part of the API.
+#[doc(hidden)]
+pub mod __internal {
+    pub use crate::parse::parse;
+    pub use crate::rewrite::apply_to_validated;
+    pub use crate::snapshot::read as read_snapshot;
+}
 
 impl Plan {
     /// Bakes `snapshot` into `original`, the component this plan was made
-    /// for; see [`rewrite::apply`].
+    /// for (phase 4, rewrite). The input and the result are validated.
     pub fn apply(&self, original: &[u8], snapshot: &Snapshot) -> Result<Vec<u8>> {
         rewrite::apply(original, self, snapshot)
     }
+
+    /// The accessor interface of this plan as WIT: the fixed package in
+    /// `wit/` and the synthesized `accessors` interface.
+    pub fn wit(&self) -> Result<String> {
+        wit::print(self)
+    }
+}
+
+/// Phase 3 with any runtime: instantiates `instrumented` in `runtime`,
+/// checks that instantiation changed nothing a snapshot cannot carry, calls
+/// the init function and reads the state back.
+pub async fn take_snapshot<R: Runtime>(
+    runtime: &mut R,
+    instrumented: &Instrumented,
+) -> Result<Snapshot> {
+    snapshot::take(
+        runtime,
+        &instrumented.component,
+        &instrumented.plan,
+        |_, _| {},
+    )
+    .await
 }
 
 /// Pre-initializes `component` with `runtime`: instrument, instantiate, call
@@ -85,13 +130,13 @@ pub async fn initialize<R: Runtime>(
     options: &InstrumentOptions,
     runtime: &mut R,
 ) -> Result<Vec<u8>> {
-    let (plan, snapshot) = take_snapshot(component, options, runtime).await?;
+    let (plan, snapshot) = instrument_and_snapshot(component, options, runtime).await?;
     rewrite::apply_to_validated(component, &plan, &snapshot)
 }
 
 /// [`initialize`] up to the rewrite: instrument, instantiate, call init, read
 /// the state back.
-async fn take_snapshot<R: Runtime>(
+async fn instrument_and_snapshot<R: Runtime>(
     component: &[u8],
     options: &InstrumentOptions,
     runtime: &mut R,
@@ -100,16 +145,7 @@ async fn take_snapshot<R: Runtime>(
         component: instrumented,
         plan,
     } = instrument(component, options)?;
-    runtime
-        .instantiate(&instrumented)
-        .await
-        .context("failed to instantiate the component")?;
-    snapshot::check_instantiation(runtime, &plan).await?;
-    runtime
-        .call_init(&plan.init)
-        .await
-        .with_context(|| format!("init function `{}` failed", plan.init))?;
-    let snapshot = snapshot::read(runtime, &plan).await?;
+    let snapshot = snapshot::take(runtime, &instrumented, &plan, |_, _| {}).await?;
     Ok((plan, snapshot))
 }
 
@@ -118,7 +154,7 @@ async fn take_snapshot<R: Runtime>(
 pub fn initialize_with_wasmtime(component: &[u8], options: &InstrumentOptions) -> Result<Vec<u8>> {
     let mut runtime = WasmtimeRuntime::new()?;
     let (plan, snapshot) =
-        wasmtime_runtime::block_on(take_snapshot(component, options, &mut runtime))??;
+        wasmtime_runtime::block_on(instrument_and_snapshot(component, options, &mut runtime))??;
     // The guest's memory goes before the rewrite, which needs room for the
     // output: the two are not held at once.
     drop(runtime);

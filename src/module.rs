@@ -10,13 +10,14 @@ use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_encoder::{ConstExpr, Encode};
 use wasmparser::{Chunk, DataKind, Parser, Payload};
 
+use crate::codegen;
 use crate::plan::GlobalValue;
 
 /// What to change in a module; an empty edit reproduces the module.
 #[derive(Default)]
 pub struct ModuleEdit<'a> {
-    /// Exports to add: name, kind, index.
-    pub exports: Vec<(String, wasm_encoder::ExportKind, u32)>,
+    /// Exports to add.
+    pub exports: Vec<CoreExport>,
     /// Drop the start section.
     pub drop_start: bool,
     /// New minimum sizes, in pages, for memories (module memory index, pages).
@@ -34,6 +35,17 @@ pub struct ModuleEdit<'a> {
     /// Replace every active data segment with an empty passive one and
     /// append these active segments.
     pub data: Option<Vec<Segment<'a>>>,
+}
+
+/// A core export that exposes an item of a module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreExport {
+    /// The export's name.
+    pub name: String,
+    /// The item's kind.
+    pub kind: wasm_encoder::ExportKind,
+    /// The item's index in its kind's index space.
+    pub index: u32,
 }
 
 /// An active data segment to add.
@@ -368,26 +380,15 @@ fn add_globals(section: &mut wasm_encoder::GlobalSection, edit: &ModuleEdit<'_>)
 }
 
 fn add_exports(section: &mut wasm_encoder::ExportSection, edit: &ModuleEdit<'_>) {
-    for (name, kind, index) in &edit.exports {
-        section.export(name, *kind, *index);
+    for export in &edit.exports {
+        section.export(&export.name, export.kind, export.index);
     }
 }
 
 fn encode(section: &impl wasm_encoder::Section) -> Result<Vec<u8>> {
     let mut sized = Vec::new();
     section.encode(&mut sized);
-    strip_size(sized)
-}
-
-/// A section encodes as its size followed by its contents; keeps the contents.
-pub fn strip_size(mut sized: Vec<u8>) -> Result<Vec<u8>> {
-    let mut reader = wasmparser::BinaryReader::new(&sized, 0);
-    reader
-        .read_var_u32()
-        .context("internal error: an encoded section has no size")?;
-    let start = reader.original_position();
-    sized.drain(..start);
-    Ok(sized)
+    codegen::strip_size(sized)
 }
 
 fn push(out: &mut Vec<Out<'_>>, id: u8, section: &impl wasm_encoder::Section) -> Result<()> {

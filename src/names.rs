@@ -1,4 +1,7 @@
-//! Every name this crate invents, in one place.
+//! Every name this crate adds to the user's component, in one place: its
+//! exports, the core exports of its modules, the WIT package. (Names inside
+//! the reader modules this crate synthesizes are private to those modules
+//! and live with them, in `readers`.)
 //!
 //! Names are built from indices only, never from user strings, so they are
 //! always valid; each carries a reserved prefix, and [`check_unused`] rejects
@@ -9,10 +12,8 @@ use anyhow::{Result, bail};
 /// The fixed WIT package that ships in `wit/`.
 pub const WIT_PACKAGE_SOURCE: &str = include_str!("../wit/component-init.wit");
 
-/// Package of the fixed WIT and of the synthesized interface.
-pub const WIT_PACKAGE: &str = "component-init:snapshot@0.1.0";
-
-/// Name of the synthesized interface inside [`WIT_PACKAGE`].
+/// Name of the synthesized interface inside the package
+/// `component-init:snapshot@0.1.0` of [`WIT_PACKAGE_SOURCE`].
 pub const ACCESSOR_INTERFACE_NAME: &str = "accessors";
 
 /// Component-level export name of the instance holding the accessors.

@@ -1,5 +1,6 @@
-//! Phase 1, parse: validate the component and record, for its top level,
-//! every section, every core module and core instance, the mutable state each
+//! Phase 1, parse: validate the component and record, for the top level and
+//! for each nested component definition alike ([`ComponentInfo`]), every
+//! section, every core module and core instance, the mutable state each
 //! instantiated module defines, and the component's exports.
 //!
 //! Parsing and validation happen in one pass: the validator runs in lockstep
@@ -331,6 +332,10 @@ struct ModuleFrame {
 struct Walker {
     stack: Vec<Frame>,
     root: Option<ComponentInfo>,
+    /// The index-space sizes, by [`kind_slot`], that the export section
+    /// being validated must leave: the indices recorded as
+    /// [`ExportInfo::defines`] are checked against the validator's.
+    exports_end: Option<[u32; 6]>,
 }
 
 impl Walker {
@@ -348,6 +353,16 @@ impl Walker {
                 ValidPayload::Func(func, body) if bodies => funcs.push((func, body)),
                 ValidPayload::End(t) if self.stack.is_empty() => types = Some(t),
                 _ => {}
+            }
+            if let Some(expected) = self.exports_end.take()
+                && let Some(types) = validator.types(0)
+                && expected != export_slots(&types)
+            {
+                bail!(
+                    "internal error: an export section defined other indices than parse \
+                     recorded ({expected:?} against the validator's {:?})",
+                    export_slots(&types)
+                );
             }
         }
         let (Some(types), Some(root)) = (types, self.root) else {
@@ -499,14 +514,7 @@ impl Walker {
             }
             Payload::ComponentExportSection(section) => {
                 let Some(types) = types else { return Ok(()) };
-                let mut next = [
-                    types.module_count(),
-                    types.component_function_count(),
-                    types.value_count(),
-                    types.component_type_count(),
-                    types.component_instance_count(),
-                    types.component_count(),
-                ];
+                let mut next = export_slots(&types);
                 let Some(frame) = self.component() else {
                     return Ok(());
                 };
@@ -530,6 +538,7 @@ impl Walker {
                     });
                     *slot += 1;
                 }
+                self.exports_end = Some(next);
             }
             Payload::ComponentStartSection { .. } => {
                 bail!(
@@ -636,6 +645,18 @@ fn finish_module(
         imported_funcs: frame.imported_funcs,
         ref_globals,
     })
+}
+
+/// The sizes of the index spaces an export adds to, by [`kind_slot`].
+fn export_slots(types: &wasmparser::types::TypesRef<'_>) -> [u32; 6] {
+    [
+        types.module_count(),
+        types.component_function_count(),
+        types.value_count(),
+        types.component_type_count(),
+        types.component_instance_count(),
+        types.component_count(),
+    ]
 }
 
 fn kind_slot(kind: ComponentExternalKind) -> usize {

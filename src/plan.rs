@@ -86,7 +86,7 @@ pub enum State {
         page_size_log2: u32,
     },
     /// A probe global that instrumentation added to the module (read as
-    /// `s32`; see [`crate::probe`]).
+    /// `s32`; see [`crate::Probe`]).
     Probe {
         /// The probe global's index in the instrumented module.
         index: u32,

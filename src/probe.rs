@@ -53,18 +53,69 @@ pub const UNSNAPSHOTTABLE: [(&str, &str); 12] = [
     ("global.set", "reference-typed globals"),
 ];
 
-/// Decodes a [`Probe::Unsnapshottable`] value: (instruction, what it
-/// changes, function index).
-pub fn decode_unsnapshottable(value: i32) -> Option<(&'static str, &'static str, u32)> {
-    let value = value as u32;
-    if value == 0 {
-        return None;
+/// An instruction whose effect a snapshot cannot carry, as a fired
+/// [`Probe::Unsnapshottable`] recorded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fired {
+    /// The instruction, as in the text format (`table.set`).
+    pub op: &'static str,
+    /// What it changes (`tables`).
+    pub what: &'static str,
+    /// The index of the function it ran in.
+    pub func: u32,
+}
+
+impl Fired {
+    /// Decodes a [`Probe::Unsnapshottable`] value; `None` when it did not
+    /// fire.
+    pub fn decode(value: i32) -> Option<Fired> {
+        let value = value as u32;
+        if value == 0 {
+            return None;
+        }
+        let (op, what) = UNSNAPSHOTTABLE
+            .get((value >> 24) as usize)
+            .copied()
+            .unwrap_or(("an instruction", "state"));
+        Some(Fired {
+            op,
+            what,
+            func: (value & 0x00ff_ffff).saturating_sub(1),
+        })
     }
-    let (op, what) = UNSNAPSHOTTABLE
-        .get((value >> 24) as usize)
-        .copied()
-        .unwrap_or(("an instruction", "state"));
-    Some((op, what, (value & 0x00ff_ffff).saturating_sub(1)))
+
+    /// The error for an instruction that ran during init in core instance
+    /// `instance` of core module `module`; `func_name` is the function's
+    /// name when known, `within` follows the instance in parentheses and
+    /// `after` follows them (the rewrite and the staged retarget say where
+    /// differently).
+    pub fn during_init(
+        self,
+        module: u32,
+        instance: u32,
+        func_name: Option<&str>,
+        within: &str,
+        after: &str,
+    ) -> anyhow::Error {
+        let Fired { op, what, func } = self;
+        let name = func_name.map(|n| format!(" (`{n}`)")).unwrap_or_default();
+        anyhow::anyhow!(
+            "`{op}` ran during init, in function {func}{name} of core module {module} (core \
+             instance {instance}{within}){after}; {what} cannot be snapshotted, so init must \
+             not change them"
+        )
+    }
+
+    /// The error for an instruction that ran while core instance `instance`
+    /// of core module `module` was instantiated, before init.
+    pub fn during_instantiation(self, module: u32, instance: u32) -> anyhow::Error {
+        let Fired { op, what, func } = self;
+        anyhow::anyhow!(
+            "`{op}` ran while core instance {instance} (core module {module}) was instantiated, \
+             in its function {func}, before init; {what} cannot be snapshotted and the output \
+             drops start functions, so instantiation must not change them"
+        )
+    }
 }
 
 /// The probes of one module and the code that sets them.
@@ -215,7 +266,7 @@ pub fn probe(
     Ok(Some(Probed {
         probes,
         first_global: globals,
-        code: crate::module::strip_size(sized)?,
+        code: crate::codegen::strip_size(sized)?,
     }))
 }
 

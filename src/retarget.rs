@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 
 use crate::parse::{self, ComponentInfo, ModuleInfo};
 use crate::plan::{Accessor, GlobalValue, InputId, Plan, ScalarType, Snapshot, State, Value};
-use crate::probe::{self, Probe};
+use crate::probe::{Fired, Probe};
 
 /// A plan and snapshot made for stage 2 by [`Plan::retarget`].
 #[derive(Clone, Debug, PartialEq)]
@@ -102,8 +102,24 @@ impl Plan {
     /// Makes a plan and snapshot for `stage2` out of this plan and
     /// `snapshot`, read from the stage 1 component the plan was made for.
     /// `map` gives, for each top-level core module index of stage 2, the
-    /// index of the stage 1 module whose state it takes; see the
-    /// [module documentation](crate::retarget) for the rules.
+    /// index of the stage 1 module whose state it takes.
+    ///
+    /// Top-level core module indices count the core module index space of
+    /// the top-level component (for a component that defines every module
+    /// it has, as wit-component's do, the `n`-th module section is module
+    /// `n`). Inside nested components, modules and component instances
+    /// correspond one to one, by index.
+    ///
+    /// Every instantiated stage 2 module that defines state (memories,
+    /// mutable globals) must map to a stage 1 module whose instances were
+    /// snapshotted with exactly that state (same memory and global indices
+    /// and types), and must be instantiated as often as that module, or the
+    /// stage 1 module only once (its state then goes to every instance).
+    /// Stage 2 modules without state are left as they are (their start
+    /// functions are dropped: they ran in stage 1). The state of stage 1
+    /// instances that no stage 2 module maps to is dropped, unless a probe
+    /// says that init ran an instruction whose effect cannot be
+    /// snapshotted: that is an error, as it would be without stages.
     pub fn retarget(
         &self,
         snapshot: &Snapshot,
@@ -146,15 +162,15 @@ fn check_unsnapshottable(plan: &Plan, snapshot: &Snapshot) -> Result<()> {
             },
             Value::Global(GlobalValue::I32(v)),
         ) = (accessor.state, value)
-            && let Some((op, what, func)) = probe::decode_unsnapshottable(*v)
+            && let Some(fired) = Fired::decode(*v)
         {
-            bail!(
-                "`{op}` ran during init, in function {func} of core module {} (core instance \
-                 {}{}) of stage 1; {what} cannot be snapshotted, so init must not change them",
+            return Err(fired.during_init(
                 accessor.module,
                 accessor.instance,
-                in_path(&accessor.path),
-            );
+                None,
+                &in_path(&accessor.path),
+                " of stage 1",
+            ));
         }
     }
     Ok(())

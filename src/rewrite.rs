@@ -18,7 +18,7 @@ use crate::image::MemoryImage;
 use crate::module::{self, Edited, ModuleEdit, Segment};
 use crate::parse::{self, ComponentInfo, Parsed, SectionKind};
 use crate::plan::{Accessor, GlobalValue, InputId, Plan, Snapshot, State, Value};
-use crate::probe::{self, Probe};
+use crate::probe::{self, Fired, Probe};
 use crate::segments;
 
 /// Applies `snapshot`, read according to `plan`, to `original`, the
@@ -127,18 +127,17 @@ fn instance_states<'a>(
                     let module = info
                         .module(accessor.module)
                         .context("the plan names a module the component lacks")?;
-                    let (op, what, func) =
-                        probe::decode_unsnapshottable(*v).unwrap_or(("an instruction", "state", 0));
-                    let name = probe::function_name(&parsed.bytes[module.range.clone()], func)
-                        .map(|n| format!(" (`{n}`)"))
-                        .unwrap_or_default();
-                    bail!(
-                        "`{op}` ran during init, in function {func}{name} of core module {} \
-                         (core instance {}); {what} cannot be snapshotted, so init must not \
-                         change them",
-                        accessor.module,
-                        accessor.instance
-                    );
+                    if let Some(fired) = Fired::decode(*v) {
+                        let name =
+                            probe::function_name(&parsed.bytes[module.range.clone()], fired.func);
+                        return Err(fired.during_init(
+                            accessor.module,
+                            accessor.instance,
+                            name.as_deref(),
+                            "",
+                            "",
+                        ));
+                    }
                 }
                 Probe::DataDropped { segment } => state.dropped_data.push(segment),
                 Probe::ElemDropped { segment } => state.dropped_elems.push(segment),

@@ -1,10 +1,12 @@
-//! Phase 3, snapshot: read every piece of state through the accessors.
+//! Phase 3, snapshot: run init in the instrumented component and read
+//! every piece of state back through the accessors ([`take`]).
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use std::time::{Duration, Instant};
 
 use crate::image::MemoryImage;
 use crate::plan::{GlobalValue, Plan, ScalarType, Snapshot, State, Value};
-use crate::probe::{self, Probe};
+use crate::probe::{Fired, Probe};
 use crate::runtime::{Runtime, check_chunk};
 
 /// Bytes read from a memory per accessor call. Wasmtime bounds how much one
@@ -82,15 +84,56 @@ pub async fn check_instantiation<R: Runtime>(runtime: &mut R, plan: &Plan) -> Re
         let GlobalValue::I32(value) = value else {
             continue;
         };
-        if let Some((op, what, func)) = probe::decode_unsnapshottable(value) {
-            bail!(
-                "`{op}` ran while core instance {} (core module {}) was instantiated, in its \
-                 function {func}, before init; {what} cannot be snapshotted and the output drops \
-                 start functions, so instantiation must not change them",
-                accessor.instance,
-                accessor.module
-            );
+        if let Some(fired) = Fired::decode(value) {
+            return Err(fired.during_instantiation(accessor.module, accessor.instance));
         }
     }
     Ok(())
+}
+
+/// What [`take`] reports after each step, with the time it took.
+pub(crate) enum Step<'a> {
+    /// The instrumented component is instantiated, and no unsnapshottable
+    /// instruction ran while it was.
+    Instantiated(Duration),
+    /// Init returned, successfully or not (the error follows).
+    InitReturned { took: Duration, ok: bool },
+    /// The snapshot is read.
+    Read(Duration, &'a Snapshot),
+}
+
+/// The one sequence that takes a snapshot, for the library, the command
+/// line and the split pipeline alike: instantiate the instrumented
+/// component, check that instantiation changed nothing a snapshot cannot
+/// carry, call init, read the state. `report` sees each step and the
+/// runtime after it (the command line logs there).
+pub(crate) async fn take<R: Runtime>(
+    runtime: &mut R,
+    instrumented: &[u8],
+    plan: &Plan,
+    mut report: impl FnMut(Step<'_>, &R),
+) -> Result<Snapshot> {
+    let start = Instant::now();
+    runtime
+        .instantiate(instrumented)
+        .await
+        .context("failed to instantiate the component")?;
+    check_instantiation(runtime, plan).await?;
+    report(Step::Instantiated(start.elapsed()), runtime);
+
+    let start = Instant::now();
+    let result = runtime.call_init(&plan.init).await;
+    report(
+        Step::InitReturned {
+            took: start.elapsed(),
+            ok: result.is_ok(),
+        },
+        runtime,
+    );
+    result.with_context(|| format!("init function `{}` failed", plan.init))?;
+
+    let start = Instant::now();
+    let snapshot = read(runtime, plan).await?;
+    report(Step::Read(start.elapsed(), &snapshot), runtime);
+    Ok(snapshot)
 }

@@ -20,7 +20,7 @@
 //!    exported at the top level of the component, by name, each taking no
 //!    arguments and returning `s32`, `s64`, `f32`, `f64` or `list<u8>`; an
 //!    invoker calls the named export and returns its result. The names are
-//!    the [accessors](crate::plan::Accessor) of the plan with a
+//!    the [accessors](crate::Accessor) of the plan with a
 //!    `component-init-` prefix:
 //!    - `component-init-get-memory-N: func() -> list<u8>` returns the next
 //!      chunk of memory `N` (at most [`CHUNK`] bytes) and moves on, so one
@@ -31,7 +31,7 @@
 //!      `v128` global the pair `component-init-get-global-N-low` and
 //!      `component-init-get-global-N-high: func() -> s64` (the low and high
 //!      64 bits).
-//!    - `component-init-get-probe-N: func() -> s32` (see [`crate::probe`]).
+//!    - `component-init-get-probe-N: func() -> s32` (see [`crate::Probe`]).
 //! 4. The values read become a [`Snapshot`](crate::Snapshot), which is baked
 //!    into the original component ([`Plan::apply`](crate::Plan::apply)), or,
 //!    staged, into stage 2 ([`Plan::retarget`](crate::Plan::retarget) first).
@@ -44,7 +44,7 @@
 //! those particular names needs to drop that expectation.
 //!
 //! Internally the invoker is wrapped as this crate's [`Runtime`]: the
-//! closure runs as [`Runtime::instantiate`], and [`snapshot::read`] reads the
+//! closure runs as [`Runtime::instantiate`], and the snapshot phase reads the
 //! state.
 //!
 //! # What differs from `component-init-transform`
@@ -65,7 +65,7 @@
 //! [`initialize_staged`] runs init in stage 1 and bakes the snapshot into
 //! stage 2, whose top-level core module `i` takes the state of stage 1 module
 //! `map(i)` (indices count the core modules of the top level; see
-//! [`crate::retarget`] for the rules and the errors when the stages do not
+//! [`Plan::retarget`](crate::Plan::retarget) for the rules and the errors when the stages do not
 //! correspond). Without stage 2, the snapshot goes into stage 1.
 
 use anyhow::{Context, Result, bail};
@@ -74,21 +74,20 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use wasm_encoder::{
-    Alias, CanonicalFunctionSection, CanonicalOption, ComponentAliasSection, ComponentExportKind,
-    ComponentExportSection, ComponentTypeSection, ComponentValType, ConstExpr, EntityType,
-    ExportKind, Function, GlobalType, ImportSection, InstanceSection, Instruction, MemoryType,
-    ModuleArg, ModuleSection, PrimitiveValType, TypeSection, ValType,
+    CanonicalOption, ComponentExportKind, ComponentValType, ExportKind, PrimitiveValType,
 };
-use wasmparser::{ComponentExternalKind, Parser, Payload, Validator};
 
-use crate::codegen;
+use crate::append::{Appender, CoreItem};
 use crate::init_func::InitFunc;
 use crate::instrument::{self, Instrumented};
+use crate::module::CoreExport;
 use crate::names;
-use crate::parse::Counts;
+use crate::parse;
 use crate::plan::{Accessor, GlobalValue, Plan, ScalarType, State};
+use crate::readers::{self, ChunkNames};
 use crate::runtime::Runtime;
-use crate::snapshot::{self, CHUNK};
+use crate::snapshot;
+pub use crate::snapshot::CHUNK;
 
 /// Calls the exports of an instantiated, initialized component by name.
 /// Each function takes no arguments and returns one value of the type the
@@ -130,7 +129,7 @@ pub type Stage2Map<'a> = Option<(&'a [u8], &'a dyn Fn(u32) -> u32)>;
 
 /// Like [`initialize`], but the snapshot taken in `component_stage1` is
 /// baked into the stage 2 component of `component_stage2_and_map_module_index`
-/// (when given), module by module through its map; see [`crate::retarget`].
+/// (when given), module by module through its map; see [`Plan::retarget`](crate::Plan::retarget).
 pub async fn initialize_staged(
     component_stage1: &[u8],
     component_stage2_and_map_module_index: Stage2Map<'_>,
@@ -189,58 +188,19 @@ pub fn invoker_v128_exports(func: &str) -> [String; 2] {
 /// [module documentation](self). Returns the instrumented component and
 /// the plan.
 pub fn instrument_for_invoker(component: &[u8]) -> Result<(Vec<u8>, Plan)> {
-    let Instrumented {
-        component: instrumented,
-        plan,
-    } = instrument::instrument_with_external_init(component, closure_init())?;
-    let bytes = add_invoker_exports(&instrumented, &plan)
-        .context("failed to add the exports that the invoker calls")?;
-    Ok((bytes, plan))
-}
-
-/// Index-space sizes of the instrumented component's top level, and what
-/// this module needs from its exports.
-struct Top {
-    /// Sizes of the index spaces.
-    counts: Counts,
-    /// The component instance exported as the accessor instance.
-    accessors: Option<u32>,
-    /// Every top-level export name.
-    exports: Vec<String>,
-}
-
-impl Top {
-    fn read(bytes: &[u8]) -> Result<Top> {
-        let types = Validator::new_with_features(crate::parse::features())
-            .validate_all(bytes)
-            .context("internal error: the instrumented component does not validate")?;
-        let types = types.as_ref();
-        let mut top = Top {
-            counts: Counts::of(&types),
-            accessors: None,
-            exports: Vec::new(),
-        };
-        let mut depth = 0usize;
-        for payload in Parser::new(0).parse_all(bytes) {
-            match payload? {
-                Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
-                Payload::End(_) => depth = depth.saturating_sub(1),
-                Payload::ComponentExportSection(section) if depth == 0 => {
-                    for export in section {
-                        let export = export?;
-                        if export.name.name == names::ACCESSOR_INSTANCE_EXPORT
-                            && export.kind == ComponentExternalKind::Instance
-                        {
-                            top.accessors = Some(export.index);
-                        }
-                        top.exports.push(export.name.name.to_string());
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(top)
-    }
+    let parsed = parse::parse(component)?;
+    let taken: Vec<&str> = parsed
+        .root
+        .exports
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    let Instrumented { component, plan } =
+        instrument::instrument_parsed(&parsed, closure_init(), false, |app, plan, accessors| {
+            add_invoker_exports(app, plan, accessors, &taken)
+                .context("failed to add the exports that the invoker calls")
+        })?;
+    Ok((component, plan))
 }
 
 /// How the invoker reads one accessor.
@@ -253,13 +213,12 @@ enum Reader<'a> {
     V128(&'a Accessor),
 }
 
-/// Appends, to the instrumented component, the top-level exports that an
-/// invoker calls.
-fn add_invoker_exports(instrumented: &[u8], plan: &Plan) -> Result<Vec<u8>> {
-    let mut readers = Vec::new();
-    for accessor in &plan.accessors {
+impl<'a> Reader<'a> {
+    /// How the invoker reads `accessor`; an error for the state an invoker
+    /// cannot read.
+    fn of(accessor: &'a Accessor) -> Result<Reader<'a>> {
         let nested = !accessor.path.is_empty();
-        let reader = match accessor.state {
+        Ok(match accessor.state {
             State::Memory { index, .. } if nested => bail!(
                 "memory {index} of core module {} is defined inside nested component instance \
                  {}: an invoker cannot read it (calls between component instances inside one \
@@ -284,34 +243,43 @@ fn add_invoker_exports(instrumented: &[u8], plan: &Plan) -> Result<Vec<u8>> {
                 ..
             } => Reader::V128(accessor),
             State::Global { .. } | State::Probe { .. } => Reader::Alias(accessor),
-        };
-        readers.push(reader);
-    }
-    if readers.is_empty() {
-        return Ok(instrumented.to_vec());
+        })
     }
 
-    let top = Top::read(instrumented)?;
-    let Some(accessor_instance) = top.accessors else {
-        bail!(
-            "internal error: the instrumented component does not export `{}`",
-            names::ACCESSOR_INSTANCE_EXPORT
-        );
-    };
-    let mut export_names = Vec::new();
-    for reader in &readers {
-        match reader {
-            Reader::Alias(a) | Reader::Memory(a) => export_names.push(invoker_export(&a.func)),
-            Reader::V128(a) => export_names.extend(invoker_v128_exports(&a.func)),
+    /// The top-level exports the invoker calls.
+    fn export_names(&self) -> Vec<String> {
+        match self {
+            Reader::Alias(a) | Reader::Memory(a) => vec![invoker_export(&a.func)],
+            Reader::V128(a) => invoker_v128_exports(&a.func).to_vec(),
         }
     }
-    if let Some(taken) = export_names.iter().find(|n| top.exports.contains(n)) {
+}
+
+/// Appends the top-level exports that an invoker calls, after the accessor
+/// instance `accessor_instance`; `taken` are the component's own export
+/// names.
+fn add_invoker_exports(
+    app: &mut Appender,
+    plan: &Plan,
+    accessor_instance: u32,
+    taken: &[&str],
+) -> Result<()> {
+    let readers = plan
+        .accessors
+        .iter()
+        .map(Reader::of)
+        .collect::<Result<Vec<_>>>()?;
+    let export_names: Vec<Vec<String>> = readers.iter().map(Reader::export_names).collect();
+    if let Some(taken) = export_names
+        .iter()
+        .flatten()
+        .find(|n| taken.contains(&n.as_str()) || *n == names::ACCESSOR_INSTANCE_EXPORT)
+    {
         bail!(
             "the component already exports `{taken}`, a name that the instrumentation for \
              invokers needs"
         );
     }
-
     let memories: Vec<&Accessor> = readers
         .iter()
         .filter_map(|r| match r {
@@ -326,171 +294,106 @@ fn add_invoker_exports(instrumented: &[u8], plan: &Plan) -> Result<Vec<u8>> {
             _ => None,
         })
         .collect();
+    let mut chunked = append_chunk_reader(app, &memories, &v128s)?.into_iter();
 
-    // New sections, appended after the instrumented component's last one.
-    let mut appended = Vec::new();
-    let mut funcs = top.counts.funcs;
-    // Component function index of each reader's lifted (or aliased) function,
-    // in reader order; v128 readers have two.
-    let mut reader_funcs: Vec<Vec<u32>> = vec![Vec::new(); readers.len()];
-
-    if !memories.is_empty() || !v128s.is_empty() {
-        // The reader module, instantiated with the state it reads.
-        let module = reader_module(&memories, v128s.len() as u32);
-        push_section(&mut appended, &ModuleSection(&module));
-        let mut aliases = ComponentAliasSection::new();
-        let mut state = Vec::new();
-        for (k, a) in memories.iter().enumerate() {
-            let State::Memory { index, .. } = a.state else {
-                continue;
-            };
-            aliases.alias(Alias::CoreInstanceExport {
-                instance: a.instance,
-                kind: ExportKind::Memory,
-                name: &names::core_memory_export(index),
-            });
-            state.push((
-                format!("m{k}"),
-                ExportKind::Memory,
-                top.counts.memories + k as u32,
-            ));
-        }
-        for (k, a) in v128s.iter().enumerate() {
-            let State::Global { index, .. } = a.state else {
-                continue;
-            };
-            aliases.alias(Alias::CoreInstanceExport {
-                instance: a.instance,
-                kind: ExportKind::Global,
-                name: &names::core_global_export(index),
-            });
-            state.push((
-                format!("g{k}"),
-                ExportKind::Global,
-                top.counts.globals + k as u32,
-            ));
-        }
-        push_section(&mut appended, &aliases);
-
-        let mut instances = InstanceSection::new();
-        instances.export_items(state.iter().map(|(n, kind, i)| (n.as_str(), *kind, *i)));
-        instances.instantiate(
-            top.counts.modules,
-            [("state", ModuleArg::Instance(top.counts.core_instances))],
-        );
-        push_section(&mut appended, &instances);
-        let reader_instance = top.counts.core_instances + 1;
-
-        // Its functions and memory.
-        let mut aliases = ComponentAliasSection::new();
-        let mut core_names = Vec::new();
-        for k in 0..memories.len() {
-            core_names.push(format!("next-{k}"));
-        }
-        for k in 0..v128s.len() {
-            core_names.push(format!("low-{k}"));
-            core_names.push(format!("high-{k}"));
-        }
-        for name in &core_names {
-            aliases.alias(Alias::CoreInstanceExport {
-                instance: reader_instance,
-                kind: ExportKind::Func,
-                name,
-            });
-        }
-        aliases.alias(Alias::CoreInstanceExport {
-            instance: reader_instance,
-            kind: ExportKind::Memory,
-            name: "memory",
+    // Component functions of each reader, in reader order.
+    let mut reader_funcs = Vec::with_capacity(readers.len());
+    for reader in &readers {
+        reader_funcs.push(match reader {
+            // Scalar globals and probes: the accessor instance's functions
+            // as they are.
+            Reader::Alias(a) => {
+                vec![app.alias_export(accessor_instance, ComponentExportKind::Func, &a.func)?]
+            }
+            Reader::Memory(_) | Reader::V128(_) => chunked
+                .next()
+                .context("internal error: a chunk reader function was not lifted")?,
         });
-        let own_memory = top.counts.memories + memories.len() as u32;
-        push_section(&mut appended, &aliases);
-
-        let mut types = ComponentTypeSection::new();
-        types
-            .defined_type()
-            .list(ComponentValType::Primitive(PrimitiveValType::U8));
-        types
-            .function()
-            .params(std::iter::empty::<(&str, ComponentValType)>())
-            .result(Some(ComponentValType::Type(top.counts.types)));
-        types
-            .function()
-            .params(std::iter::empty::<(&str, ComponentValType)>())
-            .result(Some(ComponentValType::Primitive(PrimitiveValType::S64)));
-        push_section(&mut appended, &types);
-        let list_func = top.counts.types + 1;
-        let s64_func = top.counts.types + 2;
-
-        let mut canon = CanonicalFunctionSection::new();
-        let mut core_func = top.counts.core_funcs;
-        let mut lifted = Vec::new();
-        for _ in &memories {
-            canon.lift(core_func, list_func, [CanonicalOption::Memory(own_memory)]);
-            core_func += 1;
-            lifted.push(vec![funcs]);
-            funcs += 1;
+    }
+    for (funcs, names) in reader_funcs.iter().zip(&export_names) {
+        if funcs.len() != names.len() {
+            bail!("internal error: reader functions and export names differ in number");
         }
-        for _ in &v128s {
-            canon.lift(core_func, s64_func, []);
-            canon.lift(core_func + 1, s64_func, []);
-            core_func += 2;
-            lifted.push(vec![funcs, funcs + 1]);
-            funcs += 2;
-        }
-        push_section(&mut appended, &canon);
-        let mut lifted = lifted.into_iter();
-        for (i, reader) in readers.iter().enumerate() {
-            if let Reader::Memory(_) = reader {
-                reader_funcs[i] = lifted
-                    .next()
-                    .context("internal error: a memory reader was not lifted")?;
-            }
-        }
-        for (i, reader) in readers.iter().enumerate() {
-            if let Reader::V128(_) = reader {
-                reader_funcs[i] = lifted
-                    .next()
-                    .context("internal error: a v128 reader was not lifted")?;
-            }
+        for (func, name) in funcs.iter().zip(names) {
+            app.export(name, ComponentExportKind::Func, *func)?;
         }
     }
+    Ok(())
+}
 
-    // Scalar globals and probes: the accessor instance's functions as they are.
-    let mut aliases = ComponentAliasSection::new();
-    for (i, reader) in readers.iter().enumerate() {
-        if let Reader::Alias(a) = reader {
-            aliases.alias(Alias::InstanceExport {
-                instance: accessor_instance,
-                kind: ComponentExportKind::Func,
-                name: &a.func,
-            });
-            reader_funcs[i] = vec![funcs];
-            funcs += 1;
-        }
+/// Appends the chunk reader module for `memories` and `v128s`, instantiated
+/// with the state it reads, and lifts its functions; returns the lifted
+/// functions of each memory (one) and then each `v128` global (two), in the
+/// order of the readers.
+fn append_chunk_reader(
+    app: &mut Appender,
+    memories: &[&Accessor],
+    v128s: &[&Accessor],
+) -> Result<Vec<Vec<u32>>> {
+    if memories.is_empty() && v128s.is_empty() {
+        return Ok(Vec::new());
     }
-    if !aliases.is_empty() {
-        push_section(&mut appended, &aliases);
+    let module = app.core_module(&readers::chunk_reader_module(memories, v128s.len())?);
+    let mut state_names = Vec::new();
+    let mut state = Vec::new();
+    for (k, a) in memories.iter().enumerate() {
+        let export = CoreExport::of(&a.state);
+        state.push(app.alias_core_export(a.instance, export.kind, &export.name)?);
+        state_names.push((ChunkNames::memory(k), export.kind));
     }
+    for (k, a) in v128s.iter().enumerate() {
+        let export = CoreExport::of(&a.state);
+        state.push(app.alias_core_export(a.instance, export.kind, &export.name)?);
+        state_names.push((ChunkNames::v128(k), export.kind));
+    }
+    let items: Vec<CoreItem<'_>> = state_names
+        .iter()
+        .zip(&state)
+        .map(|((name, kind), index)| CoreItem {
+            name,
+            kind: *kind,
+            index: *index,
+        })
+        .collect();
+    let bundle = app.core_instance_of(&items);
+    let instance = app.core_instantiate(module, &[("state", bundle)]);
 
-    let mut exports = ComponentExportSection::new();
-    let mut names = export_names.iter();
-    for funcs in &reader_funcs {
-        for func in funcs {
-            let Some(name) = names.next() else {
-                bail!("internal error: more reader functions than export names");
-            };
-            exports.export(name, ComponentExportKind::Func, *func, None);
-        }
+    // Its functions and memory.
+    let mut next = Vec::with_capacity(memories.len());
+    for k in 0..memories.len() {
+        next.push(app.alias_core_export(instance, ExportKind::Func, &ChunkNames::next(k))?);
     }
-    push_section(&mut appended, &exports);
+    let mut halves = Vec::with_capacity(v128s.len());
+    for k in 0..v128s.len() {
+        let [low, high] = ChunkNames::halves(k);
+        halves.push([
+            app.alias_core_export(instance, ExportKind::Func, &low)?,
+            app.alias_core_export(instance, ExportKind::Func, &high)?,
+        ]);
+    }
+    let own_memory = app.alias_core_export(instance, ExportKind::Memory, "memory")?;
 
-    let mut out = instrumented.to_vec();
-    out.extend_from_slice(&appended);
-    Validator::new_with_features(crate::parse::features())
-        .validate_all(&out)
-        .context("internal error: the exports added for the invoker do not validate")?;
-    Ok(out)
+    let list_u8 = app.list_u8_type();
+    let list_func = app.func_type(&[], Some(ComponentValType::Type(list_u8)));
+    let s64_func = app.func_type(
+        &[],
+        Some(ComponentValType::Primitive(PrimitiveValType::S64)),
+    );
+    let mut lifted = Vec::with_capacity(memories.len() + v128s.len());
+    for func in next {
+        lifted.push(vec![app.lift(
+            func,
+            list_func,
+            &[CanonicalOption::Memory(own_memory)],
+        )]);
+    }
+    for [low, high] in halves {
+        lifted.push(vec![
+            app.lift(low, s64_func, &[]),
+            app.lift(high, s64_func, &[]),
+        ]);
+    }
+    Ok(lifted)
 }
 
 fn path_string(path: &[u32]) -> String {
@@ -498,178 +401,6 @@ fn path_string(path: &[u32]) -> String {
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(" / ")
-}
-
-/// Appends `section`, with its id and size, to `out`.
-fn push_section(out: &mut Vec<u8>, section: &impl wasm_encoder::ComponentSection) {
-    out.push(section.id());
-    section.encode(out);
-}
-
-/// The core module that reads top-level memories in chunks and `v128`
-/// globals in halves. It imports `state` `m{k}` (the memories) and `g{k}`
-/// (the globals) and exports `next-{k}`, `low-{k}`, `high-{k}` and its own
-/// `memory`, which holds what `next-{k}` returns.
-fn reader_module(memories: &[&Accessor], v128s: u32) -> wasm_encoder::Module {
-    let mut types = TypeSection::new();
-    types.ty().function([], [ValType::I32]); // 0: next
-    types.ty().function([], [ValType::I64]); // 1: low, high
-
-    let mut imports = ImportSection::new();
-    for (k, a) in memories.iter().enumerate() {
-        let (memory64, page_size_log2) = match a.state {
-            State::Memory {
-                memory64,
-                page_size_log2,
-                ..
-            } => (memory64, page_size_log2),
-            _ => (false, 16),
-        };
-        imports.import(
-            "state",
-            &format!("m{k}"),
-            EntityType::Memory(MemoryType {
-                minimum: 0,
-                maximum: None,
-                memory64,
-                shared: false,
-                page_size_log2: (page_size_log2 != 16).then_some(page_size_log2),
-            }),
-        );
-    }
-    for k in 0..v128s {
-        imports.import(
-            "state",
-            &format!("g{k}"),
-            EntityType::Global(GlobalType {
-                val_type: ValType::V128,
-                mutable: true,
-                shared: false,
-            }),
-        );
-    }
-    let own = memories.len() as u32;
-    let mut memory = wasm_encoder::MemorySection::new();
-    memory.memory(MemoryType {
-        minimum: 1,
-        maximum: None,
-        memory64: false,
-        shared: false,
-        page_size_log2: None,
-    });
-    // One cursor per memory: where its next chunk starts.
-    let mut globals = wasm_encoder::GlobalSection::new();
-    for _ in memories {
-        globals.global(
-            GlobalType {
-                val_type: ValType::I64,
-                mutable: true,
-                shared: false,
-            },
-            &ConstExpr::i64_const(0),
-        );
-    }
-
-    let mut functions = wasm_encoder::FunctionSection::new();
-    let mut code = wasm_encoder::CodeSection::new();
-    let mut exports = wasm_encoder::ExportSection::new();
-    let mut func = 0;
-    for (k, a) in memories.iter().enumerate() {
-        let (memory64, page_size_log2) = match a.state {
-            State::Memory {
-                memory64,
-                page_size_log2,
-                ..
-            } => (memory64, page_size_log2),
-            _ => (false, 16),
-        };
-        functions.function(0);
-        code.function(&chunk_reader(
-            k as u32,
-            own,
-            v128s + k as u32,
-            memory64,
-            page_size_log2,
-        ));
-        exports.export(&format!("next-{k}"), ExportKind::Func, func);
-        func += 1;
-    }
-    for k in 0..v128s {
-        for (half, lane) in [("low", 0), ("high", 1)] {
-            let mut f = Function::new([]);
-            f.instruction(&Instruction::GlobalGet(k));
-            f.instruction(&Instruction::I64x2ExtractLane(lane));
-            f.instruction(&Instruction::End);
-            functions.function(1);
-            code.function(&f);
-            exports.export(&format!("{half}-{k}"), ExportKind::Func, func);
-            func += 1;
-        }
-    }
-    exports.export("memory", ExportKind::Memory, own);
-
-    let mut module = wasm_encoder::Module::new();
-    module.section(&types);
-    module.section(&imports);
-    module.section(&functions);
-    module.section(&memory);
-    if !memories.is_empty() {
-        module.section(&globals);
-    }
-    module.section(&exports);
-    module.section(&code);
-    module
-}
-
-/// `() -> retptr`: copies the next `CHUNK` bytes (fewer at the end) of
-/// imported memory `memory`, from the position in global `cursor`, into
-/// the own memory `own` at 8, advances the cursor past them and returns a
-/// pointer to `(8, n)`, as the canonical ABI wants for a `list<u8>` result.
-fn chunk_reader(
-    memory: u32,
-    own: u32,
-    cursor: u32,
-    memory64: bool,
-    page_size_log2: u32,
-) -> Function {
-    use Instruction as I;
-    // locals: 0 size i64, 1 n i32, 2 pages i32
-    let mut f = Function::new([(1, ValType::I64), (2, ValType::I32)]);
-    // size = memory.size(memory) << page_size_log2
-    let mut code = codegen::memory_bytes(memory, memory64, page_size_log2);
-    code.push(I::LocalSet(0));
-    // n = cursor >= size ? 0 : min(size - cursor, CHUNK)
-    code.extend(codegen::bytes_left(
-        &[I::GlobalGet(cursor)],
-        &[I::LocalGet(0)],
-        &[I::I64Const(i64::from(CHUNK))],
-    ));
-    code.push(I::LocalSet(1));
-    // grow the own memory to hold the return area and n bytes
-    code.extend(codegen::grow_to_hold(own, 1, 2));
-    // if n != 0: copy memory[cursor..cursor + n] to own[8..8 + n]
-    code.extend(codegen::copy_to_own(
-        memory,
-        memory64,
-        own,
-        &[I::GlobalGet(cursor)],
-        1,
-    ));
-    code.extend([
-        // cursor += n
-        I::GlobalGet(cursor),
-        I::LocalGet(1),
-        I::I64ExtendI32U,
-        I::I64Add,
-        I::GlobalSet(cursor),
-    ]);
-    // own[0..8] = (8, n); return 0
-    code.extend(codegen::return_own_list(own, 1));
-    code.push(I::End);
-    for i in &code {
-        f.instruction(i);
-    }
-    f
 }
 
 /// The caller's closure and the invoker it returns, as a [`Runtime`].

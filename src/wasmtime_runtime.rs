@@ -705,8 +705,32 @@ struct WasiRelease {
     version: &'static str,
     /// The prefix of the versions it matches by semver (`0.2.`).
     matches: &'static str,
-    interfaces: &'static [&'static str],
+    /// The interfaces, in groups (some groups are in both releases).
+    interfaces: &'static [&'static [&'static str]],
 }
+
+/// `wasi:cli`, as 0.2 and 0.3 both define it.
+const WASI_CLI: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+];
+
+/// `wasi:filesystem` and `wasi:random`, as 0.2 and 0.3 both define them.
+const WASI_FILESYSTEM_RANDOM: &[&str] = &[
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+];
 
 /// WASI 0.2 (`wasmtime_wasi::p2`) and WASI 0.3 (`wasmtime_wasi::p3`), as
 /// Wasmtime 48 defines them: to check on Wasmtime upgrades.
@@ -715,59 +739,37 @@ const WASI_RELEASES: &[WasiRelease] = &[
         version: "0.2.12",
         matches: "0.2.",
         interfaces: &[
-            "wasi:cli/environment",
-            "wasi:cli/exit",
-            "wasi:cli/stdin",
-            "wasi:cli/stdout",
-            "wasi:cli/stderr",
-            "wasi:cli/terminal-input",
-            "wasi:cli/terminal-output",
-            "wasi:cli/terminal-stdin",
-            "wasi:cli/terminal-stdout",
-            "wasi:cli/terminal-stderr",
-            "wasi:clocks/monotonic-clock",
-            "wasi:clocks/wall-clock",
-            "wasi:filesystem/types",
-            "wasi:filesystem/preopens",
-            "wasi:io/error",
-            "wasi:io/poll",
-            "wasi:io/streams",
-            "wasi:random/random",
-            "wasi:random/insecure",
-            "wasi:random/insecure-seed",
-            "wasi:sockets/network",
-            "wasi:sockets/instance-network",
-            "wasi:sockets/tcp",
-            "wasi:sockets/tcp-create-socket",
-            "wasi:sockets/udp",
-            "wasi:sockets/udp-create-socket",
-            "wasi:sockets/ip-name-lookup",
+            WASI_CLI,
+            WASI_FILESYSTEM_RANDOM,
+            &[
+                "wasi:clocks/monotonic-clock",
+                "wasi:clocks/wall-clock",
+                "wasi:io/error",
+                "wasi:io/poll",
+                "wasi:io/streams",
+                "wasi:sockets/network",
+                "wasi:sockets/instance-network",
+                "wasi:sockets/tcp",
+                "wasi:sockets/tcp-create-socket",
+                "wasi:sockets/udp",
+                "wasi:sockets/udp-create-socket",
+                "wasi:sockets/ip-name-lookup",
+            ],
         ],
     },
     WasiRelease {
         version: "0.3.0",
         matches: "0.3.",
         interfaces: &[
-            "wasi:cli/environment",
-            "wasi:cli/exit",
-            "wasi:cli/stdin",
-            "wasi:cli/stdout",
-            "wasi:cli/stderr",
-            "wasi:cli/terminal-input",
-            "wasi:cli/terminal-output",
-            "wasi:cli/terminal-stdin",
-            "wasi:cli/terminal-stdout",
-            "wasi:cli/terminal-stderr",
-            "wasi:clocks/types",
-            "wasi:clocks/monotonic-clock",
-            "wasi:clocks/system-clock",
-            "wasi:filesystem/types",
-            "wasi:filesystem/preopens",
-            "wasi:random/random",
-            "wasi:random/insecure",
-            "wasi:random/insecure-seed",
-            "wasi:sockets/types",
-            "wasi:sockets/ip-name-lookup",
+            WASI_CLI,
+            WASI_FILESYSTEM_RANDOM,
+            &[
+                "wasi:clocks/types",
+                "wasi:clocks/monotonic-clock",
+                "wasi:clocks/system-clock",
+                "wasi:sockets/types",
+                "wasi:sockets/ip-name-lookup",
+            ],
         ],
     },
 ];
@@ -778,7 +780,10 @@ fn wasi_host_name(import: &str) -> Option<String> {
     let (interface, version) = import.split_once('@')?;
     WASI_RELEASES.iter().find_map(|release| {
         let patch = version.strip_prefix(release.matches)?;
-        (release.interfaces.contains(&interface)
+        (release
+            .interfaces
+            .iter()
+            .any(|group| group.contains(&interface))
             && !patch.is_empty()
             && patch.bytes().all(|b| b.is_ascii_digit()))
         .then(|| format!("{interface}@{}", release.version))

@@ -7,12 +7,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use component_init::plan::Value;
-use component_init::wasi::PreopenDir;
-use component_init::wasmtime_runtime::Compiler;
-use component_init::{
-    InitFunc, InstrumentOptions, Limits, Runtime, WasiOptions, WasmtimeRuntime, snapshot,
-};
+use component_init::Compiler;
+use component_init::PreopenDir;
+use component_init::Value;
+use component_init::{InitFunc, InstrumentOptions, Limits, Runtime, WasiOptions, WasmtimeRuntime};
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Instance, Lift, Linker, ResourceTable, WasmList};
 use wasmtime::{Cache, Config, Engine, Store};
@@ -234,7 +232,7 @@ fn ours(input: &[u8], setup: &Setup, mut runtime: WasmtimeRuntime) -> Result<(Ve
         init_func: Some(InitFunc::parse(&setup.init)?),
         ..InstrumentOptions::default()
     };
-    component_init::wasmtime_runtime::block_on(async {
+    component_init::block_on(async {
         let mut clock = Clock::new();
         let instrumented = component_init::instrument(input, &options)?;
         let plan = &instrumented.plan;
@@ -247,13 +245,13 @@ fn ours(input: &[u8], setup: &Setup, mut runtime: WasmtimeRuntime) -> Result<(Ve
         clock.lap();
         runtime.call_init(&plan.init).await?;
         clock.lap();
-        let snapshot = snapshot::read(&mut runtime, plan).await?;
+        let snapshot = component_init::__internal::read_snapshot(&mut runtime, plan).await?;
         let cache_hit = runtime.cache_hit();
         // as the CLI does: the guest's memory goes before the rewrite, and
         // the input's code, validated by `instrument`, is not validated again
         drop(runtime);
         clock.lap();
-        let output = component_init::rewrite::apply_to_validated(input, plan, &snapshot)?;
+        let output = component_init::__internal::apply_to_validated(input, plan, &snapshot)?;
         clock.lap();
         let guest_memory = snapshot
             .values
@@ -327,7 +325,7 @@ fn peer(input: &[u8], setup: &Setup, cache: Option<Cache>) -> Result<(Vec<u8>, M
     let engine = Engine::new(&config)?;
     let mut store = Store::new(&engine, Host::new(setup)?);
     let init = setup.init.as_str();
-    component_init::wasmtime_runtime::block_on(async {
+    component_init::block_on(async {
         let mut clock = Clock::new();
         let mut wizer = Wizer::new();
         wizer.init_func(init);

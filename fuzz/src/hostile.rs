@@ -8,7 +8,7 @@
 //! `oracle.rs`, which it uses to generate valid components.
 
 use arbitrary::Unstructured;
-use component_init::plan::State;
+use component_init::State;
 use component_init::{GlobalValue, InitFunc, InstrumentOptions, Plan, Snapshot, Value};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -182,11 +182,11 @@ fn snapshot(plan: &Plan, u: &mut Unstructured<'_>) -> arbitrary::Result<Snapshot
                 Value::Memory(bytes.into())
             }
             State::Global { ty, .. } if honest => Value::Global(match ty {
-                component_init::plan::ScalarType::I32 => GlobalValue::I32(u.arbitrary()?),
-                component_init::plan::ScalarType::I64 => GlobalValue::I64(u.arbitrary()?),
-                component_init::plan::ScalarType::F32 => GlobalValue::F32(u.arbitrary()?),
-                component_init::plan::ScalarType::F64 => GlobalValue::F64(u.arbitrary()?),
-                component_init::plan::ScalarType::V128 => GlobalValue::V128(u.arbitrary()?),
+                component_init::ScalarType::I32 => GlobalValue::I32(u.arbitrary()?),
+                component_init::ScalarType::I64 => GlobalValue::I64(u.arbitrary()?),
+                component_init::ScalarType::F32 => GlobalValue::F32(u.arbitrary()?),
+                component_init::ScalarType::F64 => GlobalValue::F64(u.arbitrary()?),
+                component_init::ScalarType::V128 => GlobalValue::V128(u.arbitrary()?),
             }),
             State::Probe { .. } if honest => Value::Global(GlobalValue::I32(if u.ratio(3, 4)? {
                 0
@@ -255,7 +255,10 @@ pub fn check(u: &mut Unstructured<'_>) -> Result<Exercised, String> {
     if what == "mutated component" {
         mutate(&mut bytes, u).ok();
     }
-    guard("parse", || component_init::parse::parse(&bytes).map(|_| ()))?.ok();
+    guard("parse", || {
+        component_init::__internal::parse(&bytes).map(|_| ())
+    })?
+    .ok();
     let options = options(u).unwrap_or_default();
     let instrumented = match guard("instrument", || {
         component_init::instrument(&bytes, &options)

@@ -1912,7 +1912,7 @@ fn first_difference(a: &[u8], b: &[u8]) -> String {
 
 /// Runs `future` (Wasmtime's async calls) to its end.
 fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T, String> {
-    component_init::wasmtime_runtime::block_on(future).map_err(|e| format!("harness: {e:#}"))
+    component_init::block_on(future).map_err(|e| format!("harness: {e:#}"))
 }
 
 /// Runs one step, on a full fuel budget. Every call goes through

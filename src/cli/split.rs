@@ -11,7 +11,6 @@ use std::path::PathBuf;
 
 use super::{RunArgs, read_input, write_bytes, write_output, write_with};
 use crate::plan::{Plan, Snapshot};
-use crate::runtime::Runtime;
 use crate::{InitFunc, InstrumentOptions, instrument, snapshot, wasmtime_runtime};
 
 /// The phases of the pipeline, one at a time.
@@ -120,18 +119,12 @@ impl SnapshotOpts {
         let instrumented = read_input(self.io.input_path())?;
         let plan = read_plan(&self.plan)?;
         let mut runtime = self.run.runtime(self.io.output_path().is_none())?;
-        let snapshot = wasmtime_runtime::block_on(async {
-            runtime
-                .instantiate(&instrumented)
-                .await
-                .context("failed to instantiate the component")?;
-            snapshot::check_instantiation(&mut runtime, &plan).await?;
-            runtime
-                .call_init(&plan.init)
-                .await
-                .with_context(|| format!("init function `{}` failed", plan.init))?;
-            snapshot::read(&mut runtime, &plan).await
-        })??;
+        let snapshot = wasmtime_runtime::block_on(snapshot::take(
+            &mut runtime,
+            &instrumented,
+            &plan,
+            |_, _| {},
+        ))??;
         // streamed: memories go out run by run, never whole
         write_with(self.io.output_path(), false, |out| snapshot.write_to(out))
     }

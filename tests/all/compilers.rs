@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use component_init::wasmtime_runtime::{self, Compiler};
+use component_init::{Compiler, block_on};
 use component_init::{InstrumentOptions, Limits, WasmtimeRuntime, initialize};
 use wasmtime::component::Val;
 
@@ -13,7 +13,7 @@ use crate::support::*;
 /// compiler that compiled it.
 fn with(input: &[u8], compiler: Compiler, limits: Limits) -> (Vec<u8>, Option<Compiler>) {
     let mut runtime = WasmtimeRuntime::with_compiler(limits, compiler).unwrap();
-    let output = wasmtime_runtime::block_on(initialize(
+    let output = block_on(initialize(
         input,
         &InstrumentOptions::default(),
         &mut runtime,
@@ -110,7 +110,7 @@ fn cranelift_takes_over_what_winch_cannot_compile() {
       (func (export "component-init") (canon lift (core func $i "init")))
       (func (export "g") (result s32) (canon lift (core func $i "g"))))"#);
     let mut runtime = WasmtimeRuntime::with_compiler(Limits::default(), Compiler::Winch).unwrap();
-    let output = wasmtime_runtime::block_on(initialize(
+    let output = block_on(initialize(
         &input,
         &InstrumentOptions::default(),
         &mut runtime,

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use anyhow::Result;
-use component_init::{InstrumentOptions, WasiOptions, WasmtimeRuntime, wasmtime_runtime};
+use component_init::{InstrumentOptions, WasiOptions, WasmtimeRuntime, block_on};
 use wasmtime::component::{Component, Linker, ResourceTable, Val};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -154,7 +154,7 @@ pub fn run_wasi(
     grant: &Grant,
     calls: &[(&str, &[Val])],
 ) -> Result<Vec<Vec<Val>>> {
-    wasmtime_runtime::block_on(run_wasi_async(component, grant, calls))?
+    block_on(run_wasi_async(component, grant, calls))?
 }
 
 async fn run_wasi_async(
@@ -206,7 +206,7 @@ pub fn pre_init_wasi(
         keep_init_func: false,
     };
     let mut runtime = WasmtimeRuntime::new()?.with_wasi(wasi)?;
-    let output = wasmtime_runtime::block_on(component_init::initialize(
+    let output = block_on(component_init::initialize(
         component,
         &options,
         &mut runtime,
@@ -231,10 +231,7 @@ fn regex_tables_answer_the_same_before_and_after() {
     let (output, audit) = pre_init_wasi(&input, None, WasiOptions::default()).unwrap();
     validate(&output);
     assert!(!export_names(&output).contains(&"component-init".to_string()));
-    assert!(
-        audit.used(component_init::wasi::Category::Random),
-        "{audit:?}"
-    );
+    assert!(audit.used(component_init::Category::Random), "{audit:?}");
     let words = Val::String(WORDS.into());
     let before = run_wasi(
         &input,

@@ -103,19 +103,16 @@ const SPARSE_1GIB: &str = r#"
 
 #[test]
 fn a_sparse_1_gib_memory_costs_the_host_what_init_wrote() {
-    use component_init::{InstrumentOptions, MemoryImage, Runtime, Value, WasmtimeRuntime};
+    use component_init::{InstrumentOptions, MemoryImage, Value, WasmtimeRuntime};
 
     let input = wat(SPARSE_1GIB);
     let instrumented = component_init::instrument(&input, &InstrumentOptions::default()).unwrap();
     let plan = &instrumented.plan;
     let mut runtime = WasmtimeRuntime::new().unwrap();
-    let snapshot = component_init::wasmtime_runtime::block_on(async {
-        runtime.instantiate(&instrumented.component).await?;
-        runtime.call_init(&plan.init).await?;
-        component_init::snapshot::read(&mut runtime, plan).await
-    })
-    .unwrap()
-    .unwrap();
+    let snapshot =
+        component_init::block_on(component_init::take_snapshot(&mut runtime, &instrumented))
+            .unwrap()
+            .unwrap();
     drop(runtime);
     let images: Vec<&MemoryImage> = snapshot
         .values

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use component_init::runtime::Runtime;
-use component_init::wasmtime_runtime::{self, Compiler};
+use component_init::Runtime;
+use component_init::{Compiler, block_on};
 use component_init::{InstrumentOptions, Limits, WasmtimeRuntime};
 use wasmtime::component::Val;
 
@@ -197,7 +197,7 @@ fn library_limits() {
     let input = wat(&component(&count_to(100_000)));
     let run = |limits: Limits| {
         let mut runtime = WasmtimeRuntime::with_limits(limits)?;
-        wasmtime_runtime::block_on(component_init::initialize(
+        block_on(component_init::initialize(
             &input,
             &InstrumentOptions::default(),
             &mut runtime,
@@ -234,7 +234,7 @@ fn library_limits() {
         wasmtime::Engine::new(&WasmtimeRuntime::config(&fuel, Compiler::Cranelift)).unwrap();
     let mut runtime = WasmtimeRuntime::with_engine_and_limits(engine, fuel).unwrap();
     let instrumented = component_init::instrument(&input, &InstrumentOptions::default()).unwrap();
-    let err = wasmtime_runtime::block_on(async {
+    let err = block_on(async {
         runtime.instantiate(&instrumented.component).await?;
         runtime.call_init(&instrumented.plan.init).await
     })
@@ -309,7 +309,7 @@ fn the_library_and_the_split_snapshot_command_end_host_waits_too() {
         .unwrap()
         .with_wasi(Default::default())
         .unwrap();
-    let result = wasmtime_runtime::block_on(component_init::initialize(
+    let result = block_on(component_init::initialize(
         &input,
         &InstrumentOptions::default(),
         &mut runtime,

@@ -248,7 +248,7 @@ fn the_library_and_the_split_snapshot_command_take_the_mode() {
             ..WasiOptions::default()
         };
         let mut runtime = WasmtimeRuntime::new().unwrap().with_wasi(wasi).unwrap();
-        component_init::wasmtime_runtime::block_on(component_init::initialize(
+        component_init::block_on(component_init::initialize(
             &input,
             &InstrumentOptions::default(),
             &mut runtime,

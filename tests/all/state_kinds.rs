@@ -82,7 +82,7 @@ fn v128_globals() {
     assert_eq!(call1(&input, &["high"]).unwrap(), Val::S64(0));
     let instrumented =
         component_init::instrument(&input, &component_init::InstrumentOptions::default()).unwrap();
-    let wit = component_init::wit::print(&instrumented.plan).unwrap();
+    let wit = instrumented.plan.wit().unwrap();
     assert!(
         wit.contains("get-global-0: func() -> tuple<u64, u64>;"),
         "{wit}"
@@ -124,7 +124,7 @@ fn memories_too_small_for_a_return_area() {
 
 #[test]
 fn a_memory_snapshot_over_the_declared_maximum_is_refused() {
-    use component_init::plan::{Snapshot, Value};
+    use component_init::{Snapshot, Value};
     let input = wat(r#"
     (component
       (core module $m (memory 1 1) (func (export "init")))

@@ -274,7 +274,7 @@ fn expected(name: &str, count: u32, scale: f64, calls: u32) -> Vec<wasmtime::com
 }
 
 fn block_on<F: Future>(future: F) -> F::Output {
-    component_init::wasmtime_runtime::block_on(future).unwrap()
+    component_init::block_on(future).unwrap()
 }
 
 #[test]
@@ -452,7 +452,7 @@ fn errors_from_the_closure_and_the_invoker_are_returned() {
             Ok(0.0)
         }
         async fn call_list_u8(&mut self, _: &str) -> anyhow::Result<Vec<u8>> {
-            Ok(vec![0; component_init::snapshot::CHUNK as usize + 1])
+            Ok(vec![0; component_init::transform::CHUNK as usize + 1])
         }
     }
     let err = block_on(initialize(&input, |_| -> InitFuture {
@@ -473,7 +473,7 @@ fn errors_from_the_closure_and_the_invoker_are_returned() {
 /// and a global inside a nested component, all read through the invoker.
 #[test]
 fn large_and_64_bit_memories_v128_and_nested_globals() {
-    let chunk = component_init::snapshot::CHUNK as i64;
+    let chunk = component_init::transform::CHUNK as i64;
     let input = wat(&format!(
         r#"(component
   (component $inner

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use component_init::wasi::{Category, PreopenDir};
+use component_init::{Category, PreopenDir};
 use component_init::{WasiOptions, WasmtimeRuntime};
 use wasmtime::component::Val;
 
@@ -493,7 +493,7 @@ fn with_wasi_comes_before_instantiation() {
     use component_init::Runtime;
     let mut runtime = WasmtimeRuntime::new().unwrap();
     let component = wat(r#"(component)"#);
-    component_init::wasmtime_runtime::block_on(runtime.instantiate(&component))
+    component_init::block_on(runtime.instantiate(&component))
         .unwrap()
         .unwrap();
     let error = runtime.with_wasi(WasiOptions::default()).err().unwrap();

@@ -32,7 +32,7 @@ fn world_text(component: &[u8]) -> String {
 #[test]
 fn instrumented_component_exports_the_synthesized_interface() {
     let instrumented = instrument(&wat(INPUT), &InstrumentOptions::default()).unwrap();
-    let wit = component_init::wit::print(&instrumented.plan).unwrap();
+    let wit = instrumented.plan.wit().unwrap();
     assert!(
         wit.contains("package component-init:snapshot@0.1.0;"),
         "{wit}"
