@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use component_init::{InstrumentOptions, WasiOptions, WasmtimeRuntime, block_on};
-use wasmtime::component::{Component, Linker, ResourceTable, Val};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::Store;
+use wasmtime::component::{Linker, ResourceTable, Val};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::support::*;
@@ -162,10 +162,7 @@ async fn run_wasi_async(
     grant: &Grant,
     calls: &[(&str, &[Val])],
 ) -> Result<Vec<Vec<Val>>> {
-    let mut config = Config::new();
-    config.wasm_multi_memory(true);
-    let engine = Engine::new(&config)?;
-    let component = Component::new(&engine, component)?;
+    let (engine, component) = compile(component)?;
     let mut linker = Linker::<WasiHost>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;

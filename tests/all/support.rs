@@ -72,7 +72,8 @@ pub fn pre_init_with(
     component_init::initialize_with_wasmtime(component, &options)
 }
 
-fn engine() -> Engine {
+/// An engine with the features the tests' components use.
+fn config() -> Config {
     let mut config = Config::new();
     config.wasm_multi_memory(true);
     config.wasm_memory64(true);
@@ -80,7 +81,23 @@ fn engine() -> Engine {
     config.wasm_component_model_more_async_builtins(true);
     config.wasm_component_model_async_stackful(true);
     config.wasm_component_model_error_context(true);
-    Engine::new(&config).unwrap()
+    config
+}
+
+/// Compiles `bytes` for running them in a test: with Winch, which compiles
+/// several times faster than Cranelift (the componentize-py app is 21 MB),
+/// or with Cranelift where Winch cannot (GC, for one).
+pub fn compile(bytes: &[u8]) -> Result<(Engine, Component)> {
+    let mut winch = config();
+    winch.strategy(wasmtime::Strategy::Winch);
+    if let Ok(engine) = Engine::new(&winch)
+        && let Ok(component) = Component::new(&engine, bytes)
+    {
+        return Ok((engine, component));
+    }
+    let engine = Engine::new(&config())?;
+    let component = Component::new(&engine, bytes)?;
+    Ok((engine, component))
 }
 
 /// Instantiates `component` once and calls each `(export, args)` in order,
@@ -89,12 +106,11 @@ fn engine() -> Engine {
 /// go through `call_async`, so exports lifted `async` are called as Wasmtime
 /// calls them (to their `task.return`).
 pub fn run(component: &[u8], calls: &[(&str, &[Val])]) -> Result<Vec<Vec<Val>>> {
-    component_init::wasmtime_runtime::block_on(run_async(component, calls))?
+    component_init::block_on(run_async(component, calls))?
 }
 
 async fn run_async(component: &[u8], calls: &[(&str, &[Val])]) -> Result<Vec<Vec<Val>>> {
-    let engine = engine();
-    let component = Component::new(&engine, component)?;
+    let (engine, component) = compile(component)?;
     let mut linker = Linker::<()>::new(&engine);
     linker.define_unknown_imports_as_traps(&component)?;
     let mut store = Store::new(&engine, ());
