@@ -1,7 +1,9 @@
 //! Bounds on the init run: wall-clock time, linear memory and fuel, and
 //! how they are written on the command line (`3s`, `500ms`, `64MiB`).
 
+#[cfg(feature = "cli")]
 use anyhow::{Result, bail};
+#[cfg(feature = "wasmtime")]
 use std::fmt;
 use std::time::Duration;
 
@@ -52,6 +54,7 @@ impl Limits {
 
 /// Parses a duration: a number followed by `ms`, `s`, `m` or `h` (`500ms`,
 /// `3s`, `1.5s`, `2m`); `0` means no limit (`None`).
+#[cfg(feature = "cli")]
 pub fn parse_duration(text: &str) -> Result<Option<Duration>> {
     let text = text.trim();
     if text == "0" {
@@ -83,6 +86,7 @@ pub fn parse_duration(text: &str) -> Result<Option<Duration>> {
 /// Parses a size in bytes: a number with an optional unit, `B`, `K`/`KiB`,
 /// `M`/`MiB`, `G`/`GiB`, `T`/`TiB` (powers of 1024), or `KB`, `MB`, `GB`,
 /// `TB` (powers of 1000): `65536`, `64MiB`, `1.5G`.
+#[cfg(feature = "cli")]
 pub fn parse_size(text: &str) -> Result<u64> {
     let text = text.trim();
     let split = text
@@ -112,8 +116,10 @@ pub fn parse_size(text: &str) -> Result<u64> {
 }
 
 /// A duration as one would write it: `300ms`, `3s`, `1.5s`, `2m`.
+#[cfg(feature = "wasmtime")]
 pub struct ShowDuration(pub Duration);
 
+#[cfg(feature = "wasmtime")]
 impl fmt::Display for ShowDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
@@ -131,8 +137,10 @@ impl fmt::Display for ShowDuration {
 }
 
 /// A size in the largest binary unit that keeps it whole (or in bytes).
+#[cfg(feature = "wasmtime")]
 pub struct ShowSize(pub u64);
 
+#[cfg(feature = "wasmtime")]
 impl fmt::Display for ShowSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
@@ -147,6 +155,7 @@ impl fmt::Display for ShowSize {
 
 /// Counts the linear memory of a store against [`Limits::max_memory`]
 /// (Wasmtime's `ResourceLimiter`).
+#[cfg(feature = "wasmtime")]
 #[derive(Debug, Default)]
 pub(crate) struct MemoryLimiter {
     /// The limit, while it is enforced.
@@ -190,7 +199,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod tests {
     use super::*;
 

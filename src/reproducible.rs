@@ -137,6 +137,7 @@ impl Reproducible {
     }
 }
 
+#[cfg(feature = "cli")]
 /// Parses `--random-seed`: a decimal number, or `0x` and up to 64 hex
 /// digits (a 256-bit key).
 pub fn parse_seed(text: &str) -> Result<[u8; 32]> {
@@ -448,6 +449,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "cli")]
     fn parses_seeds() {
         assert_eq!(parse_seed("0").unwrap(), [0; 32]);
         assert_eq!(parse_seed("258").unwrap()[30..], [1, 2]);

@@ -92,6 +92,8 @@ pub async fn check_instantiation<R: Runtime>(runtime: &mut R, plan: &Plan) -> Re
 }
 
 /// What [`take`] reports after each step, with the time it took.
+// Only the command line reads the reports.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(crate) enum Step<'a> {
     /// The instrumented component is instantiated, and no unsnapshottable
     /// instruction ran while it was.

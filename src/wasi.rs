@@ -87,6 +87,7 @@ impl PreopenDir {
     }
 }
 
+#[cfg(feature = "cli")]
 /// Parses `NAME=VALUE`, or `NAME` to pass the host's value of `NAME` (none
 /// when the host has no such variable, as `wasmtime run --env` does).
 pub fn parse_env(spec: &str) -> Result<Option<(String, String)>> {
@@ -829,6 +830,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "cli")]
     fn parses_env() {
         assert_eq!(
             parse_env("A=b=c").unwrap(),
