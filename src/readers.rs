@@ -243,7 +243,14 @@ pub(crate) fn accessor_module(accessors: &[&Accessor]) -> Result<wasm_encoder::M
                 &READ_PARAMS,
                 &[ValType::I32],
                 &[(1, ValType::I64), (2, ValType::I32)],
-                &copying_read(state, own, memory64, page_size_log2),
+                &copying_read(
+                    Source {
+                        memory: state,
+                        memory64,
+                        page_size_log2,
+                    },
+                    own,
+                ),
             ),
             State::Global {
                 ty: ScalarType::V128,
@@ -262,39 +269,72 @@ pub(crate) fn accessor_module(accessors: &[&Accessor]) -> Result<wasm_encoder::M
     Ok(m.finish())
 }
 
-/// `(offset: i64, len: i32) -> retptr`: copies up to `len` bytes of memory
-/// `memory` from `offset` into memory `own`, stopping at the end of the
+/// `(offset: i64, len: i32) -> retptr`: copies up to `len` bytes of
+/// `source` from `offset` into memory `own`, stopping at the end of the
 /// memory, and returns a pointer to `(ptr, len)` as the canonical ABI wants
 /// for a `list<u8>` result.
-fn copying_read(memory: u32, own: u32, memory64: bool, page_size_log2: u32) -> Vec<I<'static>> {
+fn copying_read(source: Source, own: u32) -> Vec<I<'static>> {
     const OFFSET: u32 = 0;
     const LEN: u32 = 1;
-    const SIZE: u32 = 2;
-    const N: u32 = 3;
-    const PAGES: u32 = 4;
-    // size = memory.size(memory) << page_size_log2
-    let mut code = codegen::memory_bytes(memory, memory64, page_size_log2);
-    code.push(I::LocalSet(SIZE));
-    // n = offset >= size ? 0 : min(size - offset, len)
-    code.extend(codegen::bytes_left(
-        &[I::LocalGet(OFFSET)],
-        &[I::LocalGet(SIZE)],
-        &[I::LocalGet(LEN), I::I64ExtendI32U],
-    ));
-    code.push(I::LocalSet(N));
-    // grow the own memory to hold the return area and n bytes
-    code.extend(codegen::grow_to_hold(own, N, PAGES));
-    // if n != 0: copy memory[offset..offset + n] to own[8..8 + n]
-    code.extend(codegen::copy_to_own(
-        memory,
-        memory64,
+    let locals = CopyLocals {
+        size: 2,
+        n: 3,
+        pages: 4,
+    };
+    let mut code = copy_out(
+        source,
         own,
         &[I::LocalGet(OFFSET)],
-        N,
-    ));
+        &[I::LocalGet(LEN), I::I64ExtendI32U],
+        &locals,
+    );
     // own[0..8] = (8, n); return 0
-    code.extend(codegen::return_own_list(own, N));
+    code.extend(codegen::return_own_list(own, locals.n));
     code.push(I::End);
+    code
+}
+
+/// The memory a copying reader reads.
+struct Source {
+    memory: u32,
+    memory64: bool,
+    page_size_log2: u32,
+}
+
+/// The locals (`size: i64`, `n: i32`, `pages: i32`) that [`copy_out`] uses.
+struct CopyLocals {
+    size: u32,
+    n: u32,
+    pages: u32,
+}
+
+/// Sets local `n` to the number of bytes to copy out of `source` from the
+/// address `from` pushes (`i64`): at most what `len` pushes (`i64`), cut at
+/// the end of the memory, 0 at or past it. Then copies them to
+/// `own[8..8 + n]`, growing memory `own` to hold them.
+fn copy_out(
+    source: Source,
+    own: u32,
+    from: &[I<'static>],
+    len: &[I<'static>],
+    locals: &CopyLocals,
+) -> Vec<I<'static>> {
+    // size = memory.size(memory) << page_size_log2
+    let mut code = codegen::memory_bytes(source.memory, source.memory64, source.page_size_log2);
+    code.push(I::LocalSet(locals.size));
+    // n = from >= size ? 0 : min(size - from, len)
+    code.extend(codegen::bytes_left(from, &[I::LocalGet(locals.size)], len));
+    code.push(I::LocalSet(locals.n));
+    // grow the own memory to hold the return area and n bytes
+    code.extend(codegen::grow_to_hold(own, locals.n, locals.pages));
+    // if n != 0: copy memory[from..from + n] to own[8..8 + n]
+    code.extend(codegen::copy_to_own(
+        source.memory,
+        source.memory64,
+        own,
+        from,
+        locals.n,
+    ));
     code
 }
 
@@ -552,7 +592,15 @@ pub(crate) fn chunk_reader_module(
             &[],
             &[ValType::I32],
             &[(1, ValType::I64), (2, ValType::I32)],
-            &next_chunk(memory, own, cursor, memory64, page_size_log2),
+            &next_chunk(
+                Source {
+                    memory,
+                    memory64,
+                    page_size_log2,
+                },
+                own,
+                cursor,
+            ),
         );
         m.export(&ChunkNames::next(k), ExportKind::Func, next);
     }
@@ -572,49 +620,32 @@ pub(crate) fn chunk_reader_module(
 }
 
 /// `() -> retptr`: copies the next `CHUNK` bytes (fewer at the end) of
-/// memory `memory`, from the position in global `cursor`, into memory `own`
+/// `source`, from the position in global `cursor`, into memory `own`
 /// at 8, advances the cursor past them and returns a pointer to `(8, n)`, as
 /// the canonical ABI wants for a `list<u8>` result.
-fn next_chunk(
-    memory: u32,
-    own: u32,
-    cursor: u32,
-    memory64: bool,
-    page_size_log2: u32,
-) -> Vec<I<'static>> {
-    const SIZE: u32 = 0;
-    const N: u32 = 1;
-    const PAGES: u32 = 2;
-    // size = memory.size(memory) << page_size_log2
-    let mut code = codegen::memory_bytes(memory, memory64, page_size_log2);
-    code.push(I::LocalSet(SIZE));
-    // n = cursor >= size ? 0 : min(size - cursor, CHUNK)
-    code.extend(codegen::bytes_left(
-        &[I::GlobalGet(cursor)],
-        &[I::LocalGet(SIZE)],
-        &[I::I64Const(i64::from(CHUNK))],
-    ));
-    code.push(I::LocalSet(N));
-    // grow the own memory to hold the return area and n bytes
-    code.extend(codegen::grow_to_hold(own, N, PAGES));
-    // if n != 0: copy memory[cursor..cursor + n] to own[8..8 + n]
-    code.extend(codegen::copy_to_own(
-        memory,
-        memory64,
+fn next_chunk(source: Source, own: u32, cursor: u32) -> Vec<I<'static>> {
+    let locals = CopyLocals {
+        size: 0,
+        n: 1,
+        pages: 2,
+    };
+    let mut code = copy_out(
+        source,
         own,
         &[I::GlobalGet(cursor)],
-        N,
-    ));
+        &[I::I64Const(i64::from(CHUNK))],
+        &locals,
+    );
     code.extend([
         // cursor += n
         I::GlobalGet(cursor),
-        I::LocalGet(N),
+        I::LocalGet(locals.n),
         I::I64ExtendI32U,
         I::I64Add,
         I::GlobalSet(cursor),
     ]);
     // own[0..8] = (8, n); return 0
-    code.extend(codegen::return_own_list(own, N));
+    code.extend(codegen::return_own_list(own, locals.n));
     code.push(I::End);
     code
 }
