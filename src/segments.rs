@@ -188,65 +188,76 @@ fn segment<'a>(runs: &[(u64, &'a [u8])], pieces: &[Piece<'a>]) -> (u64, Cow<'a, 
 /// non-zero byte) between its stretches of at least [`MIN_SPLIT`] zeros,
 /// in order.
 ///
-/// Such a stretch holds two zero bytes at an even distance from any point
-/// before it, so the scan tests 16-bit lanes of 8-byte words, a block of
-/// words at a time, and looks at single bytes only around a zero lane.
+/// The scan goes a word at a time: each 8-byte word gives a mask of its zero
+/// bytes, and a stretch shows where a byte and the four before it (in this
+/// word or the one before) are zero; only there does it look at bytes.
 fn split_at_zeros(bytes: &[u8], mut piece: impl FnMut(Range<usize>)) {
-    /// Bit 8 of each 16-bit lane.
-    const HIGH: u64 = 0x0100_0100_0100_0100;
-    const LOW: u64 = 0x0001_0001_0001_0001;
-    const BYTE: u64 = 0x00ff_00ff_00ff_00ff;
-    let word = |at: usize| {
-        let w = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-        // each lane: its low byte | its high byte, so 0 for a zero pair;
-        // minus one sets bit 8 of the lowest zero lane (and maybe of lanes
-        // above it, never below)
-        ((w | (w >> 8)) & BYTE).wrapping_sub(LOW) & HIGH
-    };
+    const _: () = assert!(MIN_SPLIT == 5, "the scan finds stretches of 5");
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     let n = bytes.len();
+    // the word at `at`; bytes past the end count as non-zero
+    let load = |at: usize| match bytes.get(at..at + 8) {
+        Some(word) => u64::from_le_bytes(word.try_into().expect("8 bytes")),
+        None => {
+            let mut word = [0xffu8; 8];
+            word[..n - at].copy_from_slice(&bytes[at..]);
+            u64::from_le_bytes(word)
+        }
+    };
+    // bit 7 of each byte set when that byte is zero
+    let zeros = |w: u64| !(((w & LOW7) + LOW7) | w | LOW7);
+    // non-zero when some 16-bit lane is zero: each lane's bytes OR'd, minus
+    // one, borrows into bit 8 exactly when some lane is zero. A stretch of 5
+    // zeros holds such a lane (its pairs at even offsets lie in one word).
+    let zero_lanes = |w: u64| {
+        ((w | (w >> 8)) & 0x00ff_00ff_00ff_00ff).wrapping_sub(0x0001_0001_0001_0001)
+            & 0x0100_0100_0100_0100
+    };
     let mut from = 0;
-    let mut i = 0;
+    // zero bytes of the word before `i`, and the first byte not yet looked at
+    let (mut before, mut i, mut next) = (0u64, 0usize, 0usize);
     while i < n {
-        let zero = if i + 32 <= n {
-            let (a, b, c, d) = (word(i), word(i + 8), word(i + 16), word(i + 24));
-            if a | b | c | d == 0 {
+        if i + 32 <= n && next <= i {
+            let (a, b, c, d) = (load(i), load(i + 8), load(i + 16), load(i + 24));
+            if zero_lanes(a) | zero_lanes(b) | zero_lanes(c) | zero_lanes(d) == 0 {
+                // no stretch of 5 ends in these words; one may start in the
+                // last (at its last byte)
+                before = zeros(d);
                 i += 32;
                 continue;
             }
-            let (at, w) = [(0, a), (8, b), (16, c), (24, d)]
-                .into_iter()
-                .find(|&(_, w)| w != 0)
-                .expect("a word with a zero lane");
-            i + at + (w.trailing_zeros() as usize - 8) / 8
-        } else if i + 8 <= n {
-            let w = word(i);
-            if w == 0 {
-                i += 8;
-                continue;
-            }
-            i + (w.trailing_zeros() as usize - 8) / 8
-        } else if bytes[i] == 0 {
-            i
-        } else {
-            i += 1;
+        }
+        let z = zeros(load(i));
+        let wide = u128::from(before) | (u128::from(z) << 64);
+        let mut hits =
+            ((wide & (wide << 8) & (wide << 16) & (wide << 24) & (wide << 32)) >> 64) as u64;
+        if next > i {
+            // bytes before `next` are in a stretch already split off
+            hits &= u64::MAX << (8 * (next - i));
+        }
+        if hits == 0 {
+            before = z;
+            i += 8;
             continue;
-        };
-        // the stretch of zeros around `zero`
-        let mut s = zero;
+        }
+        // the fifth zero of a stretch: find its ends
+        let fifth = i + hits.trailing_zeros() as usize / 8;
+        let mut s = fifth - (MIN_SPLIT - 1);
         while s > from && bytes[s - 1] == 0 {
             s -= 1;
         }
-        let mut e = zero + 1;
+        let mut e = fifth + 1;
         while e < n && bytes[e] == 0 {
             e += 1;
         }
-        if e - s >= MIN_SPLIT {
-            if s > from {
-                piece(from..s);
-            }
-            from = e;
+        if s > from {
+            piece(from..s);
         }
-        i = e;
+        from = e;
+        next = e;
+        // go on in the word holding `e`, the stretch forgotten
+        before = 0;
+        i = e - e % 8;
     }
     if from < n {
         piece(from..n);
