@@ -554,17 +554,18 @@ mod tests {
         // Stretches of 5 or more zeros at every alignment and length inside
         // a run, next to shorter ones: the pieces are exactly the stretches'
         // complements.
+        // (up to 300 bytes: stretches after whole blocks of 64 too)
         for len in 1..40 {
-            for at in 1..48 {
-                let mut bytes = vec![9u8; 100];
+            for at in 1..250 {
+                let mut bytes = vec![9u8; 300];
                 bytes[at..at + len].fill(0);
                 bytes[at + len + 3] = 0; // a single zero: no boundary
                 bytes[at + len + 5..at + len + 9].fill(0); // 4 zeros: no boundary
                 let mut pieces = Vec::new();
                 split_at_zeros(&bytes, |r| pieces.push(r));
-                let whole: Range<usize> = 0..100;
+                let whole: Range<usize> = 0..300;
                 let expected = if len >= MIN_SPLIT {
-                    vec![0..at, at + len..100]
+                    vec![0..at, at + len..300]
                 } else {
                     vec![whole]
                 };
