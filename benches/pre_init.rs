@@ -9,6 +9,7 @@
 //! PRE_INIT_BENCH_CACHE=0 cargo bench --bench pre_init   # without the cache tables
 //! PRE_INIT_BENCH_WASMTIME=PATH cargo bench --bench pre_init  # `wasmtime` 48 for the CLI table
 //! target/release/deps/pre_init-HASH __startup WORKLOAD A.wasm B.wasm  # startup, in turns
+//! target/release/deps/pre_init-HASH __phases IN PLAN SNAPSHOT [N]  # instrument, rewrite alone
 //! ```
 //!
 //! Every pipeline run is a child process of its own (this binary, re-run as
@@ -57,6 +58,13 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("__startup") {
         if let Err(e) = compare_startup(&args[1..]) {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if args.first().map(String::as_str) == Some("__phases") {
+        if let Err(e) = phases(&args[1..]) {
             eprintln!("error: {e:#}");
             std::process::exit(1);
         }
@@ -714,6 +722,53 @@ fn measure_startup(
             agree.join("; ")
         },
     })
+}
+
+/// `pre_init __phases IN PLAN SNAPSHOT [N]`: parse+instrument and rewrite
+/// (`rewrite::apply_to_validated`) of IN, N times each (default 20), with
+/// the plan and snapshot files of `component-init instrument` and
+/// `component-init snapshot`; prints the median and the fastest of each.
+/// The two phases alone, in one process, for profilers (`perf record`).
+fn phases(args: &[String]) -> Result<()> {
+    let [input, plan, snapshot, rest @ ..] = args else {
+        anyhow::bail!("usage: pre_init __phases IN PLAN SNAPSHOT [N]");
+    };
+    let n: usize = rest.first().map_or(Ok(20), |n| n.parse())?;
+    let input = std::fs::read(input).with_context(|| input.clone())?;
+    let plan = component_init::Plan::from_json(&std::fs::read_to_string(plan)?)?;
+    let snapshot = component_init::Snapshot::from_bytes(&std::fs::read(snapshot)?)?;
+    let options = component_init::InstrumentOptions {
+        init_func: Some(plan.init.clone()),
+        ..Default::default()
+    };
+    let report = |what: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let start = std::time::Instant::now();
+            f()?;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        let fastest = times.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "{what}: median {:.2} ms, fastest {fastest:.2} ms ({n} runs)",
+            median(&mut times)
+        );
+        Ok(())
+    };
+    report("parse+instrument", &mut || {
+        component_init::instrument(&input, &options).map(drop)
+    })?;
+    report("rewrite", &mut || {
+        component_init::rewrite::apply_to_validated(&input, &plan, &snapshot).map(drop)
+    })?;
+    let output = component_init::rewrite::apply_to_validated(&input, &plan, &snapshot)?;
+    report("of which: parsing the input", &mut || {
+        component_init::parse::parse_validated_code(&input).map(drop)
+    })?;
+    report("of which: validating the output", &mut || {
+        component_init::parse::parse_validated_code(&output).map(drop)
+    })?;
+    Ok(())
 }
 
 /// `pre_init __startup WORKLOAD FILE...`: the startup (as the startup

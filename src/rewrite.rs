@@ -558,7 +558,8 @@ fn rewrite_module<'a>(bytes: &'a [u8], state: &InstanceState<'a>) -> Result<Edit
     let per_memory = budget / state.memories.len().max(1);
     for &(memory, page_size_log2, memory64, image) in &state.memories {
         minimums.push((memory, image.len() >> page_size_log2));
-        for (offset, bytes) in segments::segments(image, per_memory) {
+        let target = segments::Target { memory, memory64 };
+        for (offset, bytes) in segments::segments(image, per_memory, target) {
             data.push(Segment {
                 memory,
                 memory64,

@@ -1,7 +1,8 @@
 //! Choosing data segments for a memory snapshot: the non-zero runs of the
-//! memory (which [`MemoryImage`] keeps), merged across the gaps where a
-//! segment of its own would cost more than the zeros, and across the
-//! smallest gaps when there are too many.
+//! memory (which [`MemoryImage`] keeps), split at the stretches of zeros
+//! inside them and merged across the gaps between them wherever that makes
+//! the output smaller (a segment of its own costs a header, covering a gap
+//! costs its zeros), then across the cheapest gaps when there are too many.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -19,16 +20,49 @@ pub fn budget(existing: usize) -> usize {
     ENGINE_LIMIT.saturating_sub(existing)
 }
 
-/// Bytes of an active data segment's header for memory 0 besides its
-/// offset: the flags, `i32.const`, `end` and (at least) the length.
-const HEADER: u64 = 4;
+/// Where a memory's segments go, which decides how their headers are
+/// encoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Target {
+    /// The module's memory index: memory 0's segments have a one-byte flag,
+    /// the others' a flag and the index.
+    pub memory: u32,
+    /// Whether the memory uses 64-bit addresses (offsets are `i64.const`).
+    pub memory64: bool,
+}
+
+impl Target {
+    /// Bytes of the header of an active segment of `len` bytes at `offset`,
+    /// as `module::edit_lazily` writes it: the flags (and memory index), the
+    /// offset's `i32.const`/`i64.const` and `end`, and the length.
+    fn header(self, offset: u64, len: usize) -> u64 {
+        let flags = if self.memory == 0 {
+            1
+        } else {
+            1 + leb_len(u64::from(self.memory))
+        };
+        flags + 1 + offset_len(offset, self.memory64) + 1 + leb_len(len as u64)
+    }
+}
+
+/// Zeros inside a run shorter than this are never worth a segment
+/// boundary: the smallest header (flag, `i32.const`, a one-byte offset,
+/// `end`, a one-byte length) is 5 bytes.
+const MIN_SPLIT: usize = 5;
+
+/// Bytes of `value` as an unsigned LEB128.
+fn leb_len(value: u64) -> u64 {
+    u64::from((64 - (value | 1).leading_zeros()).div_ceil(7))
+}
 
 /// Bytes of the offset of a segment at `offset`: the signed LEB128 of the
-/// `i32.const` (the offset as an `i32`) or, past 4 GiB, the `i64.const`.
-fn offset_len(offset: u64) -> u64 {
-    let mut v = match u32::try_from(offset) {
-        Ok(offset) => i64::from(offset as i32),
-        Err(_) => offset as i64,
+/// `i32.const` (the offset as an `i32`) or, for a 64-bit memory, of the
+/// `i64.const`.
+fn offset_len(offset: u64, memory64: bool) -> u64 {
+    let mut v = if memory64 {
+        offset as i64
+    } else {
+        i64::from(offset as u32 as i32)
     };
     let mut n = 1;
     loop {
@@ -41,62 +75,193 @@ fn offset_len(offset: u64) -> u64 {
     }
 }
 
-/// The data segments for `image`, as (offset, bytes): its runs, borrowed,
-/// with two kinds of gaps filled with zeros and their runs merged: gaps
-/// shorter than the header a segment of its own would need (so merging
-/// makes the output smaller), and, when there are more than `max` runs left,
-/// the smallest gaps, as few as it takes to fit: of the ways to fit in
-/// `max` segments, the one with the fewest bytes of zeros. Every non-zero
-/// byte is in exactly one segment; segments are sorted and disjoint.
-pub fn segments(image: &MemoryImage, max: usize) -> Vec<(u64, Cow<'_, [u8]>)> {
+/// A piece of a run between stretches of zeros worth a segment boundary:
+/// its offset in memory, its bytes, and the run (by index) it is part of.
+struct Piece<'a> {
+    offset: u64,
+    bytes: &'a [u8],
+    run: usize,
+}
+
+/// The data segments for `image` in memory `target`, as (offset, bytes),
+/// sorted and disjoint, every non-zero byte in exactly one: of the ways to
+/// cover the non-zero bytes with at most `max` segments, one with (close
+/// to) the fewest output bytes.
+///
+/// The size rule: a segment of its own costs its header (flags, offset
+/// expression, length; [`Target::header`]), covering a stretch of zeros
+/// with its neighbours' segment costs those zeros. So each stretch of
+/// zeros between non-zero bytes becomes a boundary when its zeros would
+/// cost more than the header the next segment needs (the stretches inside
+/// the image's runs too, which are shorter than 15 bytes), and, when that
+/// leaves more than `max` segments, the boundaries whose merging costs the
+/// fewest bytes (zeros minus the header saved) are merged, as few as it
+/// takes to fit. Segments that lie within one run of the image borrow its
+/// bytes.
+pub fn segments(image: &MemoryImage, max: usize, target: Target) -> Vec<(u64, Cow<'_, [u8]>)> {
     let max = max.max(1);
     let runs: Vec<(u64, &[u8])> = image.runs().collect();
-    // gaps[i]: zeros between run i and run i + 1
-    let gaps: Vec<u64> = runs
-        .windows(2)
-        .map(|w| w[1].0 - (w[0].0 + w[0].1.len() as u64))
-        .collect();
-    let mut merge: Vec<bool> = runs
-        .windows(2)
-        .zip(&gaps)
-        .map(|(w, &gap)| gap < HEADER + offset_len(w[1].0))
-        .collect();
-    let mut count = runs.len() - merge.iter().filter(|&&m| m).count();
+    let mut pieces: Vec<Piece<'_>> = Vec::with_capacity(runs.len());
+    for (run, &(offset, bytes)) in runs.iter().enumerate() {
+        split_at_zeros(bytes, |range| {
+            pieces.push(Piece {
+                offset: offset + range.start as u64,
+                bytes: &bytes[range],
+                run,
+            })
+        });
+    }
+    // merge[i]: piece i + 1 goes in the segment of piece i
+    let mut merge: Vec<bool> = Vec::with_capacity(pieces.len().saturating_sub(1));
+    let mut start = pieces.first().map_or(0, |p| p.offset);
+    let mut end = start;
+    for (i, piece) in pieces.iter().enumerate() {
+        let piece_end = piece.offset + piece.bytes.len() as u64;
+        if i > 0 {
+            let gap = piece.offset - end;
+            // what covering the gap adds to the current segment, against the
+            // header a segment of its own needs
+            let merged = gap + leb_len(piece_end - start) - leb_len(end - start);
+            let own = target.header(piece.offset, piece.bytes.len());
+            merge.push(merged < own);
+            if merged >= own {
+                start = piece.offset;
+            }
+        }
+        end = piece_end;
+    }
+    let count = pieces.len() - merge.iter().filter(|&&m| m).count();
     if count > max {
-        // merge the smallest of the remaining gaps, as few as it takes
-        let mut open: Vec<usize> = (0..gaps.len()).filter(|&i| !merge[i]).collect();
+        // merge the boundaries that cost the fewest bytes, as few as it takes
+        let mut open: Vec<(u64, usize)> = (0..merge.len())
+            .filter(|&i| !merge[i])
+            .map(|i| {
+                let (a, b) = (&pieces[i], &pieces[i + 1]);
+                let gap = b.offset - (a.offset + a.bytes.len() as u64);
+                (
+                    gap.saturating_sub(target.header(b.offset, b.bytes.len())),
+                    i,
+                )
+            })
+            .collect();
         let k = count - max;
-        open.select_nth_unstable_by_key(k - 1, |&i| (gaps[i], i));
-        for &i in &open[..k] {
+        open.select_nth_unstable(k - 1);
+        for &(_, i) in &open[..k] {
             merge[i] = true;
         }
-        count = max;
     }
-    let mut groups: Vec<(Range<u64>, Range<usize>)> = Vec::with_capacity(count);
-    for (i, (offset, bytes)) in runs.iter().enumerate() {
-        let end = offset + bytes.len() as u64;
-        match groups.last_mut() {
-            Some((range, members)) if merge[i - 1] => {
-                range.end = end;
-                members.end = i + 1;
-            }
-            _ => groups.push((*offset..end, i..i + 1)),
+    let mut out = Vec::with_capacity(count.min(max));
+    let mut first = 0;
+    for last in 0..pieces.len() {
+        if merge.get(last) == Some(&true) {
+            continue;
         }
+        out.push(segment(&runs, &pieces[first..=last]));
+        first = last + 1;
     }
-    groups
-        .into_iter()
-        .map(|(range, members)| {
-            if members.len() == 1 {
-                return (range.start, Cow::Borrowed(runs[members.start].1));
+    out
+}
+
+/// The segment covering `pieces` (one or more, in order): a slice of their
+/// run when they are all of one, else a copy with the gaps filled in.
+fn segment<'a>(runs: &[(u64, &'a [u8])], pieces: &[Piece<'a>]) -> (u64, Cow<'a, [u8]>) {
+    let (first, last) = (&pieces[0], &pieces[pieces.len() - 1]);
+    let start = first.offset;
+    let end = last.offset + last.bytes.len() as u64;
+    if first.run == last.run {
+        let (offset, bytes) = runs[first.run];
+        let at = (start - offset) as usize;
+        return (
+            start,
+            Cow::Borrowed(&bytes[at..at + (end - start) as usize]),
+        );
+    }
+    let mut bytes = vec![0; (end - start) as usize];
+    for piece in pieces {
+        let at = (piece.offset - start) as usize;
+        bytes[at..at + piece.bytes.len()].copy_from_slice(piece.bytes);
+    }
+    (start, Cow::Owned(bytes))
+}
+
+/// Calls `piece` with the ranges of `bytes` (which start and end with a
+/// non-zero byte) between its stretches of at least [`MIN_SPLIT`] zeros,
+/// in order.
+///
+/// The scan goes a word at a time: each 8-byte word gives a mask of its zero
+/// bytes, and a stretch shows where a byte and the four before it (in this
+/// word or the one before) are zero; only there does it look at bytes.
+fn split_at_zeros(bytes: &[u8], mut piece: impl FnMut(Range<usize>)) {
+    const _: () = assert!(MIN_SPLIT == 5, "the scan finds stretches of 5");
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let n = bytes.len();
+    // the word at `at`; bytes past the end count as non-zero
+    let load = |at: usize| match bytes.get(at..at + 8) {
+        Some(word) => u64::from_le_bytes(word.try_into().expect("8 bytes")),
+        None => {
+            let mut word = [0xffu8; 8];
+            word[..n - at].copy_from_slice(&bytes[at..]);
+            u64::from_le_bytes(word)
+        }
+    };
+    // bit 7 of each byte set when that byte is zero
+    let zeros = |w: u64| !(((w & LOW7) + LOW7) | w | LOW7);
+    // non-zero when some 16-bit lane is zero: each lane's bytes OR'd, minus
+    // one, borrows into bit 8 exactly when some lane is zero. A stretch of 5
+    // zeros holds such a lane (its pairs at even offsets lie in one word).
+    let zero_lanes = |w: u64| {
+        ((w | (w >> 8)) & 0x00ff_00ff_00ff_00ff).wrapping_sub(0x0001_0001_0001_0001)
+            & 0x0100_0100_0100_0100
+    };
+    let mut from = 0;
+    // zero bytes of the word before `i`, and the first byte not yet looked at
+    let (mut before, mut i, mut next) = (0u64, 0usize, 0usize);
+    while i < n {
+        if i + 32 <= n && next <= i {
+            let (a, b, c, d) = (load(i), load(i + 8), load(i + 16), load(i + 24));
+            if zero_lanes(a) | zero_lanes(b) | zero_lanes(c) | zero_lanes(d) == 0 {
+                // no stretch of 5 ends in these words; one may start in the
+                // last (at its last byte)
+                before = zeros(d);
+                i += 32;
+                continue;
             }
-            let mut bytes = vec![0; (range.end - range.start) as usize];
-            for &(offset, run) in &runs[members] {
-                let at = (offset - range.start) as usize;
-                bytes[at..at + run.len()].copy_from_slice(run);
-            }
-            (range.start, Cow::Owned(bytes))
-        })
-        .collect()
+        }
+        let z = zeros(load(i));
+        let wide = u128::from(before) | (u128::from(z) << 64);
+        let mut hits =
+            ((wide & (wide << 8) & (wide << 16) & (wide << 24) & (wide << 32)) >> 64) as u64;
+        if next > i {
+            // bytes before `next` are in a stretch already split off
+            hits &= u64::MAX << (8 * (next - i));
+        }
+        if hits == 0 {
+            before = z;
+            i += 8;
+            continue;
+        }
+        // the fifth zero of a stretch: find its ends
+        let fifth = i + hits.trailing_zeros() as usize / 8;
+        let mut s = fifth - (MIN_SPLIT - 1);
+        while s > from && bytes[s - 1] == 0 {
+            s -= 1;
+        }
+        let mut e = fifth + 1;
+        while e < n && bytes[e] == 0 {
+            e += 1;
+        }
+        if s > from {
+            piece(from..s);
+        }
+        from = e;
+        next = e;
+        // go on in the word holding `e`, the stretch forgotten
+        before = 0;
+        i = e - e % 8;
+    }
+    if from < n {
+        piece(from..n);
+    }
 }
 
 #[cfg(test)]
@@ -124,8 +289,15 @@ mod tests {
 
     #[test]
     fn empty_and_all_zero_memories_have_no_segments() {
-        assert!(segments(&MemoryImage::new(), MAX_SEGMENTS).is_empty());
-        assert!(segments(&MemoryImage::from(vec![0u8; 100_000]), MAX_SEGMENTS).is_empty());
+        assert!(segments(&MemoryImage::new(), MAX_SEGMENTS, Target::default()).is_empty());
+        assert!(
+            segments(
+                &MemoryImage::from(vec![0u8; 100_000]),
+                MAX_SEGMENTS,
+                Target::default()
+            )
+            .is_empty()
+        );
     }
 
     #[test]
@@ -138,9 +310,17 @@ mod tests {
             (1 << 27, 5),
             ((1 << 27) - 1, 4),
             (u64::from(u32::MAX), 1),
-            (1 << 32, 5),
         ] {
-            assert_eq!(offset_len(offset), len, "{offset}");
+            assert_eq!(offset_len(offset, false), len, "{offset}");
+        }
+        // i64.const: no wrapping at 2^31
+        for (offset, len) in [
+            (63, 1),
+            (u64::from(u32::MAX), 5),
+            (1 << 32, 5),
+            (1 << 34, 6),
+        ] {
+            assert_eq!(offset_len(offset, true), len, "{offset}");
         }
     }
 
@@ -152,7 +332,7 @@ mod tests {
         memory[500] = 3;
         memory[1002] = 5;
         let image = MemoryImage::from(&memory[..]);
-        let segments = segments(&image, MAX_SEGMENTS);
+        let segments = segments(&image, MAX_SEGMENTS, Target::default());
         assert_eq!(
             segments
                 .iter()
@@ -178,7 +358,7 @@ mod tests {
             tail[40..48].fill(3);
             image.push(&tail);
             assert_eq!(image.runs().len(), 3);
-            let got: Vec<(u64, usize)> = segments(&image, MAX_SEGMENTS)
+            let got: Vec<(u64, usize)> = segments(&image, MAX_SEGMENTS, Target::default())
                 .iter()
                 .map(|(o, b)| (*o, b.len()))
                 .collect();
@@ -203,7 +383,7 @@ mod tests {
             memory[o] = 0xff;
         }
         let image = MemoryImage::from(&memory[..]);
-        let segments = segments(&image, MAX_SEGMENTS);
+        let segments = segments(&image, MAX_SEGMENTS, Target::default());
         assert_eq!(segments.len(), MAX_SEGMENTS);
         assert_eq!(segments[6].0, offsets[6] as u64);
         assert_eq!(segments[6].1.len(), offsets[7] - offsets[6] + 1);
@@ -220,12 +400,177 @@ mod tests {
         }
         let image = MemoryImage::from(&memory[..]);
         assert_eq!(image.runs().len(), MAX_SEGMENTS * 3);
-        let segments = segments(&image, MAX_SEGMENTS);
+        let segments = segments(&image, MAX_SEGMENTS, Target::default());
         assert!(
             segments.len() <= MAX_SEGMENTS,
             "{} segments",
             segments.len()
         );
         rebuilds(&memory, &segments);
+    }
+
+    /// Bytes of `segments` in a data section, as the rewrite writes them
+    /// (wasm-encoder's encoding; `module::edit_lazily` writes the same).
+    fn encoded_len(target: Target, segments: &[(u64, Cow<'_, [u8]>)]) -> usize {
+        let mut section = wasm_encoder::DataSection::new();
+        for (offset, bytes) in segments {
+            let offset = if target.memory64 {
+                wasm_encoder::ConstExpr::i64_const(*offset as i64)
+            } else {
+                wasm_encoder::ConstExpr::i32_const(*offset as u32 as i32)
+            };
+            section.active(target.memory, &offset, bytes.iter().copied());
+        }
+        let mut out = Vec::new();
+        wasm_encoder::Encode::encode(&section, &mut out);
+        out.len()
+    }
+
+    /// The smallest data section for `tail` at `base` in at most `max`
+    /// segments, trying every set of boundaries between its non-zero bytes.
+    fn smallest(target: Target, base: u64, tail: &[u8], max: usize) -> usize {
+        let nonzero: Vec<usize> = (0..tail.len()).filter(|&i| tail[i] != 0).collect();
+        // the stretches of zeros between non-zero bytes: where a boundary can go
+        let cuts: Vec<usize> = (1..nonzero.len())
+            .filter(|&k| nonzero[k] > nonzero[k - 1] + 1)
+            .collect();
+        assert!(cuts.len() <= 14, "too many stretches to try them all");
+        let mut best = usize::MAX;
+        for set in 0u32..1 << cuts.len() {
+            if set.count_ones() as usize + 1 > max {
+                continue;
+            }
+            let mut segments = Vec::new();
+            let mut first = nonzero[0];
+            for (c, &k) in cuts.iter().enumerate() {
+                if set & (1 << c) != 0 {
+                    let end = nonzero[k - 1] + 1;
+                    segments.push((base + first as u64, Cow::Borrowed(&tail[first..end])));
+                    first = nonzero[k];
+                }
+            }
+            let end = nonzero[nonzero.len() - 1] + 1;
+            segments.push((base + first as u64, Cow::Borrowed(&tail[first..end])));
+            best = best.min(encoded_len(target, &segments));
+        }
+        best
+    }
+
+    #[test]
+    fn a_stretch_of_zeros_is_a_boundary_when_it_costs_more_than_a_header() {
+        // One run of the image (no aligned zero word): 4 non-zero bytes, a
+        // stretch of `zeros` zeros, 5 non-zero bytes, at offset 1000, where a
+        // header for memory 0 takes 6 bytes (flag, i32.const, a 2-byte
+        // offset, end, length), for memory 1 7 (the index too).
+        for (zeros, memory, split) in [
+            (5, 0, false),
+            (6, 0, true),
+            (7, 0, true),
+            (6, 1, false),
+            (7, 1, true),
+        ] {
+            let mut tail = vec![1u8; 4 + zeros + 5];
+            tail[4..4 + zeros].fill(0);
+            let mut image = MemoryImage::new();
+            image.push_zeros(1000);
+            image.push(&tail);
+            assert_eq!(image.runs().len(), 1);
+            let target = Target {
+                memory,
+                memory64: false,
+            };
+            let got = segments(&image, MAX_SEGMENTS, target);
+            let shape: Vec<(u64, usize, bool)> = got
+                .iter()
+                .map(|(o, b)| (*o, b.len(), matches!(b, Cow::Borrowed(_))))
+                .collect();
+            let expected = if split {
+                vec![(1000, 4, true), (1004 + zeros as u64, 5, true)]
+            } else {
+                vec![(1000, tail.len(), true)]
+            };
+            assert_eq!(shape, expected, "{zeros} zeros, memory {memory}");
+            assert_eq!(
+                encoded_len(target, &got),
+                smallest(target, 1000, &tail, MAX_SEGMENTS),
+                "{zeros} zeros, memory {memory}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_output_is_the_smallest_that_fits() {
+        // Pseudo-random short memories: non-zero bytes with stretches of
+        // 1 to 17 zeros between them, at offsets where the header's size
+        // changes, in 32- and 64-bit memories 0 and 3, with budgets from
+        // plenty down to one segment. Every set of boundaries is tried: ours
+        // must be as small as the smallest.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for round in 0..300 {
+            let mut tail = Vec::new();
+            for stretch in 0..1 + next(10) {
+                if stretch > 0 {
+                    tail.extend(std::iter::repeat_n(0, 1 + next(17) as usize));
+                }
+                tail.extend((0..1 + next(6)).map(|_| 1 + next(255) as u8));
+            }
+            let base = [0, 50, 8_150, (1 << 20) - 40, 1 << 27, (1 << 31) - 30][round % 6];
+            let target = Target {
+                memory: [0, 3][round / 6 % 2],
+                memory64: round / 12 % 2 == 1,
+            };
+            let max = [MAX_SEGMENTS, 4, 2, 1][round / 24 % 4];
+            let mut image = MemoryImage::new();
+            image.push_zeros(base);
+            image.push(&tail);
+            let got = segments(&image, max, target);
+            assert!(got.len() <= max);
+            let mut memory = vec![0u8; tail.len()];
+            for (offset, bytes) in &got {
+                let at = (offset - base) as usize;
+                memory[at..at + bytes.len()].copy_from_slice(bytes);
+            }
+            assert_eq!(
+                memory, tail,
+                "round {round}: segments do not rebuild the memory"
+            );
+            assert_eq!(
+                encoded_len(target, &got),
+                smallest(target, base, &tail, max),
+                "round {round}: {target:?} at {base}, at most {max} segments: {:?}",
+                got.iter().map(|(o, b)| (*o, b.len())).collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn splitting_finds_every_long_stretch() {
+        // Stretches of 5 or more zeros at every alignment and length inside
+        // a run, next to shorter ones: the pieces are exactly the stretches'
+        // complements.
+        // (up to 300 bytes: stretches after whole blocks of 64 too)
+        for len in 1..40 {
+            for at in 1..250 {
+                let mut bytes = vec![9u8; 300];
+                bytes[at..at + len].fill(0);
+                bytes[at + len + 3] = 0; // a single zero: no boundary
+                bytes[at + len + 5..at + len + 9].fill(0); // 4 zeros: no boundary
+                let mut pieces = Vec::new();
+                split_at_zeros(&bytes, |r| pieces.push(r));
+                let whole: Range<usize> = 0..300;
+                let expected = if len >= MIN_SPLIT {
+                    vec![0..at, at + len..300]
+                } else {
+                    vec![whole]
+                };
+                assert_eq!(pieces, expected, "{len} zeros at {at}");
+            }
+        }
     }
 }

@@ -46,6 +46,7 @@ pub const NAMES: &[&str] = &[
     "sparse-1gib-random",
     "many-globals",
     "adapter-shape",
+    "c-app",
     "componentize-py",
     "componentize-js",
 ];
@@ -143,6 +144,23 @@ pub fn build(name: &str, root: &Path, tools: &Path) -> Result<Workload, String> 
             bytes: wat(&adapter_shape())?,
             changed: None,
         },
+        "c-app" => {
+            let bytes = c_app(root, tools)?;
+            Workload {
+                name: "c-app",
+                description: format!(
+                    "C guest (benches/programs/c-app, {CLANG} and Debian's wasi-libc, the \
+                     preview1 reactor adapter; {:.1} KiB): init builds a chained hash table \
+                     of {C_APP_WORDS} malloc'd entries with strdup'd keys, a sorted index and \
+                     a string, leaving the heap in many short runs",
+                    bytes.len() as f64 / 1024.0
+                ),
+                setup: Setup::new(true),
+                probe: "probe",
+                bytes,
+                changed: None,
+            }
+        }
         "componentize-py" => {
             let bytes = py_app(root, tools, None)?;
             let changed = Changed {
@@ -252,6 +270,93 @@ fn rust_guest(root: &Path, package: &str) -> Result<Vec<u8>, String> {
         .join("target/wasm32-wasip2/release")
         .join(format!("{}.wasm", package.replace('-', "_")));
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The C compiler the `c-app` workload is built with (Debian bookworm's
+/// clang 14, whose `wasm32-wasi` target and `wasi-libc` package give a
+/// preview1 module).
+const CLANG: &str = "clang";
+/// The words `benches/programs/c-app/main.c` inserts (its `WORDS`).
+const C_APP_WORDS: usize = 700;
+
+/// Where wasi-libc is installed: `WASI_SYSROOT`, or Debian's multiarch
+/// layout under /usr (`apt-get install clang lld wasi-libc
+/// libclang-rt-dev-wasm32`), or wasi-sdk's.
+fn wasi_sysroot() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("WASI_SYSROOT") {
+        return Some(dir.into());
+    }
+    [
+        ("/usr", "lib/wasm32-wasi/libc.a"),
+        ("/usr/share/wasi-sysroot", "lib/wasm32-wasi/libc.a"),
+        ("/opt/wasi-sdk/share/wasi-sysroot", "lib/wasm32-wasi/libc.a"),
+    ]
+    .into_iter()
+    .map(|(dir, libc)| (PathBuf::from(dir), libc))
+    .find(|(dir, libc)| dir.join(libc).exists())
+    .map(|(dir, _)| dir)
+}
+
+/// The `c-app` workload: benches/programs/c-app/main.c compiled with clang
+/// for `wasm32-wasi` as a reactor (wasi-libc's `_initialize` runs its
+/// constructors; wit-component calls it at instantiation), its world
+/// embedded and made into a component with the preview1 reactor adapter,
+/// as `tests/all/guests.rs` makes its wasip1 guests into components.
+fn c_app(root: &Path, tools: &Path) -> Result<Vec<u8>, String> {
+    use wasi_preview1_component_adapter_provider::{
+        WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+    };
+    let sources = root.join("benches/programs/c-app");
+    let (main, wit) = (sources.join("main.c"), sources.join("world.wit"));
+    let sysroot = wasi_sysroot().ok_or(
+        "no wasi-libc (WASI_SYSROOT, /usr/lib/wasm32-wasi or /usr/share/wasi-sysroot; on \
+         Debian: apt-get install clang lld wasi-libc libclang-rt-dev-wasm32)",
+    )?;
+    let core = tools.join("c-app.core.wasm");
+    let stamp = stamp(
+        std::slice::from_ref(&main),
+        &format!("{CLANG} {}", sysroot.display()),
+    )?;
+    if !fresh(&core, &stamp) {
+        std::fs::create_dir_all(tools).map_err(|e| format!("{}: {e}", tools.display()))?;
+        run(
+            Command::new(CLANG)
+                .args(["--target=wasm32-wasi", "-O2", "-mexec-model=reactor"])
+                .arg(format!("--sysroot={}", sysroot.display()))
+                .arg(&main)
+                .arg("-o")
+                .arg(&core),
+            &format!(
+                "{CLANG} --target=wasm32-wasi (apt-get install clang lld wasi-libc libclang-rt-dev-wasm32?)"
+            ),
+        )?;
+        std::fs::write(core.with_extension("stamp"), &stamp)
+            .map_err(|e| format!("{}: {e}", core.display()))?;
+    }
+    let mut module = std::fs::read(&core).map_err(|e| format!("{}: {e}", core.display()))?;
+    let err = |e: anyhow::Error| format!("c-app: making the component: {e:#}");
+    let text = std::fs::read_to_string(&wit).map_err(|e| format!("{}: {e}", wit.display()))?;
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve.push_str("world.wit", &text).map_err(err)?;
+    let world = resolve.select_world(&[package], None).map_err(err)?;
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .map_err(err)?;
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .map_err(err)?
+        .adapter(
+            WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+        )
+        .map_err(err)?
+        .encode()
+        .map_err(err)
 }
 
 /// The componentize-py the `componentize-py` workload is made with.
