@@ -759,14 +759,14 @@ fn phases(args: &[String]) -> Result<()> {
         component_init::instrument(&input, &options).map(drop)
     })?;
     report("rewrite", &mut || {
-        component_init::rewrite::apply_to_validated(&input, &plan, &snapshot).map(drop)
+        component_init::__internal::apply_to_validated(&input, &plan, &snapshot).map(drop)
     })?;
-    let output = component_init::rewrite::apply_to_validated(&input, &plan, &snapshot)?;
+    let output = component_init::__internal::apply_to_validated(&input, &plan, &snapshot)?;
     report("of which: parsing the input", &mut || {
-        component_init::parse::parse_validated_code(&input).map(drop)
+        component_init::__internal::parse_validated_code(&input).map(drop)
     })?;
     report("of which: validating the output", &mut || {
-        component_init::parse::parse_validated_code(&output).map(drop)
+        component_init::__internal::parse_validated_code(&output).map(drop)
     })?;
     Ok(())
 }

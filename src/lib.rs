@@ -88,7 +88,7 @@ pub use wasmtime_runtime::{Compiler, WasmtimeRuntime, block_on};
 /// one at a time; not part of the API.
 #[doc(hidden)]
 pub mod __internal {
-    pub use crate::parse::parse;
+    pub use crate::parse::{parse, parse_validated_code};
     pub use crate::rewrite::apply_to_validated;
     pub use crate::snapshot::read as read_snapshot;
 }
