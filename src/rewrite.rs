@@ -78,14 +78,23 @@ fn apply_to(
 /// The snapshot state of one core instance.
 #[derive(Default, PartialEq)]
 struct InstanceState<'a> {
-    /// (module memory index, page size log2, memory64, contents)
-    memories: Vec<(u32, u32, bool, &'a MemoryImage)>,
+    memories: Vec<MemoryState<'a>>,
     /// (module global index, value)
     globals: Vec<(u32, GlobalValue)>,
     /// Passive data segments dropped during init.
     dropped_data: Vec<u32>,
     /// Element segments dropped during init.
     dropped_elems: Vec<u32>,
+}
+
+/// A memory of an instance, as the snapshot left it.
+#[derive(PartialEq)]
+struct MemoryState<'a> {
+    /// The memory's index in its module.
+    index: u32,
+    page_size_log2: u32,
+    memory64: bool,
+    image: &'a MemoryImage,
 }
 
 /// Distinct outcomes for the instances of one definition: each with the
@@ -117,9 +126,12 @@ fn instance_states<'a>(
                     page_size_log2,
                 },
                 Value::Memory(image),
-            ) => state
-                .memories
-                .push((index, page_size_log2, memory64, image)),
+            ) => state.memories.push(MemoryState {
+                index,
+                page_size_log2,
+                memory64,
+                image,
+            }),
             (State::Global { index, .. }, Value::Global(v)) => state.globals.push((index, *v)),
             (State::Probe { probe, .. }, Value::Global(GlobalValue::I32(v))) => match probe {
                 _ if *v == 0 => {}
@@ -556,8 +568,9 @@ fn rewrite_module<'a>(bytes: &'a [u8], state: &InstanceState<'a>) -> Result<Edit
     // the engines' limit is shared among its memories
     let budget = segments::budget(data_segment_count(bytes)?);
     let per_memory = budget / state.memories.len().max(1);
-    for &(memory, page_size_log2, memory64, image) in &state.memories {
-        minimums.push((memory, image.len() >> page_size_log2));
+    for m in &state.memories {
+        let (memory, memory64, image) = (m.index, m.memory64, m.image);
+        minimums.push((memory, image.len() >> m.page_size_log2));
         let target = segments::Target { memory, memory64 };
         for (offset, bytes) in segments::segments(image, per_memory, target) {
             data.push(Segment {
