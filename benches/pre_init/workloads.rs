@@ -336,16 +336,7 @@ fn c_app(root: &Path, tools: &Path) -> Result<Vec<u8>, String> {
     let mut module = std::fs::read(&core).map_err(|e| format!("{}: {e}", core.display()))?;
     let err = |e: anyhow::Error| format!("c-app: making the component: {e:#}");
     let text = std::fs::read_to_string(&wit).map_err(|e| format!("{}: {e}", wit.display()))?;
-    let mut resolve = wit_parser::Resolve::default();
-    let package = resolve.push_str("world.wit", &text).map_err(err)?;
-    let world = resolve.select_world(&[package], None).map_err(err)?;
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .map_err(err)?;
+    embed_world(&mut module, "world.wit", &text).map_err(err)?;
     wit_component::ComponentEncoder::default()
         .validate(true)
         .module(&module)
@@ -587,16 +578,7 @@ fn js_component(parts: &Path) -> Result<Vec<u8>, String> {
     let engine = read("engine.wasm")?;
     let stubs = js_stubs(&engine).map_err(err)?;
     let mut module = js_init_export(&engine).map_err(err)?;
-    let mut resolve = wit_parser::Resolve::default();
-    let package = resolve.push_str("js-init.wit", JS_INIT_WIT).map_err(err)?;
-    let world = resolve.select_world(&[package], None).map_err(err)?;
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .map_err(err)?;
+    embed_world(&mut module, "js-init.wit", JS_INIT_WIT).map_err(err)?;
     let mut encoder = wit_component::ComponentEncoder::default()
         .validate(true)
         .module(&module)
@@ -1008,5 +990,19 @@ fn adapter_shape() -> String {
   (core instance $probe (instantiate $probe (with "main" (instance $main)) (with "adapter" (instance $adapter))))
   (func (export "component-init") (canon lift (core func $main "init")))
   (func (export "probe") (result u32) (canon lift (core func $probe "probe"))))"#
+    )
+}
+
+/// Embeds the one world of the WIT package `text` (read from file `name`)
+/// into the core module `module`, as `wasm-tools component embed` does.
+fn embed_world(module: &mut Vec<u8>, name: &str, text: &str) -> anyhow::Result<()> {
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve.push_str(name, text)?;
+    let world = resolve.select_world(&[package], None)?;
+    wit_component::embed_component_metadata(
+        module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
     )
 }
