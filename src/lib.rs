@@ -29,38 +29,13 @@
 
 #![deny(missing_docs)]
 
-// The pipeline, phase by phase (the README's "How it works" maps every file).
-mod instrument;
-mod parse;
-mod rewrite;
-mod snapshot;
-
-// What the phases share: the plan and snapshot they pass on, and the
-// builders of what instrumentation appends.
-mod append;
-mod codegen;
-mod image;
-mod init_func;
-mod limits;
-mod module;
-mod names;
+// The map of the crate (the README's "How it works" describes each file):
+// the data the phases pass on, editing one core module (any front end), the
+// component front end, and running init.
+mod component;
+mod edit;
 mod plan;
-mod probe;
-mod readers;
-mod retarget;
-mod runtime;
-mod segments;
-mod wit;
-
-// Running init in Wasmtime, with WASI when asked for.
-#[cfg(feature = "wasmtime")]
-mod reproducible;
-#[cfg(feature = "wasmtime")]
-mod wasi;
-#[cfg(feature = "wasmtime")]
-mod wasmtime_runtime;
-#[cfg(feature = "wasmtime")]
-mod wave;
+mod run;
 
 pub mod transform;
 
@@ -69,28 +44,32 @@ pub mod cli;
 
 use anyhow::Result;
 
-pub use image::MemoryImage;
-pub use init_func::InitFunc;
-pub use instrument::{InstrumentOptions, Instrumented, instrument, instrument_with_external_init};
-pub use limits::Limits;
+use component::{rewrite, snapshot};
+
+pub use component::instrument::{
+    InstrumentOptions, Instrumented, instrument, instrument_with_external_init,
+};
+pub use component::retarget::Retargeted;
+pub use edit::probe::Probe;
+pub use plan::image::MemoryImage;
+pub use plan::init_func::InitFunc;
 pub use plan::{Accessor, GlobalValue, InputId, Plan, ScalarType, Snapshot, State, Value};
-pub use probe::Probe;
+pub use run::Runtime;
+pub use run::limits::Limits;
 #[cfg(feature = "wasmtime")]
-pub use reproducible::Reproducible;
-pub use retarget::Retargeted;
-pub use runtime::Runtime;
+pub use run::reproducible::Reproducible;
 #[cfg(feature = "wasmtime")]
-pub use wasi::{Audit, AuditEntry, Call, Category, PreopenDir, WasiOptions};
+pub use run::wasi::{Audit, AuditEntry, Call, Category, PreopenDir, WasiOptions};
 #[cfg(feature = "wasmtime")]
-pub use wasmtime_runtime::{Compiler, WasmtimeRuntime, block_on};
+pub use run::wasmtime::{Compiler, WasmtimeRuntime, block_on};
 
 /// Internals that this crate's benchmark and fuzz targets time or probe
 /// one at a time; not part of the API.
 #[doc(hidden)]
 pub mod __internal {
-    pub use crate::parse::{parse, parse_validated_code};
-    pub use crate::rewrite::apply_to_validated;
-    pub use crate::snapshot::read as read_snapshot;
+    pub use crate::component::parse::{parse, parse_validated_code};
+    pub use crate::component::rewrite::apply_to_validated;
+    pub use crate::component::snapshot::read as read_snapshot;
 }
 
 impl Plan {
@@ -103,7 +82,7 @@ impl Plan {
     /// The accessor interface of this plan as WIT: the fixed package in
     /// `wit/` and the synthesized `accessors` interface.
     pub fn wit(&self) -> Result<String> {
-        wit::print(self)
+        component::wit::print(self)
     }
 }
 
@@ -154,7 +133,7 @@ async fn instrument_and_snapshot<R: Runtime>(
 pub fn initialize_with_wasmtime(component: &[u8], options: &InstrumentOptions) -> Result<Vec<u8>> {
     let mut runtime = WasmtimeRuntime::new()?;
     let (plan, snapshot) =
-        wasmtime_runtime::block_on(instrument_and_snapshot(component, options, &mut runtime))??;
+        run::wasmtime::block_on(instrument_and_snapshot(component, options, &mut runtime))??;
     // The guest's memory goes before the rewrite, which needs room for the
     // output: the two are not held at once.
     drop(runtime);

@@ -77,17 +77,17 @@ use wasm_encoder::{
     CanonicalOption, ComponentExportKind, ComponentValType, ExportKind, PrimitiveValType,
 };
 
-use crate::append::{Appender, CoreItem};
-use crate::init_func::InitFunc;
-use crate::instrument::{self, Instrumented};
-use crate::module::CoreExport;
-use crate::names;
-use crate::parse;
+use crate::component::append::{Appender, CoreItem};
+use crate::component::instrument::{self, Instrumented};
+use crate::component::names;
+use crate::component::parse;
+use crate::component::readers::{self, ChunkNames};
+use crate::component::snapshot;
+pub use crate::component::snapshot::CHUNK;
+use crate::edit::CoreExport;
+use crate::plan::init_func::InitFunc;
 use crate::plan::{Accessor, GlobalValue, Plan, ScalarType, State};
-use crate::readers::{self, ChunkNames};
-use crate::runtime::Runtime;
-use crate::snapshot;
-pub use crate::snapshot::CHUNK;
+use crate::run::Runtime;
 
 /// Calls the exports of an instantiated, initialized component by name.
 /// Each function takes no arguments and returns one value of the type the

@@ -10,8 +10,10 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 
 use super::{RunArgs, read_input, write_bytes, write_output, write_with};
+use crate::component::snapshot;
 use crate::plan::{Plan, Snapshot};
-use crate::{InitFunc, InstrumentOptions, instrument, snapshot, wasmtime_runtime};
+use crate::run::wasmtime as wasmtime_runtime;
+use crate::{InitFunc, InstrumentOptions, instrument};
 
 /// The phases of the pipeline, one at a time.
 #[derive(clap::Subcommand)]
@@ -176,7 +178,7 @@ impl WitOpts {
     fn run(self) -> Result<()> {
         let input = read_input(self.io.input_path())?;
         let instrumented = instrument(&input, &self.init.options()?)?;
-        let wit = crate::wit::print(&instrumented.plan)?;
+        let wit = crate::component::wit::print(&instrumented.plan)?;
         write_bytes(self.io.output_path(), wit.as_bytes(), true)
     }
 }

@@ -17,7 +17,7 @@ use wasmparser::{
     ValType, ValidPayload, Validator, WasmFeatures, types::Types,
 };
 
-use crate::names;
+use crate::component::names;
 
 /// A validated component and what the later phases need to know about it.
 pub struct Parsed<'a> {
@@ -180,7 +180,7 @@ pub struct ModuleInfo {
     /// Number of functions the module imports.
     pub imported_funcs: u32,
     /// Mutable reference-typed globals, defined or imported: accepted as long
-    /// as init does not write them (see [`crate::probe`]).
+    /// as init does not write them (see [`crate::edit::probe`]).
     pub ref_globals: Vec<u32>,
 }
 

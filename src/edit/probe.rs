@@ -266,7 +266,7 @@ pub fn probe(
     Ok(Some(Probed {
         probes,
         first_global: globals,
-        code: crate::codegen::strip_size(sized)?,
+        code: crate::edit::codegen::strip_size(sized)?,
     }))
 }
 

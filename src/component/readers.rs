@@ -10,7 +10,7 @@
 //!   drop-in adds for invokers: memories front to back in chunks, `v128`
 //!   globals in halves, through functions without parameters.
 //!
-//! The instruction sequences they share are in [`crate::codegen`].
+//! The instruction sequences they share are in [`crate::edit::codegen`].
 
 use anyhow::{Result, bail};
 use wasm_encoder::{
@@ -19,10 +19,10 @@ use wasm_encoder::{
     MemorySection, MemoryType, TypeSection, ValType,
 };
 
-use crate::codegen;
-use crate::names;
+use crate::component::names;
+use crate::component::snapshot::CHUNK;
+use crate::edit::codegen;
 use crate::plan::{Accessor, ScalarType, State};
-use crate::snapshot::CHUNK;
 
 /// A core module under construction. Imports of a kind must come before
 /// definitions of that kind, as in the index space; a late import is an
@@ -699,7 +699,7 @@ mod tests {
         ];
         let all: Vec<&Accessor> = accessors.iter().collect();
         let memories: Vec<&Accessor> = accessors[..2].iter().collect();
-        let features = crate::parse::features();
+        let features = crate::component::parse::features();
         for module in [
             accessor_module(&all)?,
             in_place_reader(16)?,

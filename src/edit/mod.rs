@@ -4,13 +4,16 @@
 //! Used by instrument (to export a module's state) and by rewrite (to bake a
 //! snapshot into it).
 
+pub mod codegen;
+pub mod probe;
+pub mod segments;
+
 use anyhow::{Context, Result, bail};
 use std::borrow::Cow;
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_encoder::{ConstExpr, Encode};
 use wasmparser::{Chunk, DataKind, Parser, Payload};
 
-use crate::codegen;
 use crate::plan::GlobalValue;
 
 /// What to change in a module; an empty edit reproduces the module.

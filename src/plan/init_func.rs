@@ -6,8 +6,8 @@ use std::fmt;
 use wasmparser::ComponentExternalKind;
 use wasmparser::component_types::ComponentEntityType;
 
-use crate::names;
-use crate::parse::Parsed;
+use crate::component::names;
+use crate::component::parse::Parsed;
 
 /// An exported function, named as `name` (a function exported by the
 /// component) or `interface#name` (a function of an exported instance, such
@@ -97,7 +97,7 @@ impl fmt::Display for InitFunc {
 pub struct ResolvedInit {
     /// What the runtime calls.
     pub func: InitFunc,
-    /// Index into the top level's [`ComponentInfo::exports`](crate::parse::ComponentInfo::exports)
+    /// Index into the top level's [`ComponentInfo::exports`](crate::component::parse::ComponentInfo::exports)
     /// of the export that the rewrite removes,
     /// when the function is a top-level export.
     pub export: Option<usize>,

@@ -1,9 +1,19 @@
 //! The seam between this crate and whatever runs the instrumented component.
 
+pub mod limits;
+#[cfg(feature = "wasmtime")]
+pub mod reproducible;
+#[cfg(feature = "wasmtime")]
+pub mod wasi;
+#[cfg(feature = "wasmtime")]
+pub mod wasmtime;
+#[cfg(feature = "wasmtime")]
+pub mod wave;
+
 use anyhow::Result;
 
-use crate::image::MemoryImage;
-use crate::init_func::InitFunc;
+use crate::plan::image::MemoryImage;
+use crate::plan::init_func::InitFunc;
 use crate::plan::{GlobalValue, ScalarType};
 
 /// Runs an instrumented component: instantiates it, calls its init function,

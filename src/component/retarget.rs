@@ -27,9 +27,9 @@
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 
-use crate::parse::{self, ComponentInfo, ModuleInfo};
+use crate::component::parse::{self, ComponentInfo, ModuleInfo};
+use crate::edit::probe::{Fired, Probe};
 use crate::plan::{Accessor, GlobalValue, InputId, Plan, ScalarType, Snapshot, State, Value};
-use crate::probe::{Fired, Probe};
 
 /// A plan and snapshot made for stage 2 by [`Plan::retarget`].
 #[derive(Clone, Debug, PartialEq)]

@@ -11,12 +11,12 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Func, Instance, Linker, LinkerInstance, ResourceType, Val};
 use wasmtime::{Cache, Config, Engine, Store, Strategy, Trap};
 
-use crate::init_func::InitFunc;
-use crate::limits::{Limits, ShowDuration};
+use crate::plan::init_func::InitFunc;
 use crate::plan::{GlobalValue, ScalarType};
-use crate::runtime::Runtime;
-use crate::wasi::{Audit, Host, Recorder, WasiOptions, open_resources_error};
-use crate::wave;
+use crate::run::Runtime;
+use crate::run::limits::{Limits, ShowDuration};
+use crate::run::wasi::{Audit, Host, Recorder, WasiOptions, open_resources_error};
+use crate::run::wave;
 
 /// An epoch deadline that is never reached (the epoch only advances when a
 /// timeout expires).
@@ -84,7 +84,7 @@ impl Compiler {
 impl WasmtimeRuntime {
     /// A runtime with Wasmtime's default configuration (wasm backtraces off,
     /// so that errors stay on one line) and the default [`Limits`]: init
-    /// times out after [`DEFAULT_TIMEOUT`](crate::limits::DEFAULT_TIMEOUT).
+    /// times out after [`DEFAULT_TIMEOUT`](crate::run::limits::DEFAULT_TIMEOUT).
     pub fn new() -> Result<WasmtimeRuntime> {
         WasmtimeRuntime::with_limits(Limits::default())
     }
@@ -582,7 +582,7 @@ impl Runtime for WasmtimeRuntime {
                     !options.dirs.is_empty(),
                     ty.imports(&self.engine).map(|(name, _)| name),
                 )?;
-                crate::reproducible::shadow_wasi(&mut linker)?;
+                crate::run::reproducible::shadow_wasi(&mut linker)?;
             }
             define_missing_imports_as_traps(&mut linker, &component)?;
         } else {
@@ -653,14 +653,14 @@ impl Runtime for WasmtimeRuntime {
         func: &str,
         offset: u64,
         len: u32,
-        memory: &mut crate::image::MemoryImage,
+        memory: &mut crate::plan::image::MemoryImage,
     ) -> Result<usize> {
         use wasmtime::component::WasmList;
         let typed = self
             .func(Some(interface), func)?
             .typed::<(u64, u32), (WasmList<u8>,)>(&self.store)?;
         let (list,) = typed.call_async(&mut self.store, (offset, len)).await?;
-        crate::runtime::check_chunk(func, list.len(), len)?;
+        crate::run::check_chunk(func, list.len(), len)?;
         memory.push(list.as_le_slice(&self.store));
         Ok(list.len())
     }

@@ -25,8 +25,8 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 use wasmtime::component::ResourceTable;
 
-use crate::limits::MemoryLimiter;
-use crate::reproducible::{Fixed, Reproducible};
+use crate::run::limits::MemoryLimiter;
+use crate::run::reproducible::{Fixed, Reproducible};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 

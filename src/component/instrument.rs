@@ -5,7 +5,7 @@
 //! exports for it); everything new is appended, so original indices never
 //! move. New items get their indices from an [`Appender`] seeded with the
 //! validator's final counts; the reader modules come from
-//! [`crate::readers`].
+//! [`crate::component::readers`].
 
 use anyhow::{Context, Result, bail};
 use wasm_encoder::{
@@ -16,16 +16,16 @@ use wasm_encoder::{
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
-use crate::append::{Appender, CoreItem};
-use crate::init_func::{self, InitFunc};
-use crate::module::{self, CoreExport, ModuleEdit};
-use crate::names;
-use crate::parse::{self, ComponentInfo, Counts, SectionKind};
+use crate::component::append::{Appender, CoreItem};
+use crate::component::names;
+use crate::component::parse::{self, ComponentInfo, Counts, SectionKind};
+use crate::component::readers;
+use crate::component::wit;
+use crate::edit::probe::{self, Probed};
+use crate::edit::{self, CoreExport, ModuleEdit};
 use crate::plan::GlobalValue;
+use crate::plan::init_func::{self, InitFunc};
 use crate::plan::{Accessor, InputId, PLAN_FORMAT, Plan, ScalarType, State};
-use crate::probe::{self, Probed};
-use crate::readers;
-use crate::wit;
 
 /// Options for [`instrument`].
 #[derive(Clone, Debug, Default)]
@@ -293,7 +293,7 @@ fn encode_sections(bytes: &[u8], info: &ComponentInfo, level: &Level) -> Result<
                     code: found.map(|f| f.code.clone()),
                     ..ModuleEdit::default()
                 };
-                let edited = module::edit(data, edit).with_context(|| {
+                let edited = edit::edit(data, edit).with_context(|| {
                     format!("failed to instrument core module {}", module.index)
                 })?;
                 component.section(&RawSection {

@@ -11,7 +11,7 @@ use wasmparser::types::TypesRef;
 use wasmparser::{Parser, PrimitiveValType, ValidPayload, Validator, WasmFeatures};
 use wit_parser::{InterfaceId, Resolve, SourceMap};
 
-use crate::names;
+use crate::component::names;
 use crate::plan::{Plan, State};
 
 /// The synthesized `accessors` interface for `plan`, as WIT source (one file
@@ -228,8 +228,8 @@ fn primitive(ty: PrimitiveValType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::edit::probe::Probe;
     use crate::plan::{Accessor, InputId, PLAN_FORMAT, ScalarType};
-    use crate::probe::Probe;
     use wit_parser::{Function, Type, TypeDefKind};
 
     /// `check` compares with the plan directly: what it expects must be what
@@ -315,7 +315,8 @@ mod tests {
               (func (export "component-init") (canon lift (core func $i "init"))))"#,
         )
         .unwrap();
-        let instrumented = crate::instrument(&input, &crate::InstrumentOptions::default()).unwrap();
+        let instrumented =
+            crate::component::instrument(&input, &crate::InstrumentOptions::default()).unwrap();
         let component = &instrumented.component;
         let plan = &instrumented.plan;
         check(component, plan).unwrap();

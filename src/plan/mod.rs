@@ -2,12 +2,15 @@
 //! that reading them produces. Both are plain data (serde), so the phases may
 //! run in different processes.
 
+pub mod image;
+pub mod init_func;
+
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::image::MemoryImage;
-use crate::init_func::InitFunc;
-use crate::probe::Probe;
+use crate::edit::probe::Probe;
+use crate::plan::image::MemoryImage;
+use crate::plan::init_func::InitFunc;
 
 /// Version of the plan format; bumped on incompatible changes.
 pub const PLAN_FORMAT: u32 = 1;

@@ -4,10 +4,10 @@
 use anyhow::{Context, Result};
 use std::time::{Duration, Instant};
 
-use crate::image::MemoryImage;
+use crate::edit::probe::{Fired, Probe};
+use crate::plan::image::MemoryImage;
 use crate::plan::{GlobalValue, Plan, ScalarType, Snapshot, State, Value};
-use crate::probe::{Fired, Probe};
-use crate::runtime::{Runtime, check_chunk};
+use crate::run::{Runtime, check_chunk};
 
 /// Bytes read from a memory per accessor call. Wasmtime bounds how much one
 /// host call may copy; reading in chunks keeps memories of any size (up to

@@ -36,7 +36,7 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 };
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
-use crate::wasi::Host;
+use crate::run::wasi::Host;
 
 /// The wall clock without `SOURCE_DATE_EPOCH`: 1980-01-01T00:00:00Z, the
 /// earliest time a zip archive can record (many reproducible-build tools

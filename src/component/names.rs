@@ -10,7 +10,7 @@
 use anyhow::{Result, bail};
 
 /// The fixed WIT package that ships in `wit/`.
-pub const WIT_PACKAGE_SOURCE: &str = include_str!("../wit/component-init.wit");
+pub const WIT_PACKAGE_SOURCE: &str = include_str!("../../wit/component-init.wit");
 
 /// Name of the synthesized interface inside the package
 /// `component-init:snapshot@0.1.0` of [`WIT_PACKAGE_SOURCE`].

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use crate::image::MemoryImage;
+use crate::plan::image::MemoryImage;
 
 /// The most data segments a module may have where engines load it:
 /// wasmparser's (and so Wasmtime's) limit and V8's are both 100,000.

@@ -14,7 +14,7 @@ use wasm_encoder::{
     ComponentValType, ExportKind, InstanceSection, ModuleArg, ModuleSection, PrimitiveValType,
 };
 
-use crate::parse::Counts;
+use crate::component::parse::Counts;
 
 /// Sections appended after a component's last section, and the next free
 /// index of every index space they add to.
@@ -250,7 +250,7 @@ mod tests {
                 (alias core export $i "f" (core func))
             )"#,
         )?;
-        let types = wasmparser::Validator::new_with_features(crate::parse::features())
+        let types = wasmparser::Validator::new_with_features(crate::component::parse::features())
             .validate_all(&original)?;
         let counts = Counts::of(&types.as_ref());
         let mut app = Appender::new(counts);
@@ -274,7 +274,8 @@ mod tests {
         assert_eq!(app.export("get", ComponentExportKind::Func, lifted)?, 1);
         let mut bytes = original;
         bytes.extend(app.finish());
-        wasmparser::Validator::new_with_features(crate::parse::features()).validate_all(&bytes)?;
+        wasmparser::Validator::new_with_features(crate::component::parse::features())
+            .validate_all(&bytes)?;
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow, bail};
 use wasmtime::Store;
 use wasmtime::component::{Func, Type, Val, wasm_wave};
 
-use crate::init_func::InitFunc;
+use crate::plan::init_func::InitFunc;
 
 /// The arguments `init` gives for `func`, checked against its parameters,
 /// and the number of results it returns.

@@ -14,12 +14,12 @@ use wasm_encoder::reencode::ReencodeComponent;
 use wasm_encoder::{Component, ComponentExportSection, ComponentSection, Encode};
 use wasmparser::Parser;
 
-use crate::image::MemoryImage;
-use crate::module::{self, Edited, ModuleEdit, Segment};
-use crate::parse::{self, ComponentInfo, Parsed, SectionKind};
+use crate::component::parse::{self, ComponentInfo, Parsed, SectionKind};
+use crate::edit::probe::{self, Fired, Probe};
+use crate::edit::segments;
+use crate::edit::{self, Edited, ModuleEdit, Segment};
+use crate::plan::image::MemoryImage;
 use crate::plan::{Accessor, GlobalValue, InputId, Plan, Snapshot, State, Value};
-use crate::probe::{self, Fired, Probe};
-use crate::segments;
 
 /// Applies `snapshot`, read according to `plan`, to `original`, the
 /// component `plan` was made for. The input and the result are validated.
@@ -28,7 +28,7 @@ pub fn apply(original: &[u8], plan: &Plan, snapshot: &Snapshot) -> Result<Vec<u8
 }
 
 /// [`apply`] for an `original` that this process validated already
-/// ([`crate::instrument`] did): its function bodies are not validated again
+/// ([`crate::component::instrument`] did): its function bodies are not validated again
 /// (its structure and the output still are). For pipelines that instrument
 /// and apply in one process, as `component-init` itself does.
 pub fn apply_to_validated(original: &[u8], plan: &Plan, snapshot: &Snapshot) -> Result<Vec<u8>> {
@@ -590,5 +590,5 @@ fn rewrite_module<'a>(bytes: &'a [u8], state: &InstanceState<'a>) -> Result<Edit
         data: Some(data),
         ..ModuleEdit::default()
     };
-    module::edit_lazily(bytes, edit)
+    edit::edit_lazily(bytes, edit)
 }

@@ -7,14 +7,16 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::time::Instant;
 
+use crate::component::snapshot::Step;
 use crate::plan::{State, Value};
-use crate::snapshot::Step;
-use crate::wasi::{self, PreopenDir, WasiOptions};
-use crate::wasmtime_runtime::Compiler;
+use crate::run::wasi::{self, PreopenDir, WasiOptions};
+use crate::run::wasmtime::Compiler;
 
 mod split;
 
-use crate::{InitFunc, InstrumentOptions, WasmtimeRuntime, instrument, snapshot, wasmtime_runtime};
+use crate::component::snapshot;
+use crate::run::wasmtime as wasmtime_runtime;
+use crate::{InitFunc, InstrumentOptions, WasmtimeRuntime, instrument};
 
 /// Pre-initialize a WebAssembly component.
 ///
@@ -85,7 +87,7 @@ pub struct RunArgs {
         long,
         value_name = "DURATION",
         default_value = "5m",
-        value_parser = crate::limits::parse_duration,
+        value_parser = crate::run::limits::parse_duration,
         help_heading = "Limits during init"
     )]
     // (a full path: clap must not make an `Option` field optional)
@@ -97,7 +99,7 @@ pub struct RunArgs {
     #[clap(
         long,
         value_name = "SIZE",
-        value_parser = crate::limits::parse_size,
+        value_parser = crate::run::limits::parse_size,
         help_heading = "Limits during init"
     )]
     max_memory: Option<u64>,
@@ -163,7 +165,7 @@ pub struct RunArgs {
         long,
         value_name = "SEED",
         requires = "reproducible",
-        value_parser = crate::reproducible::parse_seed,
+        value_parser = crate::run::reproducible::parse_seed,
         help_heading = "Reproducible builds"
     )]
     random_seed: Option<[u8; 32]>,
@@ -394,7 +396,7 @@ async fn pre_initialize(
 
     let start = Instant::now();
     // `instrument` validated `input` above: its code is not validated again.
-    let output = crate::rewrite::apply_to_validated(input, plan, &snapshot)?;
+    let output = crate::component::rewrite::apply_to_validated(input, plan, &snapshot)?;
     log::info!(
         "rewrote in {:.1?}: {} bytes in, {} bytes out",
         start.elapsed(),
