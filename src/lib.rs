@@ -46,9 +46,7 @@ use anyhow::Result;
 
 use component::{rewrite, snapshot};
 
-pub use component::instrument::{
-    InstrumentOptions, Instrumented, instrument, instrument_with_external_init,
-};
+pub use component::instrument::{InstrumentOptions, Instrumented, instrument};
 pub use component::retarget::Retargeted;
 pub use edit::probe::Probe;
 pub use plan::image::MemoryImage;
@@ -61,7 +59,7 @@ pub use run::reproducible::Reproducible;
 #[cfg(feature = "wasmtime")]
 pub use run::wasi::{Audit, AuditEntry, Call, Category, PreopenDir, WasiOptions};
 #[cfg(feature = "wasmtime")]
-pub use run::wasmtime::{Compiler, WasmtimeRuntime, block_on};
+pub use run::wasmtime::{Compiler, RuntimeBuilder, WasmtimeRuntime};
 
 /// Internals that this crate's benchmark and fuzz targets time or probe
 /// one at a time; not part of the API.

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use component_init::Compiler;
 use component_init::PreopenDir;
 use component_init::Value;
-use component_init::{InitFunc, InstrumentOptions, Limits, Runtime, WasiOptions, WasmtimeRuntime};
+use component_init::{Compiler, RuntimeBuilder};
+use component_init::{InitFunc, InstrumentOptions, Runtime, WasiOptions, WasmtimeRuntime};
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Instance, Lift, Linker, ResourceTable, WasmList};
 use wasmtime::{Cache, Config, Engine, Store};
@@ -116,29 +116,23 @@ fn cache() -> Result<Cache> {
 pub fn main(tool: &str, setup: &Setup, input: &str, output: &str) -> Result<()> {
     let read = || std::fs::read(input).with_context(|| format!("failed to read `{input}`"));
     let (bytes, mut measured) = match tool {
-        "ours" => ours(&read()?, setup, WasmtimeRuntime::new()?)?,
+        "ours" => ours(&read()?, setup, WasmtimeRuntime::builder())?,
         // What-if: our pipeline with `--compiler cranelift` (the optimizing
         // compiler the peer uses) instead of the default, Winch.
         "ours-cranelift" => {
-            let runtime = WasmtimeRuntime::with_compiler(Limits::default(), Compiler::Cranelift)?;
+            let runtime = WasmtimeRuntime::builder().compiler(Compiler::Cranelift);
             ours(&read()?, setup, runtime)?
         }
-        // As the CLI runs by default: Wasmtime's cache (src/cli.rs,
-        // `WasmtimeRuntime::with_cache`).
+        // As the CLI runs by default: Wasmtime's cache (src/cli/mod.rs,
+        // `RuntimeBuilder::cache`).
         "ours-cached" => {
-            let runtime = WasmtimeRuntime::with_cache(
-                Limits::default(),
-                Compiler::default(),
-                Some(cache()?),
-            )?;
+            let runtime = WasmtimeRuntime::builder().cache(Some(cache()?));
             ours(&read()?, setup, runtime)?
         }
         "ours-cranelift-cached" => {
-            let runtime = WasmtimeRuntime::with_cache(
-                Limits::default(),
-                Compiler::Cranelift,
-                Some(cache()?),
-            )?;
+            let runtime = WasmtimeRuntime::builder()
+                .compiler(Compiler::Cranelift)
+                .cache(Some(cache()?));
             ours(&read()?, setup, runtime)?
         }
         "peer" => peer(&read()?, setup, None)?,
@@ -227,20 +221,22 @@ impl Clock {
 ///
 /// `runtime` (engine and store) is made before the clock starts, as the
 /// peer's engine and store are.
-fn ours(input: &[u8], setup: &Setup, mut runtime: WasmtimeRuntime) -> Result<(Vec<u8>, Measured)> {
+fn ours(input: &[u8], setup: &Setup, builder: RuntimeBuilder) -> Result<(Vec<u8>, Measured)> {
     let options = InstrumentOptions {
         init_func: Some(InitFunc::parse(&setup.init)?),
         ..InstrumentOptions::default()
     };
-    component_init::block_on(async {
+    let builder = match setup.wasi {
+        true => builder.wasi(setup.wasi_options()),
+        false => builder,
+    };
+    let mut runtime = builder.build()?;
+    block_on(async {
         let mut clock = Clock::new();
         let instrumented = component_init::instrument(input, &options)?;
         let plan = &instrumented.plan;
         clock.lap();
         keep_instrumented("ours", &instrumented.component);
-        if setup.wasi {
-            runtime = runtime.with_wasi(setup.wasi_options())?;
-        }
         runtime.instantiate(&instrumented.component).await?;
         clock.lap();
         runtime.call_init(&plan.init).await?;
@@ -325,7 +321,7 @@ fn peer(input: &[u8], setup: &Setup, cache: Option<Cache>) -> Result<(Vec<u8>, M
     let engine = Engine::new(&config)?;
     let mut store = Store::new(&engine, Host::new(setup)?);
     let init = setup.init.as_str();
-    component_init::block_on(async {
+    block_on(async {
         let mut clock = Clock::new();
         let mut wizer = Wizer::new();
         wizer.init_func(init);
@@ -450,4 +446,15 @@ impl ComponentInstanceState for Timed<'_> {
         self.call_func(instance, func, |_, r: f64| r.to_bits())
             .await
     }
+}
+
+/// Runs `future` on a single-threaded Tokio runtime (WASI's host functions
+/// need one), as the library's blocking calls do.
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let output = runtime.block_on(future);
+    runtime.shutdown_background();
+    Ok(output)
 }

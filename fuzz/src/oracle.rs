@@ -1912,7 +1912,13 @@ fn first_difference(a: &[u8], b: &[u8]) -> String {
 
 /// Runs `future` (Wasmtime's async calls) to its end.
 fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T, String> {
-    component_init::block_on(future).map_err(|e| format!("harness: {e:#}"))
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("harness: {e:#}"))?;
+    let output = runtime.block_on(future);
+    runtime.shutdown_background();
+    Ok(output)
 }
 
 /// Runs one step, on a full fuel budget. Every call goes through

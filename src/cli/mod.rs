@@ -252,7 +252,10 @@ impl RunArgs {
             CompilerArg::Cranelift => Compiler::Cranelift,
             CompilerArg::Winch => Compiler::Winch,
         };
-        let mut runtime = WasmtimeRuntime::with_cache(self.limits(), compiler, self.cache()?)?;
+        let mut builder = WasmtimeRuntime::builder()
+            .limits(self.limits())
+            .compiler(compiler)
+            .cache(self.cache()?);
         if let Some(wasi) = wasi {
             log::info!(
                 "WASI enabled for init: {} preopened director{}, {} environment variable{}, stdio {}",
@@ -270,9 +273,9 @@ impl RunArgs {
                     "discarded"
                 }
             );
-            runtime = runtime.with_wasi(wasi)?;
+            builder = builder.wasi(wasi);
         }
-        Ok(runtime)
+        builder.build()
     }
 
     /// Wasmtime's compilation cache as `-C` sets it: on unless

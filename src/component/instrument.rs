@@ -638,18 +638,3 @@ impl AccessorTypes {
         }
     }
 }
-
-// ---------------------------------------------------------------------------
-// Instrumenting for a caller that runs init itself (used by
-// `component_init::transform`).
-
-/// Instruments `bytes` like [`instrument`], for a caller that instantiates
-/// the instrumented component and runs init itself, however it likes (an init
-/// function that takes arguments, several calls, host state of its own).
-///
-/// No init function is looked up or type-checked: `init` is recorded in the
-/// plan as given, for information only, and the plan keeps every export of
-/// the component (`remove_init_export` is false).
-pub fn instrument_with_external_init(bytes: &[u8], init: InitFunc) -> Result<Instrumented> {
-    instrument_parsed(&parse::parse(bytes)?, init, false, |_, _, _| Ok(()))
-}

@@ -315,8 +315,7 @@ mod tests {
               (func (export "component-init") (canon lift (core func $i "init"))))"#,
         )
         .unwrap();
-        let instrumented =
-            crate::component::instrument(&input, &crate::InstrumentOptions::default()).unwrap();
+        let instrumented = crate::instrument(&input, &crate::InstrumentOptions::default()).unwrap();
         let component = &instrumented.component;
         let plan = &instrumented.plan;
         check(component, plan).unwrap();

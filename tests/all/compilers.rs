@@ -3,8 +3,7 @@
 
 use std::process::Command;
 
-use component_init::{Compiler, block_on};
-use component_init::{InstrumentOptions, Limits, WasmtimeRuntime, initialize};
+use component_init::{Compiler, InstrumentOptions, Limits, WasmtimeRuntime};
 use wasmtime::component::Val;
 
 use crate::support::*;
@@ -12,14 +11,14 @@ use crate::support::*;
 /// Pre-initializes `input` with `compiler`; returns the output and the
 /// compiler that compiled it.
 fn with(input: &[u8], compiler: Compiler, limits: Limits) -> (Vec<u8>, Option<Compiler>) {
-    let mut runtime = WasmtimeRuntime::with_compiler(limits, compiler).unwrap();
-    let output = block_on(initialize(
-        input,
-        &InstrumentOptions::default(),
-        &mut runtime,
-    ))
-    .unwrap()
-    .unwrap();
+    let mut runtime = WasmtimeRuntime::builder()
+        .limits(limits)
+        .compiler(compiler)
+        .build()
+        .unwrap();
+    let output = runtime
+        .initialize(input, &InstrumentOptions::default())
+        .unwrap();
     (output, runtime.compiled_with())
 }
 
@@ -109,14 +108,14 @@ fn cranelift_takes_over_what_winch_cannot_compile() {
       (core instance $i (instantiate $m))
       (func (export "component-init") (canon lift (core func $i "init")))
       (func (export "g") (result s32) (canon lift (core func $i "g"))))"#);
-    let mut runtime = WasmtimeRuntime::with_compiler(Limits::default(), Compiler::Winch).unwrap();
-    let output = block_on(initialize(
-        &input,
-        &InstrumentOptions::default(),
-        &mut runtime,
-    ))
-    .unwrap()
-    .unwrap();
+    let mut runtime = WasmtimeRuntime::builder()
+        .limits(Limits::default())
+        .compiler(Compiler::Winch)
+        .build()
+        .unwrap();
+    let output = runtime
+        .initialize(&input, &InstrumentOptions::default())
+        .unwrap();
     assert_eq!(runtime.compiled_with(), Some(Compiler::Cranelift));
     assert!(runtime.winch_fallback().is_some());
     assert_eq!(call1(&output, &["g"]).unwrap(), Val::S32(42));
@@ -128,7 +127,10 @@ fn fuel_needs_cranelift() {
         fuel: Some(1_000_000),
         ..Limits::default()
     };
-    let err = WasmtimeRuntime::with_compiler(fuel.clone(), Compiler::Winch)
+    let err = WasmtimeRuntime::builder()
+        .limits(fuel.clone())
+        .compiler(Compiler::Winch)
+        .build()
         .err()
         .unwrap();
     assert!(

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use anyhow::Result;
-use component_init::{InstrumentOptions, WasiOptions, WasmtimeRuntime, block_on};
+use component_init::{InstrumentOptions, WasiOptions, WasmtimeRuntime};
 use wasmtime::Store;
 use wasmtime::component::{Linker, ResourceTable, Val};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -154,7 +154,7 @@ pub fn run_wasi(
     grant: &Grant,
     calls: &[(&str, &[Val])],
 ) -> Result<Vec<Vec<Val>>> {
-    block_on(run_wasi_async(component, grant, calls))?
+    crate::support::block_on(run_wasi_async(component, grant, calls))
 }
 
 async fn run_wasi_async(
@@ -202,12 +202,8 @@ pub fn pre_init_wasi(
         init_func: init_func.map(|f| component_init::InitFunc::parse(f).unwrap()),
         keep_init_func: false,
     };
-    let mut runtime = WasmtimeRuntime::new()?.with_wasi(wasi)?;
-    let output = block_on(component_init::initialize(
-        component,
-        &options,
-        &mut runtime,
-    ))??;
+    let mut runtime = WasmtimeRuntime::builder().wasi(wasi).build()?;
+    let output = runtime.initialize(component, &options)?;
     Ok((output, runtime.audit().clone()))
 }
 

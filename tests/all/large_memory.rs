@@ -109,10 +109,7 @@ fn a_sparse_1_gib_memory_costs_the_host_what_init_wrote() {
     let instrumented = component_init::instrument(&input, &InstrumentOptions::default()).unwrap();
     let plan = &instrumented.plan;
     let mut runtime = WasmtimeRuntime::new().unwrap();
-    let snapshot =
-        component_init::block_on(component_init::take_snapshot(&mut runtime, &instrumented))
-            .unwrap()
-            .unwrap();
+    let snapshot = runtime.take_snapshot(&instrumented).unwrap();
     drop(runtime);
     let images: Vec<&MemoryImage> = snapshot
         .values

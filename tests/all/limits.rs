@@ -7,8 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use component_init::Runtime;
-use component_init::{Compiler, block_on};
+use component_init::Compiler;
 use component_init::{InstrumentOptions, Limits, WasmtimeRuntime};
 use wasmtime::component::Val;
 
@@ -196,12 +195,8 @@ fn bad_limit_values_are_one_line_errors() {
 fn library_limits() {
     let input = wat(&component(&count_to(100_000)));
     let run = |limits: Limits| {
-        let mut runtime = WasmtimeRuntime::with_limits(limits)?;
-        block_on(component_init::initialize(
-            &input,
-            &InstrumentOptions::default(),
-            &mut runtime,
-        ))?
+        let mut runtime = WasmtimeRuntime::builder().limits(limits).build()?;
+        runtime.initialize(&input, &InstrumentOptions::default())
     };
     let output = run(Limits::none()).unwrap();
     assert_eq!(call1(&output, &["n"]).unwrap(), Val::S32(100_000));
@@ -223,7 +218,10 @@ fn library_limits() {
 
     // An engine of the caller's must be configured for the limits it gets.
     let engine = wasmtime::Engine::default();
-    let err = WasmtimeRuntime::with_engine_and_limits(engine, fuel.clone())
+    let err = WasmtimeRuntime::builder()
+        .engine(engine)
+        .limits(fuel.clone())
+        .build()
         .err()
         .unwrap();
     assert!(
@@ -232,14 +230,13 @@ fn library_limits() {
     );
     let engine =
         wasmtime::Engine::new(&WasmtimeRuntime::config(&fuel, Compiler::Cranelift)).unwrap();
-    let mut runtime = WasmtimeRuntime::with_engine_and_limits(engine, fuel).unwrap();
+    let mut runtime = WasmtimeRuntime::builder()
+        .engine(engine)
+        .limits(fuel)
+        .build()
+        .unwrap();
     let instrumented = component_init::instrument(&input, &InstrumentOptions::default()).unwrap();
-    let err = block_on(async {
-        runtime.instantiate(&instrumented.component).await?;
-        runtime.call_init(&instrumented.plan.init).await
-    })
-    .unwrap()
-    .unwrap_err();
+    let err = runtime.take_snapshot(&instrumented).unwrap_err();
     assert!(format!("{err:#}").contains("ran out of fuel"), "{err:#}");
 }
 
@@ -305,16 +302,12 @@ fn the_library_and_the_split_snapshot_command_end_host_waits_too() {
         ..Limits::default()
     };
     let start = Instant::now();
-    let mut runtime = WasmtimeRuntime::with_limits(limits)
-        .unwrap()
-        .with_wasi(Default::default())
+    let mut runtime = WasmtimeRuntime::builder()
+        .limits(limits)
+        .wasi(Default::default())
+        .build()
         .unwrap();
-    let result = block_on(component_init::initialize(
-        &input,
-        &InstrumentOptions::default(),
-        &mut runtime,
-    ))
-    .unwrap();
+    let result = runtime.initialize(&input, &InstrumentOptions::default());
     let err = format!("{:#}", result.unwrap_err());
     assert!(err.contains("timed out: still running after 2s"), "{err}");
     assert!(start.elapsed() < Duration::from_secs(15));

@@ -247,14 +247,10 @@ fn the_library_and_the_split_snapshot_command_take_the_mode() {
             reproducible: Some(Reproducible::default()),
             ..WasiOptions::default()
         };
-        let mut runtime = WasmtimeRuntime::new().unwrap().with_wasi(wasi).unwrap();
-        component_init::block_on(component_init::initialize(
-            &input,
-            &InstrumentOptions::default(),
-            &mut runtime,
-        ))
-        .unwrap()
-        .unwrap()
+        let mut runtime = WasmtimeRuntime::builder().wasi(wasi).build().unwrap();
+        runtime
+            .initialize(&input, &InstrumentOptions::default())
+            .unwrap()
     };
     assert!(once() == once());
 

@@ -106,7 +106,20 @@ pub fn compile(bytes: &[u8]) -> Result<(Engine, Component)> {
 /// go through `call_async`, so exports lifted `async` are called as Wasmtime
 /// calls them (to their `task.return`).
 pub fn run(component: &[u8], calls: &[(&str, &[Val])]) -> Result<Vec<Vec<Val>>> {
-    component_init::block_on(run_async(component, calls))?
+    block_on(run_async(component, calls))
+}
+
+/// Runs `future` to completion on a single-threaded Tokio runtime (WASI's
+/// host functions need one), shut down without waiting for threads left
+/// blocked in the host.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let output = runtime.block_on(future);
+    runtime.shutdown_background();
+    output
 }
 
 async fn run_async(component: &[u8], calls: &[(&str, &[Val])]) -> Result<Vec<Vec<Val>>> {

@@ -273,9 +273,7 @@ fn expected(name: &str, count: u32, scale: f64, calls: u32) -> Vec<wasmtime::com
     ]
 }
 
-fn block_on<F: Future>(future: F) -> F::Output {
-    component_init::block_on(future).unwrap()
-}
+use crate::support::block_on;
 
 #[test]
 fn init_with_arguments_runs_in_the_callers_closure() {

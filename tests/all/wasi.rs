@@ -489,18 +489,19 @@ fn wasi_flags_need_wasi_and_bad_ones_are_one_line_errors() {
 }
 
 #[test]
-fn with_wasi_comes_before_instantiation() {
-    use component_init::Runtime;
-    let mut runtime = WasmtimeRuntime::new().unwrap();
-    let component = wat(r#"(component)"#);
-    component_init::block_on(runtime.instantiate(&component))
-        .unwrap()
+fn an_engine_of_the_callers_brings_its_own_compiler() {
+    let error = WasmtimeRuntime::builder()
+        .engine(wasmtime::Engine::default())
+        .compiler(component_init::Compiler::Cranelift)
+        .wasi(WasiOptions::default())
+        .build()
+        .err()
         .unwrap();
-    let error = runtime.with_wasi(WasiOptions::default()).err().unwrap();
     assert!(
         error
             .to_string()
-            .contains("before the component is instantiated")
+            .contains("an engine of the caller's has its own compiler and cache"),
+        "{error}"
     );
 }
 

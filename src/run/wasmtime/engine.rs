@@ -1,0 +1,94 @@
+//! The engine: which compiler compiles the instrumented component, the
+//! engine configuration, and compiling (Cranelift takes over where Winch
+//! cannot).
+
+use anyhow::Result;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, Strategy};
+
+use super::WasmtimeRuntime;
+use crate::run::limits::Limits;
+
+/// Which of Wasmtime's compilers compiles the instrumented component. The
+/// output does not depend on it: only how long compiling and running init
+/// take.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compiler {
+    /// Winch where it can (x86-64, no fuel), else Cranelift. The default:
+    /// for pre-initialization, compiling is most of the work (init runs
+    /// once), and Winch compiles several times faster than Cranelift.
+    #[default]
+    Auto,
+    /// Cranelift, the optimizing compiler: the fastest init, the slowest
+    /// compilation. Best when init runs long enough to repay compilation.
+    Cranelift,
+    /// Winch, the baseline compiler: compiles several times faster, runs
+    /// init slower. Cranelift takes over for components Winch cannot
+    /// compile (GC, exceptions, tail calls, some SIMD).
+    Winch,
+}
+
+impl Compiler {
+    /// The compiler to start with: `Auto` resolved.
+    pub(super) fn resolve(self, limits: &Limits) -> Compiler {
+        match self {
+            Compiler::Auto if cfg!(target_arch = "x86_64") && limits.fuel.is_none() => {
+                Compiler::Winch
+            }
+            Compiler::Auto => Compiler::Cranelift,
+            other => other,
+        }
+    }
+}
+
+impl WasmtimeRuntime {
+    /// The engine configuration [`RuntimeBuilder::build`]
+    /// uses: Wasmtime's defaults with `compiler`, the proposals this crate
+    /// snapshots (multi-memory, memory64, custom page sizes), epoch
+    /// interruption when `limits` has a timeout and fuel when it has fuel.
+    pub fn config(limits: &Limits, compiler: Compiler) -> Config {
+        let mut config = Config::new();
+        config.strategy(match compiler.resolve(limits) {
+            Compiler::Winch => Strategy::Winch,
+            _ => Strategy::Cranelift,
+        });
+        config.wasm_backtrace_max_frames(None);
+        config.wasm_multi_memory(true);
+        config.wasm_memory64(true);
+        config.wasm_custom_page_sizes(true);
+        // The async component model, as WASI 0.3 and the toolchains that
+        // emit it use: every builtin Wasmtime 48 implements, for Winch and
+        // Cranelift alike (Winch hands the builtins' trampolines to
+        // Cranelift).
+        config.wasm_component_model_async(true);
+        config.wasm_component_model_more_async_builtins(true);
+        config.wasm_component_model_async_stackful(true);
+        config.wasm_component_model_error_context(true);
+        config.epoch_interruption(limits.timeout.is_some());
+        config.consume_fuel(limits.fuel.is_some());
+        config
+    }
+
+    /// Compiles `component`; when Winch cannot, starts over on a Cranelift
+    /// engine (and a new store, before anything ran in the old one).
+    pub(super) fn compile(&mut self, component: &[u8]) -> Result<Component> {
+        let winch_error = match Component::new(&self.engine, component) {
+            Ok(compiled) => return Ok(compiled),
+            Err(e) if self.compiler == Some(Compiler::Winch) => e,
+            Err(e) => return Err(e.into()),
+        };
+        let mut config = WasmtimeRuntime::config(&self.limits, Compiler::Cranelift);
+        config.cache(self.cache.clone());
+        let engine = Engine::new(&config)?;
+        let compiled = Component::new(&engine, component)?;
+        let fresh = WasmtimeRuntime::on_engine(engine, self.limits.clone())?;
+        // nothing ran in the old store: its host data (WASI context, limiter)
+        // is as new
+        let old = std::mem::replace(&mut self.store, fresh.store);
+        *self.store.data_mut() = old.into_data();
+        self.engine = fresh.engine;
+        self.compiler = Some(Compiler::Cranelift);
+        self.winch_fallback = Some(format!("{:#}", anyhow::Error::from(winch_error)));
+        Ok(compiled)
+    }
+}
