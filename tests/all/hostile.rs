@@ -26,13 +26,26 @@ fn every_single_bit_flip_is_handled_without_panicking() {
             damaged[at] ^= 1 << bit;
             // `instrument` parses and validates; errors are fine, panics are not.
             match std::panic::catch_unwind(|| instrument(&damaged, &InstrumentOptions::default())) {
-                Ok(Ok(_)) => ok += 1,
+                Ok(Ok(instrumented)) => {
+                    // a flip that leaves a valid component (one inside the
+                    // data segment's bytes, say) is instrumented into a
+                    // valid component
+                    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+                        .validate_all(&instrumented.component)
+                        .unwrap_or_else(|e| {
+                            panic!("flip of bit {bit} at byte {at}: invalid output: {e}")
+                        });
+                    ok += 1
+                }
                 Ok(Err(_)) => rejected += 1,
                 Err(_) => panic!("panicked on a flip of bit {bit} at byte {at}"),
             }
         }
     }
-    assert!(rejected > 0 && ok + rejected == input.len() * 3);
+    // Both outcomes occur: flips in the header are rejected, flips in the
+    // data segment's bytes are not.
+    assert!(rejected > 0, "no flip was rejected");
+    assert!(ok > 0, "every flip was rejected");
 }
 
 #[test]
