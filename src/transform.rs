@@ -80,6 +80,7 @@ use wasm_encoder::{
 use crate::component::append::{Appender, CoreItem};
 use crate::component::instrument::{self, Instrumented};
 use crate::component::names;
+pub use crate::component::names::{invoker_export, invoker_v128_exports};
 use crate::component::parse;
 use crate::component::readers::{self, ChunkNames};
 use crate::component::snapshot;
@@ -166,21 +167,6 @@ fn closure_init() -> InitFunc {
         name: "<the initialize closure>".to_string(),
         args: None,
     }
-}
-
-/// The top-level export through which an invoker reads `func`, an accessor
-/// of the plan (a scalar one, or a memory).
-pub fn invoker_export(func: &str) -> String {
-    format!("component-init-{func}")
-}
-
-/// The two exports, low and high 64 bits, through which an invoker reads
-/// `func`, a `v128` accessor.
-pub fn invoker_v128_exports(func: &str) -> [String; 2] {
-    [
-        format!("component-init-{func}-low"),
-        format!("component-init-{func}-high"),
-    ]
 }
 
 /// Instruments `component` for reading its state through an [`Invoker`]:
@@ -359,9 +345,13 @@ fn append_chunk_reader(
     let instance = app.core_instantiate(module, &[("state", bundle)]);
 
     // Its functions and memory.
-    let mut next = Vec::with_capacity(memories.len());
+    let mut chunk_funcs = Vec::with_capacity(memories.len());
     for k in 0..memories.len() {
-        next.push(app.alias_core_export(instance, ExportKind::Func, &ChunkNames::next(k))?);
+        chunk_funcs.push(app.alias_core_export(
+            instance,
+            ExportKind::Func,
+            &ChunkNames::chunks(k),
+        )?);
     }
     let mut halves = Vec::with_capacity(v128s.len());
     for k in 0..v128s.len() {
@@ -380,7 +370,7 @@ fn append_chunk_reader(
         Some(ComponentValType::Primitive(PrimitiveValType::S64)),
     );
     let mut lifted = Vec::with_capacity(memories.len() + v128s.len());
-    for func in next {
+    for func in chunk_funcs {
         lifted.push(vec![app.lift(
             func,
             list_func,
@@ -467,10 +457,10 @@ where
         if len != CHUNK {
             bail!("`{export}` returns chunks of {CHUNK} bytes, not {len}");
         }
-        let next = self.read.entry(func.to_string()).or_default();
-        if offset != *next {
+        let read_so_far = self.read.entry(func.to_string()).or_default();
+        if offset != *read_so_far {
             bail!(
-                "`{export}` reads its memory front to back: the next chunk starts at {next}, \
+                "`{export}` reads its memory front to back: the next chunk starts at {read_so_far}, \
                  not {offset}"
             );
         }
@@ -485,10 +475,10 @@ where
             );
         }
         let limit = self.limits.get(func).copied().unwrap_or(u64::MAX);
-        if next.saturating_add(bytes.len() as u64) > limit {
+        if read_so_far.saturating_add(bytes.len() as u64) > limit {
             bail!("`{export}` returned more than its memory can hold ({limit} bytes)");
         }
-        *next += bytes.len() as u64;
+        *read_so_far += bytes.len() as u64;
         Ok(bytes)
     }
 

@@ -1,5 +1,6 @@
 //! Every name this crate adds to the user's component, in one place: its
-//! exports, the core exports of its modules, the WIT package. (Names inside
+//! exports (those an [invoker](crate::transform::Invoker) calls included),
+//! the core exports of its modules, the WIT package. (Names inside
 //! the reader modules this crate synthesizes are private to those modules
 //! and live with them, in `readers`.)
 //!
@@ -51,6 +52,25 @@ pub fn core_memory_export(index: u32) -> String {
 /// Core export that instrumentation adds to a module for its global `index`.
 pub fn core_global_export(index: u32) -> String {
     format!("{CORE_EXPORT_PREFIX}global-{index}")
+}
+
+/// Prefix of the top-level exports through which an
+/// [invoker](crate::transform::Invoker) reads the accessors.
+pub const INVOKER_EXPORT_PREFIX: &str = "component-init-";
+
+/// The top-level export through which an invoker reads `func`, an accessor
+/// of the plan (a scalar one, or a memory).
+pub fn invoker_export(func: &str) -> String {
+    format!("{INVOKER_EXPORT_PREFIX}{func}")
+}
+
+/// The two exports, low and high 64 bits, through which an invoker reads
+/// `func`, a `v128` accessor.
+pub fn invoker_v128_exports(func: &str) -> [String; 2] {
+    [
+        format!("{INVOKER_EXPORT_PREFIX}{func}-low"),
+        format!("{INVOKER_EXPORT_PREFIX}{func}-high"),
+    ]
 }
 
 /// Import name, inside the accessor module, of accessor state number `n`.

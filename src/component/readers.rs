@@ -244,7 +244,7 @@ pub(crate) fn accessor_module(accessors: &[&Accessor]) -> Result<wasm_encoder::M
                 &[ValType::I32],
                 &[(1, ValType::I64), (2, ValType::I32)],
                 &copying_read(
-                    Source {
+                    SourceMemory {
                         memory: state,
                         memory64,
                         page_size_log2,
@@ -273,7 +273,7 @@ pub(crate) fn accessor_module(accessors: &[&Accessor]) -> Result<wasm_encoder::M
 /// `source` from `offset` into memory `own`, stopping at the end of the
 /// memory, and returns a pointer to `(ptr, len)` as the canonical ABI wants
 /// for a `list<u8>` result.
-fn copying_read(source: Source, own: u32) -> Vec<I<'static>> {
+fn copying_read(source: SourceMemory, own: u32) -> Vec<I<'static>> {
     const OFFSET: u32 = 0;
     const LEN: u32 = 1;
     let locals = CopyLocals {
@@ -295,7 +295,7 @@ fn copying_read(source: Source, own: u32) -> Vec<I<'static>> {
 }
 
 /// The memory a copying reader reads.
-struct Source {
+struct SourceMemory {
     memory: u32,
     memory64: bool,
     page_size_log2: u32,
@@ -313,7 +313,7 @@ struct CopyLocals {
 /// the end of the memory, 0 at or past it. Then copies them to
 /// `own[8..8 + n]`, growing memory `own` to hold them.
 fn copy_out(
-    source: Source,
+    source: SourceMemory,
     own: u32,
     from: &[I<'static>],
     len: &[I<'static>],
@@ -555,7 +555,7 @@ impl ChunkNames {
         format!("g{k}")
     }
     /// The export returning the next chunk of the `k`-th memory.
-    pub(crate) fn next(k: usize) -> String {
+    pub(crate) fn chunks(k: usize) -> String {
         format!("next-{k}")
     }
     /// The exports returning the low and high halves of the `k`-th `v128`.
@@ -566,9 +566,9 @@ impl ChunkNames {
 
 /// The chunk reader: it imports `state` [`ChunkNames::memory`] for each of
 /// `memories` and [`ChunkNames::v128`] for each of `v128s` globals, and
-/// exports [`ChunkNames::next`] per memory (`() -> list<u8>`, the next
+/// exports [`ChunkNames::chunks`] per memory (`() -> list<u8>`, the next
 /// [`CHUNK`] bytes), [`ChunkNames::halves`] per `v128` (`() -> s64`) and its
-/// own `memory`, which holds what the `next` functions return.
+/// own `memory`, which holds what the chunk functions return.
 pub(crate) fn chunk_reader_module(
     memories: &[&Accessor],
     v128s: usize,
@@ -588,12 +588,12 @@ pub(crate) fn chunk_reader_module(
     for (k, &(memory, memory64, page_size_log2)) in imported.iter().enumerate() {
         // where the memory's next chunk starts
         let cursor = m.global(ValType::I64, &ConstExpr::i64_const(0));
-        let next = m.func(
+        let read_chunk = m.func(
             &[],
             &[ValType::I32],
             &[(1, ValType::I64), (2, ValType::I32)],
             &next_chunk(
-                Source {
+                SourceMemory {
                     memory,
                     memory64,
                     page_size_log2,
@@ -602,7 +602,7 @@ pub(crate) fn chunk_reader_module(
                 cursor,
             ),
         );
-        m.export(&ChunkNames::next(k), ExportKind::Func, next);
+        m.export(&ChunkNames::chunks(k), ExportKind::Func, read_chunk);
     }
     for (k, &global) in globals.iter().enumerate() {
         for (name, lane) in ChunkNames::halves(k).iter().zip([0, 1]) {
@@ -623,7 +623,7 @@ pub(crate) fn chunk_reader_module(
 /// `source`, from the position in global `cursor`, into memory `own`
 /// at 8, advances the cursor past them and returns a pointer to `(8, n)`, as
 /// the canonical ABI wants for a `list<u8>` result.
-fn next_chunk(source: Source, own: u32, cursor: u32) -> Vec<I<'static>> {
+fn next_chunk(source: SourceMemory, own: u32, cursor: u32) -> Vec<I<'static>> {
     let locals = CopyLocals {
         size: 0,
         n: 1,
