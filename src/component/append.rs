@@ -19,7 +19,7 @@ use crate::component::parse::Counts;
 /// Sections appended after a component's last section, and the next free
 /// index of every index space they add to.
 pub(crate) struct Appender {
-    next: Counts,
+    first_free: Counts,
     bytes: Vec<u8>,
     open: Open,
 }
@@ -60,7 +60,7 @@ impl Appender {
     /// An appender for a component whose index spaces hold `counts` items.
     pub(crate) fn new(counts: Counts) -> Appender {
         Appender {
-            next: counts,
+            first_free: counts,
             bytes: Vec::new(),
             open: Open::None,
         }
@@ -94,7 +94,7 @@ impl Appender {
     pub(crate) fn core_module(&mut self, module: &wasm_encoder::Module) -> u32 {
         self.flush();
         self.push(&ModuleSection(module));
-        take(&mut self.next.modules)
+        take(&mut self.first_free.modules)
     }
 
     /// Aliases export `name` (a memory, global or function) of core instance
@@ -106,9 +106,9 @@ impl Appender {
         name: &str,
     ) -> Result<u32> {
         let space = match kind {
-            ExportKind::Memory => &mut self.next.memories,
-            ExportKind::Global => &mut self.next.globals,
-            ExportKind::Func => &mut self.next.core_funcs,
+            ExportKind::Memory => &mut self.first_free.memories,
+            ExportKind::Global => &mut self.first_free.globals,
+            ExportKind::Func => &mut self.first_free.core_funcs,
             other => bail!("internal error: no index space kept for aliased core {other:?}s"),
         };
         let index = take(space);
@@ -141,7 +141,7 @@ impl Appender {
     pub(crate) fn core_instance_of(&mut self, items: &[CoreItem<'_>]) -> u32 {
         section!(self, CoreInstances, InstanceSection::new())
             .export_items(items.iter().map(|i| (i.name, i.kind, i.index)));
-        take(&mut self.next.core_instances)
+        take(&mut self.first_free.core_instances)
     }
 
     /// Instantiates core module `module` with each of `args` (import module
@@ -152,7 +152,7 @@ impl Appender {
             args.iter()
                 .map(|(name, instance)| (*name, ModuleArg::Instance(*instance))),
         );
-        take(&mut self.next.core_instances)
+        take(&mut self.first_free.core_instances)
     }
 
     /// Adds the type `list<u8>`; returns its index.
@@ -160,7 +160,7 @@ impl Appender {
         section!(self, Types, ComponentTypeSection::new())
             .defined_type()
             .list(ComponentValType::Primitive(PrimitiveValType::U8));
-        take(&mut self.next.types)
+        take(&mut self.first_free.types)
     }
 
     /// Adds the tuple type of `fields`; returns its index.
@@ -168,7 +168,7 @@ impl Appender {
         section!(self, Types, ComponentTypeSection::new())
             .defined_type()
             .tuple(fields.iter().copied());
-        take(&mut self.next.types)
+        take(&mut self.first_free.types)
     }
 
     /// Adds a function type; returns its index.
@@ -181,7 +181,7 @@ impl Appender {
             .function()
             .params(params.iter().copied())
             .result(result);
-        take(&mut self.next.types)
+        take(&mut self.first_free.types)
     }
 
     /// Lifts core function `core_func` to component function type `ty`;
@@ -192,7 +192,7 @@ impl Appender {
             ty,
             options.iter().copied(),
         );
-        take(&mut self.next.funcs)
+        take(&mut self.first_free.funcs)
     }
 
     /// Adds a component instance that exports the functions `funcs` (name,
@@ -203,7 +203,7 @@ impl Appender {
                 .iter()
                 .map(|&(name, index)| (name, ComponentExportKind::Func, index)),
         );
-        take(&mut self.next.instances)
+        take(&mut self.first_free.instances)
     }
 
     /// Exports item `index` of `kind` as `name`; returns the index the export
@@ -221,17 +221,17 @@ impl Appender {
 
     fn component_space(&mut self, kind: ComponentExportKind) -> Result<&mut u32> {
         Ok(match kind {
-            ComponentExportKind::Func => &mut self.next.funcs,
-            ComponentExportKind::Instance => &mut self.next.instances,
+            ComponentExportKind::Func => &mut self.first_free.funcs,
+            ComponentExportKind::Instance => &mut self.first_free.instances,
             other => bail!("internal error: no index space kept for component {other:?}s"),
         })
     }
 }
 
-/// Returns `*next` and moves it on by one.
-fn take(next: &mut u32) -> u32 {
-    *next += 1;
-    *next - 1
+/// Returns `*first_free` and moves it on by one.
+fn take(first_free: &mut u32) -> u32 {
+    *first_free += 1;
+    *first_free - 1
 }
 
 #[cfg(test)]

@@ -65,17 +65,17 @@ pub(crate) fn instrument_parsed(
     more: impl FnOnce(&mut Appender, &Plan, u32) -> Result<()>,
 ) -> Result<Instrumented> {
     let bytes = parsed.bytes;
-    let level = Level::build(bytes, &parsed.root)?;
+    let tree = AccessorTree::build(bytes, &parsed.root)?;
     let plan = Plan {
         format: PLAN_FORMAT,
         input: InputId::of(bytes),
         remove_init_export,
         init,
         interface: names::ACCESSOR_INSTANCE_EXPORT.to_string(),
-        accessors: level.accessors.iter().map(|a| a.accessor.clone()).collect(),
+        accessors: tree.accessors.iter().map(|a| a.accessor.clone()).collect(),
     };
-    let mut component = encode_sections(bytes, &parsed.root, &level)?;
-    let (mut app, accessor_instance) = append_accessors(parsed.root.counts, &parsed.root, &level)?;
+    let mut component = encode_sections(bytes, &parsed.root, &tree)?;
+    let (mut app, accessor_instance) = append_accessors(parsed.root.counts, &parsed.root, &tree)?;
     more(&mut app, &plan, accessor_instance)?;
     component.extend(app.finish());
     wit::check(&component, &plan).context("instrumentation produced an ill-typed component")?;
@@ -84,22 +84,22 @@ pub(crate) fn instrument_parsed(
 
 /// The accessors of one component (the top level or a nested one): those of
 /// its own core instances and those of the component instances in it.
-struct Level {
-    accessors: Vec<LevelAccessor>,
+struct AccessorTree {
+    accessors: Vec<SourcedAccessor>,
     /// Probes of this component's modules, by index into `modules`.
     probed: BTreeMap<usize, Probed>,
-    /// Levels of the nested components that have state, by index into
+    /// Accessor trees of the nested components that have state, by index into
     /// `components`.
-    children: BTreeMap<usize, Level>,
+    children: BTreeMap<usize, AccessorTree>,
 }
 
-struct LevelAccessor {
-    /// With `path` relative to this level and `func` named at this level.
+struct SourcedAccessor {
+    /// With `path` relative to this component and `func` named in it.
     accessor: Accessor,
-    source: Source,
+    source: AccessorSource,
 }
 
-enum Source {
+enum AccessorSource {
     /// Reads a core instance of this component.
     Local,
     /// Re-exports `func` of the accessor instance of component instance
@@ -107,12 +107,12 @@ enum Source {
     Nested { instance: u32, func: String },
 }
 
-impl Level {
-    fn build(bytes: &[u8], info: &ComponentInfo) -> Result<Level> {
+impl AccessorTree {
+    fn build(bytes: &[u8], info: &ComponentInfo) -> Result<AccessorTree> {
         let mut probed = BTreeMap::new();
         for instance in &info.instances {
-            if let Entry::Vacant(entry) = probed.entry(instance.module) {
-                let module = &info.modules[instance.module];
+            if let Entry::Vacant(entry) = probed.entry(instance.definition) {
+                let module = &info.modules[instance.definition];
                 let found = probe::probe(
                     &bytes[module.range.clone()],
                     module.global_count,
@@ -127,19 +127,19 @@ impl Level {
                 }
             }
         }
-        let mut accessors: Vec<LevelAccessor> = local_accessors(info, &probed)?
+        let mut accessors: Vec<SourcedAccessor> = local_accessors(info, &probed)?
             .into_iter()
-            .map(|accessor| LevelAccessor {
+            .map(|accessor| SourcedAccessor {
                 accessor,
-                source: Source::Local,
+                source: AccessorSource::Local,
             })
             .collect();
         let mut children = BTreeMap::new();
         for instance in &info.component_instances {
-            let child = match children.entry(instance.module) {
+            let child = match children.entry(instance.definition) {
                 Entry::Occupied(child) => child.into_mut(),
                 Entry::Vacant(entry) => {
-                    let child = Level::build(bytes, &info.components[instance.module])?;
+                    let child = AccessorTree::build(bytes, &info.components[instance.definition])?;
                     if child.accessors.is_empty() {
                         continue;
                     }
@@ -149,9 +149,9 @@ impl Level {
             for nested in &child.accessors {
                 let mut accessor = nested.accessor.clone();
                 accessor.path.insert(0, instance.index);
-                accessors.push(LevelAccessor {
+                accessors.push(SourcedAccessor {
                     accessor,
-                    source: Source::Nested {
+                    source: AccessorSource::Nested {
                         instance: instance.index,
                         func: nested.accessor.func.clone(),
                     },
@@ -167,13 +167,13 @@ impl Level {
         let mut counts = [0usize; 3];
         for a in &mut accessors {
             a.accessor.func = match a.accessor.state {
-                State::Memory { .. } => names::memory_accessor(next(&mut counts[0])),
-                State::Global { .. } => names::global_accessor(next(&mut counts[1])),
-                State::Probe { .. } => names::probe_accessor(next(&mut counts[2])),
+                State::Memory { .. } => names::memory_accessor(post_increment(&mut counts[0])),
+                State::Global { .. } => names::global_accessor(post_increment(&mut counts[1])),
+                State::Probe { .. } => names::probe_accessor(post_increment(&mut counts[2])),
             };
         }
         children.retain(|_, child| !child.accessors.is_empty());
-        Ok(Level {
+        Ok(AccessorTree {
             accessors,
             probed,
             children,
@@ -183,12 +183,13 @@ impl Level {
     fn local(&self) -> impl Iterator<Item = &Accessor> {
         self.accessors
             .iter()
-            .filter(|a| matches!(a.source, Source::Local))
+            .filter(|a| matches!(a.source, AccessorSource::Local))
             .map(|a| &a.accessor)
     }
 }
 
-fn next(counter: &mut usize) -> usize {
+/// Returns `*counter` and moves it on by one.
+fn post_increment(counter: &mut usize) -> usize {
     *counter += 1;
     *counter - 1
 }
@@ -201,7 +202,7 @@ fn local_accessors(
 ) -> Result<Vec<Accessor>> {
     let mut out = Vec::new();
     for instance in &info.instances {
-        let module = &info.modules[instance.module];
+        let module = &info.modules[instance.definition];
         let mut push = |state| {
             out.push(Accessor {
                 func: String::new(),
@@ -231,7 +232,7 @@ fn local_accessors(
                 ty,
             });
         }
-        if let Some(found) = probed.get(&instance.module) {
+        if let Some(found) = probed.get(&instance.definition) {
             for (k, probe) in found.probes.iter().enumerate() {
                 push(State::Probe {
                     index: found.first_global + k as u32,
@@ -264,14 +265,14 @@ impl CoreExport {
 /// Encodes the sections of the component `info`, with every module that
 /// owns state exporting it and every nested component that has state
 /// instrumented; the accessors are appended after them.
-fn encode_sections(bytes: &[u8], info: &ComponentInfo, level: &Level) -> Result<Vec<u8>> {
+fn encode_sections(bytes: &[u8], info: &ComponentInfo, tree: &AccessorTree) -> Result<Vec<u8>> {
     let mut component = Component::new();
     for section in &info.sections {
         let data = &bytes[section.range.clone()];
         match section.kind {
             SectionKind::Module(m) => {
                 let module = &info.modules[m];
-                let mut exports: Vec<_> = level
+                let mut exports: Vec<_> = tree
                     .local()
                     .filter(|a| a.module == module.index)
                     .map(|a| CoreExport::of(&a.state))
@@ -285,7 +286,7 @@ fn encode_sections(bytes: &[u8], info: &ComponentInfo, level: &Level) -> Result<
                     });
                     continue;
                 }
-                let found = level.probed.get(&m);
+                let found = tree.probed.get(&m);
                 let edit = ModuleEdit {
                     exports,
                     new_globals: found
@@ -301,12 +302,12 @@ fn encode_sections(bytes: &[u8], info: &ComponentInfo, level: &Level) -> Result<
                     data: &edited,
                 });
             }
-            SectionKind::Component(c) if level.children.contains_key(&c) => {
+            SectionKind::Component(c) if tree.children.contains_key(&c) => {
                 let child = &info.components[c];
-                let child_level = &level.children[&c];
-                let mut edited = encode_sections(bytes, child, child_level)?;
+                let child_tree = &tree.children[&c];
+                let mut edited = encode_sections(bytes, child, child_tree)?;
                 edited.extend(
-                    append_accessors(child.counts, child, child_level)?
+                    append_accessors(child.counts, child, child_tree)?
                         .0
                         .finish(),
                 );
@@ -333,10 +334,10 @@ fn encode_sections(bytes: &[u8], info: &ComponentInfo, level: &Level) -> Result<
 fn append_accessors(
     counts: Counts,
     info: &ComponentInfo,
-    level: &Level,
+    tree: &AccessorTree,
 ) -> Result<(Appender, u32)> {
     let mut app = Appender::new(counts);
-    let local: Vec<&Accessor> = level.local().collect();
+    let local: Vec<&Accessor> = tree.local().collect();
     let mut lifted = if local.is_empty() {
         Vec::new()
     } else {
@@ -346,8 +347,8 @@ fn append_accessors(
 
     // The accessor instance of each nested component instance, aliased once.
     let mut nested_instances: Vec<(u32, u32)> = Vec::new();
-    for a in &level.accessors {
-        if let Source::Nested { instance, .. } = a.source
+    for a in &tree.accessors {
+        if let AccessorSource::Nested { instance, .. } = a.source
             && !nested_instances.iter().any(|(i, _)| *i == instance)
         {
             let aliased = app.alias_export(
@@ -358,14 +359,14 @@ fn append_accessors(
             nested_instances.push((instance, aliased));
         }
     }
-    let mut funcs = Vec::with_capacity(level.accessors.len());
-    for a in &level.accessors {
+    let mut funcs = Vec::with_capacity(tree.accessors.len());
+    for a in &tree.accessors {
         let func = match &a.source {
-            Source::Local => lifted.next().context(
+            AccessorSource::Local => lifted.next().context(
                 "internal error: fewer accessor functions were lifted than there are local \
                  accessors",
             )?,
-            Source::Nested { instance, func } => {
+            AccessorSource::Nested { instance, func } => {
                 let (_, aliased) = nested_instances
                     .iter()
                     .find(|(i, _)| i == instance)
@@ -437,7 +438,7 @@ fn append_local_accessors(
     lift_accessors(app, local, &readers)
 }
 
-/// The core functions that read this level's local state: one per
+/// The core functions that read this component's local state: one per
 /// accessor, and the accessor module's memory, where the copying ones
 /// return their lists.
 struct CoreReaders {

@@ -12,12 +12,15 @@
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::ops::Range;
+use wasmparser::types::{Types, TypesRef};
 use wasmparser::{
-    ComponentExternalKind, Encoding, GlobalType, Instance, MemoryType, Parser, Payload, TypeRef,
-    ValType, ValidPayload, Validator, WasmFeatures, types::Types,
+    ComponentExternalKind, Encoding, Instance, Parser, Payload, ValidPayload, Validator,
+    WasmFeatures,
 };
 
 use crate::component::names;
+pub use crate::edit::facts::ModuleInfo;
+use crate::edit::facts::{ModuleFrame, finish_module};
 
 /// A validated component and what the later phases need to know about it.
 pub struct Parsed<'a> {
@@ -70,12 +73,12 @@ impl ComponentInfo {
     /// instantiated in it (at any depth) defines state.
     pub fn has_state(&self) -> bool {
         self.instances.iter().any(|i| {
-            let m = &self.modules[i.module];
+            let m = &self.modules[i.definition];
             !m.memories.is_empty() || !m.globals.is_empty()
         }) || self
             .component_instances
             .iter()
-            .any(|i| self.components[i.module].has_state())
+            .any(|i| self.components[i.definition].has_state())
     }
 
     /// Whether some module is instantiated in this component or in a
@@ -85,7 +88,7 @@ impl ComponentInfo {
             || self
                 .component_instances
                 .iter()
-                .any(|i| self.components[i.module].instantiates())
+                .any(|i| self.components[i.definition].instantiates())
     }
 
     /// The module with index `index` in this component's module index space.
@@ -117,7 +120,7 @@ pub struct Counts {
 
 impl Counts {
     /// The sizes of the index spaces of the component `types` describes.
-    pub fn of(types: &wasmparser::types::TypesRef<'_>) -> Counts {
+    pub fn of(types: &TypesRef<'_>) -> Counts {
         Counts {
             modules: types.module_count(),
             core_instances: types.core_instance_count(),
@@ -131,7 +134,7 @@ impl Counts {
     }
 }
 
-/// One top-level section.
+/// One section of a component (the top level or a nested one).
 pub struct Section {
     /// The section id, as in the binary format.
     pub id: u8,
@@ -165,54 +168,18 @@ pub enum SectionKind {
     Other,
 }
 
-/// A core module defined at the top level.
-pub struct ModuleInfo {
-    /// The module's index in the component's core module index space.
-    pub index: u32,
-    /// The module's bytes (from the `\0asm` header on) within the component.
-    pub range: Range<usize>,
-    /// Memories the module defines (imported memories are owned elsewhere).
-    pub memories: Vec<MemoryDef>,
-    /// Mutable globals the module defines.
-    pub globals: Vec<GlobalDef>,
-    /// Size of the module's global index space.
-    pub global_count: u32,
-    /// Number of functions the module imports.
-    pub imported_funcs: u32,
-    /// Mutable reference-typed globals, defined or imported: accepted as long
-    /// as init does not write them (see [`crate::edit::probe`]).
-    pub ref_globals: Vec<u32>,
-}
-
-/// A memory defined by a module.
-#[derive(Clone, Copy)]
-pub struct MemoryDef {
-    /// Index in the module's memory index space (imports included).
-    pub index: u32,
-    /// The declared type.
-    pub ty: MemoryType,
-}
-
-/// A mutable global defined by a module.
-#[derive(Clone, Copy)]
-pub struct GlobalDef {
-    /// Index in the module's global index space (imports included).
-    pub index: u32,
-    /// The global's value type.
-    pub ty: ValType,
-}
-
 /// A core (or component) instance that instantiates a module (or
 /// component) defined in the same component.
 pub struct InstanceInfo {
     /// The instance's index in its index space.
     pub index: u32,
-    /// Index into [`ComponentInfo::modules`] (or
-    /// [`ComponentInfo::components`]).
-    pub module: usize,
+    /// What it instantiates: for a core instance, an index into
+    /// [`ComponentInfo::modules`]; for a component instance, an index into
+    /// [`ComponentInfo::components`].
+    pub definition: usize,
 }
 
-/// A top-level component export.
+/// An export of a component (the top level or a nested one).
 pub struct ExportInfo {
     /// The export's name.
     pub name: String,
@@ -318,14 +285,14 @@ struct ComponentFrame {
     local_components: HashMap<u32, usize>,
 }
 
-#[derive(Default)]
-struct ModuleFrame {
-    /// The module's index in its parent.
-    index: u32,
-    range: Range<usize>,
-    imported_memories: u32,
-    imported_globals: u32,
-    imported_funcs: u32,
+impl ComponentFrame {
+    fn new(info: ComponentInfo) -> ComponentFrame {
+        ComponentFrame {
+            info,
+            local_modules: HashMap::new(),
+            local_components: HashMap::new(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -345,7 +312,7 @@ impl Walker {
         let mut types = None;
         for payload in Parser::new(0).parse_all(bytes) {
             let payload = payload.context("failed to parse the component")?;
-            self.before(&payload, &validator, bytes.len())?;
+            self.visit_payload(&payload, &validator, bytes.len())?;
             match validator
                 .payload(&payload)
                 .context("input is not a valid component")?
@@ -381,78 +348,34 @@ impl Walker {
 
     /// Looks at a payload before the validator sees it, so the validator's
     /// counts still give the index the payload's first item will get.
-    fn before(&mut self, payload: &Payload<'_>, validator: &Validator, len: usize) -> Result<()> {
+    fn visit_payload(
+        &mut self,
+        payload: &Payload<'_>,
+        validator: &Validator,
+        len: usize,
+    ) -> Result<()> {
         if let Payload::Version { .. } = payload {
             // Nested modules and components push their frame at their section.
             if self.stack.is_empty() {
-                self.stack.push(Frame::Component(Box::new(ComponentFrame {
-                    info: ComponentInfo::new(0..len, None),
-                    local_modules: HashMap::new(),
-                    local_components: HashMap::new(),
-                })));
+                self.stack
+                    .push(Frame::Component(Box::new(ComponentFrame::new(
+                        ComponentInfo::new(0..len, None),
+                    ))));
             }
             return Ok(());
         }
         let types = validator.types(0);
-        if let (Some((id, range)), Some(frame)) = (payload.as_section(), self.component()) {
-            let info = &frame.info;
-            let kind = match payload {
-                Payload::ModuleSection { .. } => SectionKind::Module(info.modules.len()),
-                Payload::ComponentSection { .. } => SectionKind::Component(info.components.len()),
-                Payload::ComponentExportSection(s) => SectionKind::Exports {
-                    start: info.exports.len(),
-                    len: s.count() as usize,
-                },
-                Payload::CustomSection(c) if c.name() == "producers" => SectionKind::Producers,
-                _ => SectionKind::Other,
-            };
-            frame.info.sections.push(Section {
-                id,
-                range,
-                kind,
-                core_instances_before: types.map_or(0, |t| t.core_instance_count()),
-                instances_before: types.map_or(0, |t| t.component_instance_count()),
-            });
-        }
+        self.record_section(payload, types.as_ref());
         match payload {
             Payload::ModuleSection {
                 unchecked_range, ..
-            } => {
-                let index = types.map_or(0, |t| t.module_count());
-                if let Some(frame) = self.component() {
-                    frame.local_modules.insert(index, frame.info.modules.len());
-                }
-                self.stack.push(Frame::Module(ModuleFrame {
-                    index,
-                    range: unchecked_range.clone(),
-                    ..Default::default()
-                }));
-            }
+            } => self.enter_module(unchecked_range, types.as_ref()),
             Payload::ComponentSection {
                 unchecked_range, ..
-            } => {
-                let index = types.map_or(0, |t| t.component_count());
-                if let Some(frame) = self.component() {
-                    frame
-                        .local_components
-                        .insert(index, frame.info.components.len());
-                }
-                self.stack.push(Frame::Component(Box::new(ComponentFrame {
-                    info: ComponentInfo::new(unchecked_range.clone(), Some(index)),
-                    local_modules: HashMap::new(),
-                    local_components: HashMap::new(),
-                })));
-            }
+            } => self.enter_component(unchecked_range, types.as_ref()),
             Payload::ImportSection(imports) => {
                 if let Some(Frame::Module(frame)) = self.stack.last_mut() {
-                    for import in imports.clone().into_imports() {
-                        match import.context("failed to parse an import")?.ty {
-                            TypeRef::Memory(_) => frame.imported_memories += 1,
-                            TypeRef::Global(_) => frame.imported_globals += 1,
-                            TypeRef::Func(_) | TypeRef::FuncExact(_) => frame.imported_funcs += 1,
-                            _ => {}
-                        }
-                    }
+                    frame.count_imports(imports)?;
                 }
             }
             Payload::ExportSection(exports) => {
@@ -462,83 +385,15 @@ impl Walker {
                 }
             }
             Payload::InstanceSection(section) => {
-                let base = types.map_or(0, |t| t.core_instance_count());
-                let Some(frame) = self.component() else {
-                    return Ok(());
-                };
-                for (i, instance) in section.clone().into_iter().enumerate() {
-                    let instance = instance.context("failed to parse a core instance")?;
-                    let Instance::Instantiate { module_index, .. } = instance else {
-                        continue;
-                    };
-                    let index = base + i as u32;
-                    match frame.local_modules.get(&module_index) {
-                        Some(&module) => frame.info.instances.push(InstanceInfo { index, module }),
-                        None => bail!(
-                            "core instance {index}{} instantiates core module {module_index}, \
-                             which the component imports or aliases rather than defines; \
-                             component-init can only snapshot modules defined inside the \
-                             component that instantiates them",
-                            where_(&frame.info)
-                        ),
-                    }
-                }
+                self.record_core_instances(section, types.as_ref())?
             }
             Payload::ComponentInstanceSection(section) => {
-                let base = types.map_or(0, |t| t.component_instance_count());
-                let Some(frame) = self.component() else {
-                    return Ok(());
-                };
-                for (i, instance) in section.clone().into_iter().enumerate() {
-                    let instance = instance.context("failed to parse a component instance")?;
-                    let wasmparser::ComponentInstance::Instantiate {
-                        component_index, ..
-                    } = instance
-                    else {
-                        continue;
-                    };
-                    let index = base + i as u32;
-                    match frame.local_components.get(&component_index) {
-                        Some(&component) => frame.info.component_instances.push(InstanceInfo {
-                            index,
-                            module: component,
-                        }),
-                        None => bail!(
-                            "component instance {index}{} instantiates component \
-                             {component_index}, which the component imports or aliases rather \
-                             than defines; component-init cannot see, nor snapshot, its state",
-                            where_(&frame.info)
-                        ),
-                    }
-                }
+                self.record_component_instances(section, types.as_ref())?
             }
             Payload::ComponentExportSection(section) => {
-                let Some(types) = types else { return Ok(()) };
-                let mut next = export_slots(&types);
-                let Some(frame) = self.component() else {
-                    return Ok(());
-                };
-                for export in section.clone() {
-                    let export = export.context("failed to parse a component export")?;
-                    if frame.info.index.is_some()
-                        && export.name.name == names::ACCESSOR_INSTANCE_EXPORT
-                    {
-                        bail!(
-                            "a nested component already exports `{}`, a name reserved for \
-                             component-init's instrumentation",
-                            export.name.name
-                        );
-                    }
-                    let slot = &mut next[kind_slot(export.kind)];
-                    frame.info.exports.push(ExportInfo {
-                        name: export.name.name.to_string(),
-                        kind: export.kind,
-                        source: export.index,
-                        defines: *slot,
-                    });
-                    *slot += 1;
+                if let Some(types) = types {
+                    self.record_exports(section, &types)?;
                 }
-                self.exports_end = Some(next);
             }
             Payload::ComponentStartSection { .. } => {
                 bail!(
@@ -551,6 +406,164 @@ impl Walker {
         Ok(())
     }
 
+    /// Records `payload`, when it is a section of a component, among the
+    /// sections of that component.
+    fn record_section(&mut self, payload: &Payload<'_>, types: Option<&TypesRef<'_>>) {
+        let (Some((id, range)), Some(frame)) = (payload.as_section(), self.component()) else {
+            return;
+        };
+        let info = &frame.info;
+        let kind = match payload {
+            Payload::ModuleSection { .. } => SectionKind::Module(info.modules.len()),
+            Payload::ComponentSection { .. } => SectionKind::Component(info.components.len()),
+            Payload::ComponentExportSection(s) => SectionKind::Exports {
+                start: info.exports.len(),
+                len: s.count() as usize,
+            },
+            Payload::CustomSection(c) if c.name() == "producers" => SectionKind::Producers,
+            _ => SectionKind::Other,
+        };
+        frame.info.sections.push(Section {
+            id,
+            range,
+            kind,
+            core_instances_before: types.map_or(0, |t| t.core_instance_count()),
+            instances_before: types.map_or(0, |t| t.component_instance_count()),
+        });
+    }
+
+    /// Starts walking the module a module section defines.
+    fn enter_module(&mut self, range: &Range<usize>, types: Option<&TypesRef<'_>>) {
+        let index = types.map_or(0, |t| t.module_count());
+        if let Some(frame) = self.component() {
+            frame.local_modules.insert(index, frame.info.modules.len());
+        }
+        self.stack
+            .push(Frame::Module(ModuleFrame::new(index, range.clone())));
+    }
+
+    /// Starts walking the component a component section defines.
+    fn enter_component(&mut self, range: &Range<usize>, types: Option<&TypesRef<'_>>) {
+        let index = types.map_or(0, |t| t.component_count());
+        if let Some(frame) = self.component() {
+            frame
+                .local_components
+                .insert(index, frame.info.components.len());
+        }
+        self.stack
+            .push(Frame::Component(Box::new(ComponentFrame::new(
+                ComponentInfo::new(range.clone(), Some(index)),
+            ))));
+    }
+
+    /// Records the core instances of `section` that instantiate a module;
+    /// an error for one that instantiates a module the component does not
+    /// define.
+    fn record_core_instances(
+        &mut self,
+        section: &wasmparser::InstanceSectionReader<'_>,
+        types: Option<&TypesRef<'_>>,
+    ) -> Result<()> {
+        let base = types.map_or(0, |t| t.core_instance_count());
+        let Some(frame) = self.component() else {
+            return Ok(());
+        };
+        for (i, instance) in section.clone().into_iter().enumerate() {
+            let instance = instance.context("failed to parse a core instance")?;
+            let Instance::Instantiate { module_index, .. } = instance else {
+                continue;
+            };
+            let index = base + i as u32;
+            match frame.local_modules.get(&module_index) {
+                Some(&definition) => frame
+                    .info
+                    .instances
+                    .push(InstanceInfo { index, definition }),
+                None => bail!(
+                    "core instance {index}{} instantiates core module {module_index}, \
+                     which the component imports or aliases rather than defines; \
+                     component-init can only snapshot modules defined inside the \
+                     component that instantiates them",
+                    component_location(&frame.info)
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the component instances of `section` that instantiate a
+    /// component; an error for one that instantiates a component the
+    /// component does not define.
+    fn record_component_instances(
+        &mut self,
+        section: &wasmparser::ComponentInstanceSectionReader<'_>,
+        types: Option<&TypesRef<'_>>,
+    ) -> Result<()> {
+        let base = types.map_or(0, |t| t.component_instance_count());
+        let Some(frame) = self.component() else {
+            return Ok(());
+        };
+        for (i, instance) in section.clone().into_iter().enumerate() {
+            let instance = instance.context("failed to parse a component instance")?;
+            let wasmparser::ComponentInstance::Instantiate {
+                component_index, ..
+            } = instance
+            else {
+                continue;
+            };
+            let index = base + i as u32;
+            match frame.local_components.get(&component_index) {
+                Some(&definition) => frame
+                    .info
+                    .component_instances
+                    .push(InstanceInfo { index, definition }),
+                None => bail!(
+                    "component instance {index}{} instantiates component \
+                     {component_index}, which the component imports or aliases rather \
+                     than defines; component-init cannot see, nor snapshot, its state",
+                    component_location(&frame.info)
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the exports of `section`, each with the index it defines, and
+    /// the index-space sizes the section must leave (checked in
+    /// [`Walker::walk`] once the validator has seen it).
+    fn record_exports(
+        &mut self,
+        section: &wasmparser::ComponentExportSectionReader<'_>,
+        types: &TypesRef<'_>,
+    ) -> Result<()> {
+        let mut sizes = export_slots(types);
+        let Some(frame) = self.component() else {
+            return Ok(());
+        };
+        for export in section.clone() {
+            let export = export.context("failed to parse a component export")?;
+            if frame.info.index.is_some() && export.name.name == names::ACCESSOR_INSTANCE_EXPORT {
+                bail!(
+                    "a nested component already exports `{}`, a name reserved for \
+                     component-init's instrumentation",
+                    export.name.name
+                );
+            }
+            let slot = &mut sizes[kind_slot(export.kind)];
+            frame.info.exports.push(ExportInfo {
+                name: export.name.name.to_string(),
+                kind: export.kind,
+                source: export.index,
+                defines: *slot,
+            });
+            *slot += 1;
+        }
+        self.exports_end = Some(sizes);
+        Ok(())
+    }
+
+    /// Finishes the module or component whose end the walk reached, and
+    /// hands what was learned about it to its parent.
     fn end(&mut self, validator: &Validator) -> Result<()> {
         let Some(types) = validator.types(0) else {
             return Ok(());
@@ -575,80 +588,17 @@ impl Walker {
     }
 }
 
-fn where_(info: &ComponentInfo) -> String {
+/// Where the component `info` is, for an error message: empty for the top
+/// level, ` (in nested component N)` otherwise.
+fn component_location(info: &ComponentInfo) -> String {
     match info.index {
         Some(index) => format!(" (in nested component {index})"),
         None => String::new(),
     }
 }
 
-fn finish_module(
-    frame: ModuleFrame,
-    types: &wasmparser::types::TypesRef<'_>,
-) -> Result<ModuleInfo> {
-    let mut memories = Vec::new();
-    for index in frame.imported_memories..types.memory_count() {
-        let ty = types.memory_at(index);
-        if ty.shared {
-            bail!(
-                "core module {} defines shared memory {index}; shared memories (threads) cannot \
-                 be snapshotted",
-                frame.index
-            );
-        }
-        memories.push(MemoryDef { index, ty });
-    }
-    let mut globals = Vec::new();
-    let mut ref_globals = Vec::new();
-    for index in 0..types.global_count() {
-        let GlobalType {
-            content_type,
-            mutable,
-            shared,
-        } = types.global_at(index);
-        if !mutable {
-            continue;
-        }
-        if let ValType::Ref(_) = content_type {
-            ref_globals.push(index);
-            continue;
-        }
-        if index < frame.imported_globals {
-            continue;
-        }
-        if shared {
-            bail!(
-                "mutable global {index} of core module {} is shared; shared globals are not \
-                 supported",
-                frame.index
-            );
-        }
-        match content_type {
-            ValType::I32 | ValType::I64 | ValType::F32 | ValType::F64 | ValType::V128 => {}
-            other => bail!(
-                "mutable global {index} of core module {} has type `{other}`, which \
-                 component-init cannot snapshot yet (supported: i32, i64, f32, f64, v128)",
-                frame.index
-            ),
-        }
-        globals.push(GlobalDef {
-            index,
-            ty: content_type,
-        });
-    }
-    Ok(ModuleInfo {
-        index: frame.index,
-        range: frame.range,
-        memories,
-        globals,
-        global_count: types.global_count(),
-        imported_funcs: frame.imported_funcs,
-        ref_globals,
-    })
-}
-
 /// The sizes of the index spaces an export adds to, by [`kind_slot`].
-fn export_slots(types: &wasmparser::types::TypesRef<'_>) -> [u32; 6] {
+fn export_slots(types: &TypesRef<'_>) -> [u32; 6] {
     [
         types.module_count(),
         types.component_function_count(),

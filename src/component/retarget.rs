@@ -140,12 +140,12 @@ impl Plan {
             },
             snapshot: Snapshot::default(),
         };
-        let mut level = Level {
+        let mut retargeter = Retargeter {
             plan: self,
             snapshot,
             out: &mut out,
         };
-        level.retarget(&parsed.root, &[], map)?;
+        retargeter.retarget(&parsed.root, &[], map)?;
         out.plan.check_snapshot(&out.snapshot)?;
         Ok(out)
     }
@@ -189,13 +189,13 @@ fn in_path(path: &[u32]) -> String {
     }
 }
 
-struct Level<'a> {
+struct Retargeter<'a> {
     plan: &'a Plan,
     snapshot: &'a Snapshot,
     out: &'a mut Retargeted,
 }
 
-impl Level<'_> {
+impl Retargeter<'_> {
     /// Retargets the state of the stage 2 component `info`, reached through
     /// the component instances `path`; `map` maps its module indices.
     fn retarget(
@@ -220,7 +220,7 @@ impl Level<'_> {
             let instances: Vec<u32> = info
                 .instances
                 .iter()
-                .filter(|i| i.module == m)
+                .filter(|i| i.definition == m)
                 .map(|i| i.index)
                 .collect();
             let layout = module_layout(module)?;
@@ -282,7 +282,7 @@ impl Level<'_> {
         for instance in &info.component_instances {
             let mut inner = path.to_vec();
             inner.push(instance.index);
-            self.retarget(&info.components[instance.module], &inner, &|m| m)?;
+            self.retarget(&info.components[instance.definition], &inner, &|m| m)?;
         }
         Ok(())
     }

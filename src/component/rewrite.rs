@@ -161,7 +161,7 @@ fn instance_states<'a>(
     for instance in &info.instances {
         let state = by_instance.remove(&instance.index).unwrap_or_default();
         add_variant(
-            by_module.entry(instance.module).or_default(),
+            by_module.entry(instance.definition).or_default(),
             state,
             instance.index,
         );
@@ -288,8 +288,8 @@ fn encode<'a>(
                 remapping = true;
             }
             SectionKind::Exports { .. } | SectionKind::Other if remapping => {
-                renumber.next_core_instance = section.core_instances_before;
-                renumber.next_instance = section.instances_before;
+                renumber.core_instances_seen = section.core_instances_before;
+                renumber.instances_seen = section.instances_before;
                 reencode_section(&mut renumber, sink, parsed, section.id, &section.range)?;
             }
             // Everything else, the producers section included, as it is.
@@ -335,7 +335,7 @@ fn nested_components(
     }
     let mut out: BTreeMap<usize, Variants<Vec<u8>>> = BTreeMap::new();
     for instance in &info.component_instances {
-        let child = &info.components[instance.module];
+        let child = &info.components[instance.definition];
         if !child.instantiates() {
             continue;
         }
@@ -348,7 +348,7 @@ fn nested_components(
         encode(parsed, child, &sub, depth + 1, None, &mut bytes)
             .with_context(|| format!("in component instance {}", instance.index))?;
         add_variant(
-            out.entry(instance.module).or_default(),
+            out.entry(instance.definition).or_default(),
             bytes,
             instance.index,
         );
@@ -430,9 +430,10 @@ struct Renumber {
     core_variant: BTreeMap<u32, u32>,
     /// Component instance -> which copy of its component it instantiates.
     variant: BTreeMap<u32, u32>,
-    /// Index of the next core instance / component instance encountered.
-    next_core_instance: u32,
-    next_instance: u32,
+    /// Core instances / component instances encountered so far: the index
+    /// the next one gets.
+    core_instances_seen: u32,
+    instances_seen: u32,
     /// Copy to add to the next module / component index looked up.
     pending_module: u32,
     pending_component: u32,
@@ -500,8 +501,8 @@ impl ReencodeComponent for Renumber {
         instances: &mut wasm_encoder::InstanceSection,
         instance: wasmparser::Instance<'_>,
     ) -> Result<(), wasm_encoder::reencode::Error<Self::Error>> {
-        let index = self.next_core_instance;
-        self.next_core_instance += 1;
+        let index = self.core_instances_seen;
+        self.core_instances_seen += 1;
         if let wasmparser::Instance::Instantiate { .. } = instance {
             // instances that do not diverge use the module itself (copy 0)
             self.pending_module = self.core_variant.get(&index).copied().unwrap_or(ORIGINAL);
@@ -514,8 +515,8 @@ impl ReencodeComponent for Renumber {
         instances: &mut wasm_encoder::ComponentInstanceSection,
         instance: wasmparser::ComponentInstance<'_>,
     ) -> Result<(), wasm_encoder::reencode::Error<Self::Error>> {
-        let index = self.next_instance;
-        self.next_instance += 1;
+        let index = self.instances_seen;
+        self.instances_seen += 1;
         if let wasmparser::ComponentInstance::Instantiate { .. } = instance {
             self.pending_component = self.variant.get(&index).copied().unwrap_or(ORIGINAL);
         }

@@ -5,11 +5,13 @@
 //! snapshot into it).
 
 pub mod codegen;
+pub mod facts;
 pub mod probe;
 pub mod segments;
 
 use anyhow::{Context, Result, bail};
 use std::borrow::Cow;
+use std::ops::Range;
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_encoder::{ConstExpr, Encode};
 use wasmparser::{Chunk, DataKind, Parser, Payload};
@@ -63,28 +65,47 @@ pub struct Segment<'a> {
     pub bytes: Cow<'a, [u8]>,
 }
 
-/// The order in which non-custom sections must appear in a module.
-fn rank(id: u8) -> Option<u8> {
-    Some(match id {
-        1 => 1,   // type
-        2 => 2,   // import
-        3 => 3,   // function
-        4 => 4,   // table
-        5 => 5,   // memory
-        13 => 6,  // tag
-        6 => 7,   // global
-        7 => 8,   // export
-        8 => 9,   // start
-        9 => 10,  // element
-        12 => 11, // data count
-        10 => 12, // code
-        11 => 13, // data
-        _ => return None,
-    })
+/// The ids of the module sections an edit looks at, as in the binary format.
+mod id {
+    use wasm_encoder::SectionId;
+
+    pub const TYPE: u8 = SectionId::Type as u8;
+    pub const IMPORT: u8 = SectionId::Import as u8;
+    pub const FUNCTION: u8 = SectionId::Function as u8;
+    pub const TABLE: u8 = SectionId::Table as u8;
+    pub const MEMORY: u8 = SectionId::Memory as u8;
+    pub const GLOBAL: u8 = SectionId::Global as u8;
+    pub const EXPORT: u8 = SectionId::Export as u8;
+    pub const START: u8 = SectionId::Start as u8;
+    pub const ELEMENT: u8 = SectionId::Element as u8;
+    pub const CODE: u8 = SectionId::Code as u8;
+    pub const DATA: u8 = SectionId::Data as u8;
+    pub const DATA_COUNT: u8 = SectionId::DataCount as u8;
+    pub const TAG: u8 = SectionId::Tag as u8;
 }
 
-const EXPORT: u8 = 7;
-const DATA: u8 = 11;
+/// The non-custom sections, in the order they must appear in a module.
+const ORDER: [u8; 13] = [
+    id::TYPE,
+    id::IMPORT,
+    id::FUNCTION,
+    id::TABLE,
+    id::MEMORY,
+    id::TAG,
+    id::GLOBAL,
+    id::EXPORT,
+    id::START,
+    id::ELEMENT,
+    id::DATA_COUNT,
+    id::CODE,
+    id::DATA,
+];
+
+/// Where a section with `id` goes in a module: its position in [`ORDER`];
+/// `None` for custom and unknown sections.
+fn rank(id: u8) -> Option<usize> {
+    ORDER.iter().position(|&known| known == id)
+}
 
 struct Out<'a> {
     id: u8,
@@ -100,9 +121,22 @@ pub struct Edited<'a> {
     data: Option<DataPieces<'a>>,
 }
 
-/// The data section: its index in `sections` (whose `data` is unused), its
-/// segment count and its contents after the count.
-type DataPieces<'a> = (usize, u32, Vec<Cow<'a, [u8]>>);
+/// The data section, as the pieces it is made of.
+struct DataPieces<'a> {
+    /// The section's index in [`Edited::sections`] (whose `data` is unused).
+    at: usize,
+    /// The number of segments.
+    count: u32,
+    /// The section's contents after the count.
+    pieces: Vec<Cow<'a, [u8]>>,
+}
+
+impl DataPieces<'_> {
+    /// The size of the section's contents, count included.
+    fn size(&self) -> usize {
+        leb_len(u64::from(self.count)) + self.pieces.iter().map(|p| p.len()).sum::<usize>()
+    }
+}
 
 impl Edited<'_> {
     /// The size of the module in bytes.
@@ -117,9 +151,7 @@ impl Edited<'_> {
 
     fn section_size(&self, i: usize, section: &Out<'_>) -> usize {
         match &self.data {
-            Some((at, count, pieces)) if *at == i => {
-                leb_len(u64::from(*count)) + pieces.iter().map(|p| p.len()).sum::<usize>()
-            }
+            Some(data) if data.at == i => data.size(),
             _ => section.data.len(),
         }
     }
@@ -132,9 +164,9 @@ impl Edited<'_> {
             sink.push(section.id);
             (self.section_size(i, section) as u32).encode(sink);
             match &self.data {
-                Some((at, count, pieces)) if *at == i => {
-                    count.encode(sink);
-                    for piece in pieces {
+                Some(data) if data.at == i => {
+                    data.count.encode(sink);
+                    for piece in &data.pieces {
                         sink.extend_from_slice(piece);
                     }
                 }
@@ -178,111 +210,33 @@ pub fn edit_lazily<'a>(bytes: &'a [u8], mut edit: ModuleEdit<'a>) -> Result<Edit
                 // byte-identical.
                 parser.skip_section();
                 skip = size as usize;
-                out.push(Out {
-                    id: 10,
-                    data: match edit.code.take() {
-                        Some(code) => Cow::Owned(code),
-                        None => Cow::Borrowed(&bytes[range]),
-                    },
-                });
+                out.push(code_section(bytes, range, &mut edit));
             }
             Payload::ElementSection(reader) if !edit.empty_elems.is_empty() => {
-                let mut section = wasm_encoder::ElementSection::new();
-                for (i, element) in reader.into_iter().enumerate() {
-                    let element = element?;
-                    if !edit.empty_elems.contains(&(i as u32)) {
-                        section.raw(&bytes[element.range.clone()]);
-                        continue;
-                    }
-                    match element.items {
-                        wasmparser::ElementItems::Functions(_) => {
-                            section.passive(wasm_encoder::Elements::Functions(Cow::Borrowed(&[])))
-                        }
-                        wasmparser::ElementItems::Expressions(ty, _) => {
-                            section.passive(wasm_encoder::Elements::Expressions(
-                                RoundtripReencoder.ref_type(ty)?,
-                                Cow::Borrowed(&[]),
-                            ))
-                        }
-                    };
-                }
-                push(&mut out, 9, &section)?;
+                push(
+                    &mut out,
+                    id::ELEMENT,
+                    &element_section(bytes, reader, &edit)?,
+                )?;
             }
             Payload::ExportSection(reader) => {
-                let mut section = wasm_encoder::ExportSection::new();
-                for export in reader {
-                    let export = export?;
-                    section.export(
-                        export.name,
-                        RoundtripReencoder.export_kind(export.kind)?,
-                        export.index,
-                    );
-                }
-                add_exports(&mut section, &edit);
-                push(&mut out, EXPORT, &section)?;
+                push(&mut out, id::EXPORT, &export_section(reader, &edit)?)?;
             }
             Payload::StartSection { .. } if edit.drop_start => {}
             Payload::MemorySection(reader) if !edit.memory_minimums.is_empty() => {
-                let imported = imported_before(&out, bytes, |ty| {
-                    matches!(ty, wasmparser::TypeRef::Memory(_))
-                })?;
-                let mut section = wasm_encoder::MemorySection::new();
-                for (i, memory) in reader.into_iter().enumerate() {
-                    let mut ty = RoundtripReencoder.memory_type(memory?)?;
-                    let index = imported + i as u32;
-                    if let Some(&(_, pages)) =
-                        edit.memory_minimums.iter().find(|(m, _)| *m == index)
-                    {
-                        if let Some(maximum) = ty.maximum.filter(|&max| pages > max) {
-                            bail!(
-                                "the snapshot of memory {index} is {pages} pages, more than \
-                                 its declared maximum of {maximum}"
-                            );
-                        }
-                        ty.minimum = ty.minimum.max(pages);
-                    }
-                    section.memory(ty);
-                }
-                push(&mut out, 5, &section)?;
+                let section = memory_section(&out, reader, &edit)?;
+                push(&mut out, id::MEMORY, &section)?;
             }
             Payload::GlobalSection(reader)
                 if !edit.globals.is_empty() || !edit.new_globals.is_empty() =>
             {
-                let imported = imported_before(&out, bytes, |ty| {
-                    matches!(ty, wasmparser::TypeRef::Global(_))
-                })?;
-                let mut section = wasm_encoder::GlobalSection::new();
-                for (i, global) in reader.into_iter().enumerate() {
-                    let global = global?;
-                    let index = imported + i as u32;
-                    let init = match edit.globals.iter().find(|(g, _)| *g == index) {
-                        Some(&(_, value)) => const_expr(value),
-                        None => RoundtripReencoder.const_expr(global.init_expr)?,
-                    };
-                    section.global(RoundtripReencoder.global_type(global.ty)?, &init);
-                }
-                add_globals(&mut section, &edit);
-                push(&mut out, 6, &section)?;
+                let section = global_section(&out, reader, &edit)?;
+                push(&mut out, id::GLOBAL, &section)?;
             }
             Payload::DataSection(reader) if edit.data.is_some() => {
-                let mut pieces = Vec::new();
-                let mut count = 0u32;
-                for data in reader {
-                    let data = data?;
-                    match data.kind {
-                        DataKind::Passive if !edit.empty_data.contains(&count) => {
-                            pieces.push(Cow::Borrowed(&bytes[data.range.clone()]))
-                        }
-                        // active segments were applied and dropped at
-                        // instantiation; dropped passive ones are gone too:
-                        // an empty passive segment (flags 1, no bytes)
-                        _ => pieces.push(Cow::Borrowed(&[1, 0][..])),
-                    };
-                    count += 1;
-                }
-                data_segments = Some((out.len(), count, pieces));
+                data_segments = Some(data_section(bytes, reader, &edit, out.len())?);
                 out.push(Out {
-                    id: DATA,
+                    id: id::DATA,
                     data: Cow::Borrowed(&[]),
                 });
             }
@@ -298,70 +252,217 @@ pub fn edit_lazily<'a>(bytes: &'a [u8], mut edit: ModuleEdit<'a>) -> Result<Edit
         remaining = &remaining[consumed + skip..];
     }
 
-    if !edit.new_globals.is_empty() && !out.iter().any(|s| s.id == 6) {
+    if !edit.new_globals.is_empty() && !out.iter().any(|s| s.id == id::GLOBAL) {
         let mut section = wasm_encoder::GlobalSection::new();
         add_globals(&mut section, &edit);
-        insert(&mut out, 6, encode(&section)?);
+        insert(&mut out, id::GLOBAL, encode(&section)?);
     }
-    if !edit.exports.is_empty() && !out.iter().any(|s| s.id == EXPORT) {
+    if !edit.exports.is_empty() && !out.iter().any(|s| s.id == id::EXPORT) {
         let mut section = wasm_encoder::ExportSection::new();
         add_exports(&mut section, &edit);
-        insert(&mut out, EXPORT, encode(&section)?);
+        insert(&mut out, id::EXPORT, encode(&section)?);
     }
-    let mut data = None;
-    if let Some(segments) = edit.data.take() {
-        let (at, mut count, mut pieces) = match data_segments.take() {
-            Some(found) => found,
-            None => {
-                insert(&mut out, DATA, Vec::new());
-                let at = out
-                    .iter()
-                    .position(|s| s.id == DATA)
-                    .context("internal error: the data section just inserted is missing")?;
-                (at, 0, Vec::new())
-            }
-        };
-        pieces.reserve(2 * segments.len());
-        for segment in segments {
-            let offset = if segment.memory64 {
-                ConstExpr::i64_const(segment.offset as i64)
-            } else {
-                ConstExpr::i32_const(segment.offset as u32 as i32)
-            };
-            // As `wasm_encoder::DataSection::active` writes it, but the
-            // bytes are a piece of their own rather than copied in.
-            let mut header = Vec::new();
-            if segment.memory == 0 {
-                header.push(0x00);
-            } else {
-                header.push(0x02);
-                segment.memory.encode(&mut header);
-            }
-            offset.encode(&mut header);
-            let Ok(len) = u32::try_from(segment.bytes.len()) else {
-                bail!("a data segment of the snapshot is larger than 4 GiB");
-            };
-            len.encode(&mut header);
-            pieces.push(Cow::Owned(header));
-            pieces.push(segment.bytes);
-            count += 1;
-        }
-        for s in out.iter_mut().filter(|s| s.id == 12) {
-            let mut data = Vec::new();
-            count.encode(&mut data);
-            s.data = Cow::Owned(data);
-        }
-        let size = leb_len(u64::from(count)) + pieces.iter().map(|p| p.len()).sum::<usize>();
-        if u32::try_from(size).is_err() {
-            bail!("the data section would be larger than 4 GiB");
-        }
-        data = Some((at, count, pieces));
-    }
+    let data = match edit.data.take() {
+        Some(segments) => Some(append_segments(&mut out, data_segments, segments)?),
+        None => None,
+    };
 
     Ok(Edited {
         sections: out,
         data,
     })
+}
+
+/// The code section: copied whole from `range` of `bytes`, unless the edit
+/// replaces it.
+fn code_section<'a>(bytes: &'a [u8], range: Range<usize>, edit: &mut ModuleEdit<'a>) -> Out<'a> {
+    Out {
+        id: id::CODE,
+        data: match edit.code.take() {
+            Some(code) => Cow::Owned(code),
+            None => Cow::Borrowed(&bytes[range]),
+        },
+    }
+}
+
+/// The element section with the segments the edit empties made empty
+/// passive ones.
+fn element_section(
+    bytes: &[u8],
+    reader: wasmparser::ElementSectionReader<'_>,
+    edit: &ModuleEdit<'_>,
+) -> Result<wasm_encoder::ElementSection> {
+    let mut section = wasm_encoder::ElementSection::new();
+    for (i, element) in reader.into_iter().enumerate() {
+        let element = element?;
+        if !edit.empty_elems.contains(&(i as u32)) {
+            section.raw(&bytes[element.range.clone()]);
+            continue;
+        }
+        match element.items {
+            wasmparser::ElementItems::Functions(_) => {
+                section.passive(wasm_encoder::Elements::Functions(Cow::Borrowed(&[])))
+            }
+            wasmparser::ElementItems::Expressions(ty, _) => {
+                section.passive(wasm_encoder::Elements::Expressions(
+                    RoundtripReencoder.ref_type(ty)?,
+                    Cow::Borrowed(&[]),
+                ))
+            }
+        };
+    }
+    Ok(section)
+}
+
+/// The export section with the edit's exports added.
+fn export_section(
+    reader: wasmparser::ExportSectionReader<'_>,
+    edit: &ModuleEdit<'_>,
+) -> Result<wasm_encoder::ExportSection> {
+    let mut section = wasm_encoder::ExportSection::new();
+    for export in reader {
+        let export = export?;
+        section.export(
+            export.name,
+            RoundtripReencoder.export_kind(export.kind)?,
+            export.index,
+        );
+    }
+    add_exports(&mut section, edit);
+    Ok(section)
+}
+
+/// The memory section with the edit's minimum sizes; `out` holds the
+/// sections before it.
+fn memory_section(
+    out: &[Out<'_>],
+    reader: wasmparser::MemorySectionReader<'_>,
+    edit: &ModuleEdit<'_>,
+) -> Result<wasm_encoder::MemorySection> {
+    let imported = imported_before(out, |ty| matches!(ty, wasmparser::TypeRef::Memory(_)))?;
+    let mut section = wasm_encoder::MemorySection::new();
+    for (i, memory) in reader.into_iter().enumerate() {
+        let mut ty = RoundtripReencoder.memory_type(memory?)?;
+        let index = imported + i as u32;
+        if let Some(&(_, pages)) = edit.memory_minimums.iter().find(|(m, _)| *m == index) {
+            if let Some(maximum) = ty.maximum.filter(|&max| pages > max) {
+                bail!(
+                    "the snapshot of memory {index} is {pages} pages, more than \
+                     its declared maximum of {maximum}"
+                );
+            }
+            ty.minimum = ty.minimum.max(pages);
+        }
+        section.memory(ty);
+    }
+    Ok(section)
+}
+
+/// The global section with the edit's values and new globals; `out` holds
+/// the sections before it.
+fn global_section(
+    out: &[Out<'_>],
+    reader: wasmparser::GlobalSectionReader<'_>,
+    edit: &ModuleEdit<'_>,
+) -> Result<wasm_encoder::GlobalSection> {
+    let imported = imported_before(out, |ty| matches!(ty, wasmparser::TypeRef::Global(_)))?;
+    let mut section = wasm_encoder::GlobalSection::new();
+    for (i, global) in reader.into_iter().enumerate() {
+        let global = global?;
+        let index = imported + i as u32;
+        let init = match edit.globals.iter().find(|(g, _)| *g == index) {
+            Some(&(_, value)) => const_expr(value),
+            None => RoundtripReencoder.const_expr(global.init_expr)?,
+        };
+        section.global(RoundtripReencoder.global_type(global.ty)?, &init);
+    }
+    add_globals(&mut section, edit);
+    Ok(section)
+}
+
+/// The data section, to be at index `at` of the sections, with every active
+/// segment and every passive one the edit empties made an empty passive one.
+fn data_section<'a>(
+    bytes: &'a [u8],
+    reader: wasmparser::DataSectionReader<'a>,
+    edit: &ModuleEdit<'_>,
+    at: usize,
+) -> Result<DataPieces<'a>> {
+    let mut pieces = Vec::new();
+    let mut count = 0u32;
+    for data in reader {
+        let data = data?;
+        match data.kind {
+            DataKind::Passive if !edit.empty_data.contains(&count) => {
+                pieces.push(Cow::Borrowed(&bytes[data.range.clone()]))
+            }
+            // active segments were applied and dropped at
+            // instantiation; dropped passive ones are gone too:
+            // an empty passive segment (flags 1, no bytes)
+            _ => pieces.push(Cow::Borrowed(&[1, 0][..])),
+        };
+        count += 1;
+    }
+    Ok(DataPieces { at, count, pieces })
+}
+
+/// Appends `segments` to the data section `data_segments` (inserting an
+/// empty one into `out` when the module has none) and updates the data
+/// count section.
+fn append_segments<'a>(
+    out: &mut Vec<Out<'a>>,
+    data_segments: Option<DataPieces<'a>>,
+    segments: Vec<Segment<'a>>,
+) -> Result<DataPieces<'a>> {
+    let mut data = match data_segments {
+        Some(found) => found,
+        None => {
+            insert(out, id::DATA, Vec::new());
+            let at = out
+                .iter()
+                .position(|s| s.id == id::DATA)
+                .context("internal error: the data section just inserted is missing")?;
+            DataPieces {
+                at,
+                count: 0,
+                pieces: Vec::new(),
+            }
+        }
+    };
+    data.pieces.reserve(2 * segments.len());
+    for segment in segments {
+        let offset = if segment.memory64 {
+            ConstExpr::i64_const(segment.offset as i64)
+        } else {
+            ConstExpr::i32_const(segment.offset as u32 as i32)
+        };
+        // As `wasm_encoder::DataSection::active` writes it, but the
+        // bytes are a piece of their own rather than copied in.
+        let mut header = Vec::new();
+        if segment.memory == 0 {
+            header.push(0x00);
+        } else {
+            header.push(0x02);
+            segment.memory.encode(&mut header);
+        }
+        offset.encode(&mut header);
+        let Ok(len) = u32::try_from(segment.bytes.len()) else {
+            bail!("a data segment of the snapshot is larger than 4 GiB");
+        };
+        len.encode(&mut header);
+        data.pieces.push(Cow::Owned(header));
+        data.pieces.push(segment.bytes);
+        data.count += 1;
+    }
+    for s in out.iter_mut().filter(|s| s.id == id::DATA_COUNT) {
+        let mut count = Vec::new();
+        data.count.encode(&mut count);
+        s.data = Cow::Owned(count);
+    }
+    if u32::try_from(data.size()).is_err() {
+        bail!("the data section would be larger than 4 GiB");
+    }
+    Ok(data)
 }
 
 fn add_globals(section: &mut wasm_encoder::GlobalSection, edit: &ModuleEdit<'_>) {
@@ -424,12 +525,8 @@ fn insert(out: &mut Vec<Out<'_>>, id: u8, data: Vec<u8>) {
 }
 
 /// Counts the imports matching `is_kind` in the import section already copied.
-fn imported_before(
-    out: &[Out<'_>],
-    _bytes: &[u8],
-    is_kind: impl Fn(&wasmparser::TypeRef) -> bool,
-) -> Result<u32> {
-    let Some(imports) = out.iter().find(|s| s.id == 2) else {
+fn imported_before(out: &[Out<'_>], is_kind: impl Fn(&wasmparser::TypeRef) -> bool) -> Result<u32> {
+    let Some(imports) = out.iter().find(|s| s.id == id::IMPORT) else {
         return Ok(0);
     };
     let reader =

@@ -215,9 +215,9 @@ fn split_at_zeros(bytes: &[u8], mut piece: impl FnMut(Range<usize>)) {
     };
     let mut from = 0;
     // zero bytes of the word before `i`, and the first byte not yet looked at
-    let (mut before, mut i, mut next) = (0u64, 0usize, 0usize);
+    let (mut before, mut i, mut first_unseen) = (0u64, 0usize, 0usize);
     while i < n {
-        if i + 32 <= n && next <= i {
+        if i + 32 <= n && first_unseen <= i {
             let (a, b, c, d) = (load(i), load(i + 8), load(i + 16), load(i + 24));
             if zero_lanes(a) | zero_lanes(b) | zero_lanes(c) | zero_lanes(d) == 0 {
                 // no stretch of 5 ends in these words; one may start in the
@@ -231,9 +231,9 @@ fn split_at_zeros(bytes: &[u8], mut piece: impl FnMut(Range<usize>)) {
         let wide = u128::from(before) | (u128::from(z) << 64);
         let mut hits =
             ((wide & (wide << 8) & (wide << 16) & (wide << 24) & (wide << 32)) >> 64) as u64;
-        if next > i {
-            // bytes before `next` are in a stretch already split off
-            hits &= u64::MAX << (8 * (next - i));
+        if first_unseen > i {
+            // bytes before `first_unseen` are in a stretch already split off
+            hits &= u64::MAX << (8 * (first_unseen - i));
         }
         if hits == 0 {
             before = z;
@@ -254,7 +254,7 @@ fn split_at_zeros(bytes: &[u8], mut piece: impl FnMut(Range<usize>)) {
             piece(from..s);
         }
         from = e;
-        next = e;
+        first_unseen = e;
         // go on in the word holding `e`, the stretch forgotten
         before = 0;
         i = e - e % 8;
@@ -506,7 +506,7 @@ mod tests {
         // plenty down to one segment. Every set of boundaries is tried: ours
         // must be as small as the smallest.
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
+        let mut random_below = move |n: u64| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
@@ -514,11 +514,11 @@ mod tests {
         };
         for round in 0..300 {
             let mut tail = Vec::new();
-            for stretch in 0..1 + next(10) {
+            for stretch in 0..1 + random_below(10) {
                 if stretch > 0 {
-                    tail.extend(std::iter::repeat_n(0, 1 + next(17) as usize));
+                    tail.extend(std::iter::repeat_n(0, 1 + random_below(17) as usize));
                 }
-                tail.extend((0..1 + next(6)).map(|_| 1 + next(255) as u8));
+                tail.extend((0..1 + random_below(6)).map(|_| 1 + random_below(255) as u8));
             }
             let base = [0, 50, 8_150, (1 << 20) - 40, 1 << 27, (1 << 31) - 30][round % 6];
             let target = Target {
