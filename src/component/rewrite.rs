@@ -15,10 +15,9 @@ use wasm_encoder::{Component, ComponentExportSection, ComponentSection, Encode};
 use wasmparser::Parser;
 
 use crate::component::parse::{self, ComponentInfo, Parsed, SectionKind};
+use crate::edit::bake::{self, InstanceState, MemoryState};
 use crate::edit::probe::{self, Fired, Probe};
-use crate::edit::segments;
-use crate::edit::{self, Edited, ModuleEdit, Segment};
-use crate::plan::image::MemoryImage;
+use crate::edit::{Edited, ModuleEdit};
 use crate::plan::{Accessor, GlobalValue, InputId, Plan, Snapshot, State, Value};
 
 /// Applies `snapshot`, read according to `plan`, to `original`, the
@@ -73,28 +72,6 @@ fn apply_to(
     parse::parse_validated_code(&out)
         .context("internal error: the rewritten component does not validate; please report this")?;
     Ok(out)
-}
-
-/// The snapshot state of one core instance.
-#[derive(Default, PartialEq)]
-struct InstanceState<'a> {
-    memories: Vec<MemoryState<'a>>,
-    /// (module global index, value)
-    globals: Vec<(u32, GlobalValue)>,
-    /// Passive data segments dropped during init.
-    dropped_data: Vec<u32>,
-    /// Element segments dropped during init.
-    dropped_elems: Vec<u32>,
-}
-
-/// A memory of an instance, as the snapshot left it.
-#[derive(PartialEq)]
-struct MemoryState<'a> {
-    /// The memory's index in its module.
-    index: u32,
-    page_size_log2: u32,
-    memory64: bool,
-    image: &'a MemoryImage,
 }
 
 /// Distinct outcomes for the instances of one definition: each with the
@@ -197,7 +174,7 @@ fn encode<'a>(
         let bytes: &'a [u8] = &parsed.bytes[module.range.clone()];
         let mut variants = Vec::new();
         for (state, instances) in states {
-            let edited = rewrite_module(bytes, &state)
+            let edited = bake::bake(bytes, &state, ModuleEdit::default())
                 .with_context(|| format!("failed to rewrite core module {}", module.index))?;
             variants.push((edited, instances));
         }
@@ -547,49 +524,4 @@ fn has_outer_definition_aliases(bytes: &[u8]) -> Result<bool> {
         }
     }
     Ok(false)
-}
-
-/// How many data segments the module `bytes` has.
-fn data_segment_count(bytes: &[u8]) -> Result<usize> {
-    for payload in Parser::new(0).parse_all(bytes) {
-        match payload? {
-            wasmparser::Payload::DataSection(section) => return Ok(section.count() as usize),
-            wasmparser::Payload::End(_) => break,
-            _ => {}
-        }
-    }
-    Ok(0)
-}
-
-/// Bakes `state` into a module.
-fn rewrite_module<'a>(bytes: &'a [u8], state: &InstanceState<'a>) -> Result<Edited<'a>> {
-    let mut minimums = Vec::new();
-    let mut data = Vec::new();
-    // the module's own segments stay (emptied or not), so what is left of
-    // the engines' limit is shared among its memories
-    let budget = segments::budget(data_segment_count(bytes)?);
-    let per_memory = budget / state.memories.len().max(1);
-    for m in &state.memories {
-        let (memory, memory64, image) = (m.index, m.memory64, m.image);
-        minimums.push((memory, image.len() >> m.page_size_log2));
-        let target = segments::Target { memory, memory64 };
-        for (offset, bytes) in segments::segments(image, per_memory, target) {
-            data.push(Segment {
-                memory,
-                memory64,
-                offset,
-                bytes,
-            });
-        }
-    }
-    let edit = ModuleEdit {
-        drop_start: true,
-        memory_minimums: minimums,
-        globals: state.globals.clone(),
-        empty_data: state.dropped_data.clone(),
-        empty_elems: state.dropped_elems.clone(),
-        data: Some(data),
-        ..ModuleEdit::default()
-    };
-    edit::edit_lazily(bytes, edit)
 }

@@ -4,6 +4,7 @@
 //! Used by instrument (to export a module's state) and by rewrite (to bake a
 //! snapshot into it).
 
+pub mod bake;
 pub mod codegen;
 pub mod facts;
 pub mod probe;
@@ -11,6 +12,7 @@ pub mod segments;
 
 use anyhow::{Context, Result, bail};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::ops::Range;
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_encoder::{ConstExpr, Encode};
@@ -23,6 +25,9 @@ use crate::plan::GlobalValue;
 pub struct ModuleEdit<'a> {
     /// Exports to add.
     pub exports: Vec<CoreExport>,
+    /// Exports of the module to rename (`Some(new name)`) or remove
+    /// (`None`), by name.
+    pub export_renames: BTreeMap<String, Option<String>>,
     /// Drop the start section.
     pub drop_start: bool,
     /// New minimum sizes, in pages, for memories (module memory index, pages).
@@ -322,8 +327,13 @@ fn export_section(
     let mut section = wasm_encoder::ExportSection::new();
     for export in reader {
         let export = export?;
+        let name = match edit.export_renames.get(export.name) {
+            Some(Some(renamed)) => renamed.as_str(),
+            Some(None) => continue,
+            None => export.name,
+        };
         section.export(
-            export.name,
+            name,
             RoundtripReencoder.export_kind(export.kind)?,
             export.index,
         );

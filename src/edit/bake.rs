@@ -1,0 +1,88 @@
+//! Baking one instance's snapshot into its module: memories as data
+//! segments chosen by the segment rule (minimums raised to the snapshot's
+//! size), globals set, dropped passive segments emptied, the start function
+//! removed. Both front ends bake modules this way.
+
+use anyhow::Result;
+use wasmparser::Parser;
+
+use super::segments;
+use super::{Edited, ModuleEdit, Segment};
+use crate::plan::GlobalValue;
+use crate::plan::image::MemoryImage;
+
+/// The snapshot state of one core instance.
+#[derive(Default, PartialEq)]
+pub struct InstanceState<'a> {
+    /// Its memories.
+    pub memories: Vec<MemoryState<'a>>,
+    /// (module global index, value)
+    pub globals: Vec<(u32, GlobalValue)>,
+    /// Passive data segments dropped during init.
+    pub dropped_data: Vec<u32>,
+    /// Element segments dropped during init.
+    pub dropped_elems: Vec<u32>,
+}
+
+/// A memory of an instance, as the snapshot left it.
+#[derive(PartialEq)]
+pub struct MemoryState<'a> {
+    /// The memory's index in its module.
+    pub index: u32,
+    /// log2 of its page size.
+    pub page_size_log2: u32,
+    /// Whether it uses 64-bit addresses.
+    pub memory64: bool,
+    /// Its contents.
+    pub image: &'a MemoryImage,
+}
+
+/// How many data segments the module `bytes` has.
+fn data_segment_count(bytes: &[u8]) -> Result<usize> {
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload? {
+            wasmparser::Payload::DataSection(section) => return Ok(section.count() as usize),
+            wasmparser::Payload::End(_) => break,
+            _ => {}
+        }
+    }
+    Ok(0)
+}
+
+/// Bakes `state` into the module `bytes`, with the other changes of `edit`
+/// (exports renamed or removed).
+pub fn bake<'a>(
+    bytes: &'a [u8],
+    state: &InstanceState<'a>,
+    edit: ModuleEdit<'a>,
+) -> Result<Edited<'a>> {
+    let mut minimums = Vec::new();
+    let mut data = Vec::new();
+    // the module's own segments stay (emptied or not), so what is left of
+    // the engines' limit is shared among its memories
+    let budget = segments::budget(data_segment_count(bytes)?);
+    let per_memory = budget / state.memories.len().max(1);
+    for m in &state.memories {
+        let (memory, memory64, image) = (m.index, m.memory64, m.image);
+        minimums.push((memory, image.len() >> m.page_size_log2));
+        let target = segments::Target { memory, memory64 };
+        for (offset, bytes) in segments::segments(image, per_memory, target) {
+            data.push(Segment {
+                memory,
+                memory64,
+                offset,
+                bytes,
+            });
+        }
+    }
+    let edit = ModuleEdit {
+        drop_start: true,
+        memory_minimums: minimums,
+        globals: state.globals.clone(),
+        empty_data: state.dropped_data.clone(),
+        empty_elems: state.dropped_elems.clone(),
+        data: Some(data),
+        ..edit
+    };
+    super::edit_lazily(bytes, edit)
+}
