@@ -34,6 +34,7 @@
 // component front end, and running init.
 mod component;
 mod edit;
+mod module;
 mod plan;
 mod run;
 
@@ -49,6 +50,7 @@ use component::{rewrite, snapshot};
 pub use component::instrument::{InstrumentOptions, Instrumented, instrument};
 pub use component::retarget::Retargeted;
 pub use edit::probe::Probe;
+pub use module::ModuleOptions;
 pub use plan::image::MemoryImage;
 pub use plan::init_func::InitFunc;
 pub use plan::{Accessor, GlobalValue, InputId, Plan, ScalarType, Snapshot, State, Value};
@@ -136,4 +138,13 @@ pub fn initialize_with_wasmtime(component: &[u8], options: &InstrumentOptions) -
     // output: the two are not held at once.
     drop(runtime);
     rewrite::apply_to_validated(component, &plan, &snapshot)
+}
+
+/// Pre-initializes the core module `module` with Wasmtime, as Wizer does
+/// (see [`ModuleOptions`]), blocking until done. The sibling of
+/// [`initialize_with_wasmtime`] for core modules; for limits, WASI or a
+/// compiler of your choice, use [`WasmtimeRuntime::initialize_module`].
+#[cfg(feature = "wasmtime")]
+pub fn initialize_module_with_wasmtime(module: &[u8], options: &ModuleOptions) -> Result<Vec<u8>> {
+    WasmtimeRuntime::new()?.initialize_module(module, options)
 }

@@ -13,19 +13,22 @@ use crate::run::wasi::{self, PreopenDir, WasiOptions};
 use crate::run::wasmtime::Compiler;
 
 mod split;
+mod wizer;
 
 use crate::component::snapshot;
+use crate::module::ModuleOptions;
 use crate::run::wasmtime as wasmtime_runtime;
 use crate::{InitFunc, InstrumentOptions, WasmtimeRuntime, instrument};
 
-/// Pre-initialize a WebAssembly component.
+/// Pre-initialize a WebAssembly component or core module.
 ///
-/// Runs the component's init function once, then writes a new component
+/// Runs the init function once, then writes a new component (or module)
 /// whose memories and mutable globals already hold the state init left
-/// behind. Start functions of the component's modules and the init export
-/// are removed: they already ran.
+/// behind. Start functions and the init export are removed: they already
+/// ran. Core modules are pre-initialized as Wizer does it, and Wizer's
+/// command line is accepted too (see docs/cli.md).
 #[derive(clap::Parser)]
-#[clap(after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
+#[clap(after_help = AFTER_HELP, args_conflicts_with_subcommands = true, version)]
 pub struct Opts {
     /// Run one phase of the pipeline by itself (for other runtimes).
     #[clap(subcommand)]
@@ -44,14 +47,22 @@ pub struct Opts {
     /// `wasmtime run --invoke` takes them.
     ///
     /// Defaults to `component-init`, or `wizer-initialize` when only that is
-    /// exported. Results are shown with `-v`; an `err` result fails.
-    #[clap(long, value_name = "NAME[(ARGS)]")]
+    /// exported. Results are shown with `-v`; an `err` result fails. For a
+    /// core module: the export's name, `wizer-initialize` by default (after
+    /// `_initialize`, which runs first when exported).
+    #[clap(short = 'f', long, value_name = "NAME[(ARGS)]")]
     init_func: Option<String>,
 
     /// Keep the init function's export in the output (by default a top-level
-    /// init export is removed; one inside an exported interface always stays).
-    #[clap(long)]
-    keep_init_func: bool,
+    /// init export is removed, and a core module's `_initialize` too; one
+    /// inside an exported interface always stays).
+    #[clap(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    keep_init_func: Option<bool>,
+
+    /// Core modules: export SRC's function as DST in the output (an export
+    /// already named DST goes), as Wizer's `-r` does: `-r _start=main_after_init`.
+    #[clap(short = 'r', long, value_name = "DST=SRC", value_parser = parse_rename)]
+    rename_func: Vec<(String, String)>,
 
     #[clap(flatten)]
     run: RunArgs,
@@ -135,14 +146,19 @@ pub struct RunArgs {
     env: Vec<String>,
 
     /// Pass the host's whole environment to init. Needs `--wasi`.
-    #[clap(long, help_heading = "WASI during init")]
-    inherit_env: bool,
+    #[clap(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", help_heading = "WASI during init")]
+    inherit_env: Option<bool>,
 
-    /// Show init's stdout and stderr (on stderr when the output component
-    /// goes to stdout); stdin stays empty. By default they are discarded.
-    /// Needs `--wasi`.
+    /// Show init's stdout and stderr (on stderr when the output goes to
+    /// stdout). By default they are discarded (with Wizer's `--allow-wasi`:
+    /// shown, and stdin passed too). Needs `--wasi`.
+    #[clap(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", help_heading = "WASI during init")]
+    inherit_stdio: Option<bool>,
+
+    /// Give init the host's stdin (by default it reads as empty). The input
+    /// must then come from a file. Needs `--wasi`.
     #[clap(long, help_heading = "WASI during init")]
-    inherit_stdio: bool,
+    inherit_stdin: bool,
 
     /// Snapshot even if init leaves WASI resources open (files, streams,
     /// directory handles); the guest's handles to them dangle in instances
@@ -169,6 +185,9 @@ pub struct RunArgs {
         help_heading = "Reproducible builds"
     )]
     random_seed: Option<[u8; 32]>,
+
+    #[clap(flatten)]
+    wizer: wizer::WizerArgs,
 }
 
 const AFTER_HELP: &str = "\
@@ -213,14 +232,82 @@ impl Opts {
         if let Some(command) = self.command {
             return command.run();
         }
+        let from_stdin = self.io.input_path().is_none_or(|p| p == Path::new("-"));
+        if from_stdin && self.run.passes_stdin() {
+            bail!(
+                "init is given the host's stdin (`--inherit-stdin`, or Wizer's stdio), so the \
+                 input must come from a file, not stdin"
+            );
+        }
         let input = read_input(self.io.input_path())?;
+        if crate::module::is_core_module(&input) {
+            return self.run_module(&input);
+        }
+        if !self.rename_func.is_empty() {
+            bail!("`--rename-func` renames a core module's exports; the input is a component");
+        }
         let options = InstrumentOptions {
             init_func: self.init_func.as_deref().map(InitFunc::parse).transpose()?,
-            keep_init_func: self.keep_init_func,
+            keep_init_func: self.keep_init_func.unwrap_or(false),
         };
         let runtime = self.run.runtime(self.io.output_path().is_none())?;
         let output = wasmtime_runtime::block_on(pre_initialize(&input, &options, runtime))??;
         write_output(self.io.output_path(), &output, self.wat)
+    }
+}
+
+impl Opts {
+    /// Pre-initializes the core module `input`, logging each phase (`-v`).
+    fn run_module(self, input: &[u8]) -> Result<()> {
+        let options = ModuleOptions {
+            init_func: self.init_func.clone(),
+            keep_init_func: self.keep_init_func.unwrap_or(false),
+            renames: self.rename_func.clone(),
+        };
+        let mut runtime = self.run.runtime(self.io.output_path().is_none())?;
+        let start = Instant::now();
+        let parsed = crate::module::parse::parse(input)?;
+        let instrumented = crate::module::instrument::instrument(input, &parsed, &options)?;
+        log::info!(
+            "instrumented the core module in {:.1?}: {} pieces of state, calls {}",
+            start.elapsed(),
+            instrumented.plan.states.len(),
+            instrumented
+                .plan
+                .calls
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", then ")
+        );
+        let start = Instant::now();
+        let snapshot = wasmtime_runtime::block_on(
+            runtime.snapshot_module(&instrumented.module, &instrumented.plan),
+        )??;
+        log::info!("ran init and read the state in {:.1?}", start.elapsed());
+        log_audit(runtime.audit());
+        // The guest's memory goes before the rewrite.
+        drop(runtime);
+        let start = Instant::now();
+        let output =
+            crate::module::rewrite::apply(input, &parsed, &instrumented.plan, &snapshot, &options)?;
+        log::info!(
+            "rewrote in {:.1?}: {} bytes in, {} bytes out",
+            start.elapsed(),
+            input.len(),
+            output.len()
+        );
+        write_output(self.io.output_path(), &output, self.wat)
+    }
+}
+
+/// Parses `DST=SRC` of `--rename-func`.
+fn parse_rename(spec: &str) -> Result<(String, String)> {
+    match spec.split_once('=') {
+        Some((dst, src)) if !dst.is_empty() && !src.is_empty() => {
+            Ok((dst.to_string(), src.to_string()))
+        }
+        _ => bail!("`{spec}` is not of the form `DST=SRC`"),
     }
 }
 
@@ -240,6 +327,14 @@ impl RunArgs {
             max_memory: self.max_memory,
             fuel: self.fuel,
         }
+    }
+
+    /// Whether init is given the host's stdin.
+    fn passes_stdin(&self) -> bool {
+        self.wasi_options(false)
+            .ok()
+            .flatten()
+            .is_some_and(|w| w.inherit_stdin)
     }
 
     /// A Wasmtime runtime with these limits and WASI options, logged (`-v`).
@@ -336,13 +431,16 @@ impl RunArgs {
 
     /// The WASI options, if `--wasi` is given; the other WASI flags need it.
     fn wasi_options(&self, output_to_stdout: bool) -> Result<Option<WasiOptions>> {
-        if !self.wasi {
+        let wizer = self.wizer.settings()?;
+        if !self.wasi && !wizer.wasi {
             let given = [
                 (!self.dirs.is_empty(), "--dir"),
                 (!self.env.is_empty(), "--env"),
-                (self.inherit_env, "--inherit-env"),
-                (self.inherit_stdio, "--inherit-stdio"),
+                (self.inherit_env == Some(true), "--inherit-env"),
+                (self.inherit_stdio == Some(true), "--inherit-stdio"),
+                (self.inherit_stdin, "--inherit-stdin"),
                 (self.allow_open_resources, "--allow-open-resources"),
+                (!self.wizer.mapdir.is_empty(), "--mapdir"),
             ];
             if let Some((_, flag)) = given.iter().find(|(given, _)| *given) {
                 bail!("`{flag}` needs `--wasi` (WASI is off during init unless `--wasi` is given)");
@@ -353,15 +451,19 @@ impl RunArgs {
         for spec in &self.env {
             env.extend(wasi::parse_env(spec)?);
         }
+        let mut dirs = self
+            .dirs
+            .iter()
+            .map(|d| PreopenDir::parse(d))
+            .collect::<Result<Vec<_>>>()?;
+        dirs.extend(self.wizer.mapdirs()?);
+        let inherit_stdio = self.inherit_stdio.unwrap_or(wizer.inherit_stdio);
         Ok(Some(WasiOptions {
-            dirs: self
-                .dirs
-                .iter()
-                .map(|d| PreopenDir::parse(d))
-                .collect::<Result<_>>()?,
+            dirs,
             env,
-            inherit_env: self.inherit_env,
-            inherit_stdio: self.inherit_stdio,
+            inherit_env: self.inherit_env.unwrap_or(false) || wizer.inherit_env,
+            inherit_stdio,
+            inherit_stdin: self.inherit_stdin || (inherit_stdio && wizer.stdin_with_stdio),
             // The output component may go to stdout: keep it clean.
             stdout_to_stderr: output_to_stdout,
             allow_open_resources: self.allow_open_resources,

@@ -23,7 +23,7 @@ pub enum Command {
     Instrument(InstrumentOpts),
     /// Instantiate an instrumented component in Wasmtime, call its init
     /// function and every accessor of the plan, and write the snapshot file.
-    Snapshot(SnapshotOpts),
+    Snapshot(Box<SnapshotOpts>),
     /// Bake a snapshot into the original component.
     Apply(ApplyOpts),
     /// Print, as WIT, the accessor interface that instrumentation adds.

@@ -264,8 +264,9 @@ fn check_header(bytes: &[u8]) -> Result<()> {
                 },
             ..
         }) => bail!(
-            "input is a core WebAssembly module, not a component; \
-             wrap it with `wasm-tools component new` first"
+            "input is a core WebAssembly module, not a component: pre-initialize it with \
+             `initialize_module_with_wasmtime` (the command line does so by itself), or wrap \
+             it with `wasm-tools component new` first"
         ),
         _ => Ok(()),
     }

@@ -106,6 +106,28 @@ impl Fired {
         )
     }
 
+    /// The error for an instruction that ran during init in a core module
+    /// given as the input; `func_name` is the function's name when known.
+    pub fn during_module_init(self, func_name: Option<&str>) -> anyhow::Error {
+        let Fired { op, what, func } = self;
+        let name = func_name.map(|n| format!(" (`{n}`)")).unwrap_or_default();
+        anyhow::anyhow!(
+            "`{op}` ran during init, in function {func}{name} of the module; {what} cannot be \
+             snapshotted, so init must not change them"
+        )
+    }
+
+    /// The error for an instruction that ran while a core module given as
+    /// the input was instantiated (in its start function).
+    pub fn during_module_instantiation(self) -> anyhow::Error {
+        let Fired { op, what, func } = self;
+        anyhow::anyhow!(
+            "`{op}` ran while the module was instantiated, in its function {func}, before \
+             init; {what} cannot be snapshotted and the output drops the start function, so \
+             instantiation must not change them"
+        )
+    }
+
     /// The error for an instruction that ran while core instance `instance`
     /// of core module `module` was instantiated, before init.
     pub fn during_instantiation(self, module: u32, instance: u32) -> anyhow::Error {

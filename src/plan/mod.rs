@@ -6,11 +6,6 @@ pub mod file;
 pub mod image;
 pub mod init_func;
 
-// The magic numbers at the paths they had before the file format moved to
-// `file`; nothing in the crate uses these paths yet.
-#[allow(unused_imports)]
-pub use file::{SNAPSHOT_MAGIC, SNAPSHOT_MAGIC_V1};
-
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 

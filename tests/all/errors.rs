@@ -57,9 +57,23 @@ fn truncated() {
 
 #[test]
 fn core_module() {
+    // the command line takes a core module the way Wizer does: one without
+    // the init function fails, naming it
     let err = fails(&wat::parse_str("(module)").unwrap(), &[]);
     assert!(
-        err.contains("is a core WebAssembly module, not a component"),
+        err.contains("the module does not export the init function `wizer-initialize`"),
+        "{err}"
+    );
+    // the component entry points point to the module's
+    let err = component_init::instrument(
+        &wat::parse_str("(module)").unwrap(),
+        &component_init::InstrumentOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string()
+            .contains("is a core WebAssembly module, not a component: pre-initialize it with `initialize_module_with_wasmtime`"),
         "{err}"
     );
 }

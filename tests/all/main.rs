@@ -20,6 +20,7 @@ mod jco;
 mod large_memory;
 mod limits;
 mod linking;
+mod modules;
 mod nested;
 mod probes;
 mod reproducible;

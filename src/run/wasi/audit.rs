@@ -70,9 +70,13 @@ impl Category {
         matches!(self, Category::Random | Category::Clocks)
     }
 
-    /// The category of a function named `wasi:PKG/IFACE#FUNC`.
+    /// The category of a function named `wasi:PKG/IFACE#FUNC`, or
+    /// `wasi_snapshot_preview1#FUNC`.
     pub fn of(func: &str) -> Category {
-        let interface = func.split('#').next().unwrap_or_default();
+        let (interface, name) = func.split_once('#').unwrap_or((func, ""));
+        if interface == "wasi_snapshot_preview1" {
+            return Category::of_preview1(name);
+        }
         match interface {
             "wasi:cli/environment" => Category::Environment,
             "wasi:cli/exit" => Category::Exit,
@@ -82,6 +86,24 @@ impl Category {
             _ if interface.starts_with("wasi:cli/") => Category::Stdio,
             _ if interface.starts_with("wasi:io/") => Category::Io,
             _ if interface.starts_with("wasi:sockets/") => Category::Sockets,
+            _ => Category::Other,
+        }
+    }
+}
+
+impl Category {
+    /// The category of WASI preview1's function `name`.
+    fn of_preview1(name: &str) -> Category {
+        match name {
+            "random_get" => Category::Random,
+            "environ_get" | "environ_sizes_get" | "args_get" | "args_sizes_get" => {
+                Category::Environment
+            }
+            "proc_exit" | "proc_raise" => Category::Exit,
+            "poll_oneoff" | "sched_yield" => Category::Io,
+            _ if name.starts_with("clock_") => Category::Clocks,
+            _ if name.starts_with("fd_") || name.starts_with("path_") => Category::Filesystem,
+            _ if name.starts_with("sock_") => Category::Sockets,
             _ => Category::Other,
         }
     }

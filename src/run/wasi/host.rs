@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::WasiOptions;
-use super::resources::resource_kind;
+use super::resources::{self, resource_kind};
 use super::stdio::{CountingOutput, Sink};
 use crate::run::limits::MemoryLimiter;
 use crate::run::reproducible::Fixed;
@@ -22,7 +23,7 @@ impl WasiOptions {
         stderr: &Arc<AtomicU64>,
         stderr_tail: &Arc<Mutex<Vec<u8>>>,
         fixed: &mut Fixed,
-    ) -> Result<WasiCtx> {
+    ) -> Result<WasiCtxBuilder> {
         let mut builder = WasiCtxBuilder::new();
         if let Some(reproducible) = &self.reproducible {
             fixed.monotonic = reproducible.configure(&mut builder);
@@ -41,6 +42,9 @@ impl WasiOptions {
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("cannot preopen `{}`", dir.host.display()))?;
         }
+        if self.inherit_stdin {
+            builder.inherit_stdin();
+        }
         let (out, err) = match (self.inherit_stdio, self.stdout_to_stderr) {
             (false, _) => (Sink::Discard, Sink::Discard),
             (true, false) => (Sink::Stdout, Sink::Stderr),
@@ -56,7 +60,7 @@ impl WasiOptions {
             bytes: stderr.clone(),
             tail: (!self.inherit_stdio).then(|| stderr_tail.clone()),
         });
-        Ok(builder.build())
+        Ok(builder)
     }
 }
 
@@ -64,6 +68,9 @@ impl WasiOptions {
 /// unused unless WASI is enabled) and the table of host resources.
 pub(crate) struct Host {
     ctx: WasiCtx,
+    /// WASI preview1's context, for a core module (empty and unused
+    /// otherwise).
+    p1: WasiP1Ctx,
     table: ResourceTable,
     stdout: Arc<AtomicU64>,
     stderr: Arc<AtomicU64>,
@@ -79,6 +86,7 @@ impl Host {
     pub(crate) fn new() -> Host {
         Host {
             ctx: WasiCtx::default(),
+            p1: WasiCtxBuilder::new().build_p1(),
             table: ResourceTable::new(),
             stdout: Arc::default(),
             stderr: Arc::default(),
@@ -92,7 +100,10 @@ impl Host {
         let (stdout, stderr, stderr_tail) = (Arc::default(), Arc::default(), Arc::default());
         let mut fixed = Fixed::default();
         Ok(Host {
-            ctx: options.build(&stdout, &stderr, &stderr_tail, &mut fixed)?,
+            ctx: options
+                .build(&stdout, &stderr, &stderr_tail, &mut fixed)?
+                .build(),
+            p1: WasiCtxBuilder::new().build_p1(),
             table: ResourceTable::new(),
             stdout,
             stderr,
@@ -100,6 +111,30 @@ impl Host {
             limiter: MemoryLimiter::default(),
             fixed,
         })
+    }
+
+    /// A host providing WASI preview1 (`wasi_snapshot_preview1`) to a core
+    /// module, with what `options` grants.
+    pub(crate) fn with_wasi_p1(options: &WasiOptions) -> Result<Host> {
+        let (stdout, stderr, stderr_tail) = (Arc::default(), Arc::default(), Arc::default());
+        let mut fixed = Fixed::default();
+        Ok(Host {
+            ctx: WasiCtx::default(),
+            p1: options
+                .build(&stdout, &stderr, &stderr_tail, &mut fixed)?
+                .build_p1(),
+            table: ResourceTable::new(),
+            stdout,
+            stderr,
+            stderr_tail,
+            limiter: MemoryLimiter::default(),
+            fixed,
+        })
+    }
+
+    /// WASI preview1's context (for `wasmtime_wasi::p1::add_to_linker_async`).
+    pub(crate) fn p1(&mut self) -> &mut WasiP1Ctx {
+        &mut self.p1
     }
 
     /// The last lines the guest wrote to a discarded stderr (two, so that a
@@ -125,10 +160,38 @@ impl Host {
         )
     }
 
+    /// The host resources a core module holds through WASI preview1, counted
+    /// by kind, without the descriptors preview1 makes for itself at its
+    /// first call (stdin, stdout, stderr and one per preopened directory,
+    /// `preopens` of them): those are the host's, and every instance
+    /// started from the snapshot makes them anew.
+    pub(crate) fn open_resources_p1(&mut self, preopens: usize) -> BTreeMap<String, usize> {
+        let mut open = self.open_resources();
+        if open.is_empty() {
+            // preview1 was never called
+            return open;
+        }
+        let made_by_preview1 = [
+            (resources::INPUT_STREAM, 1),
+            (resources::OUTPUT_STREAM, 2),
+            (resources::DIRECTORY, preopens),
+        ];
+        for (kind, count) in made_by_preview1 {
+            if let Some(n) = open.get_mut(kind) {
+                *n = n.saturating_sub(count);
+            }
+        }
+        open.retain(|_, n| *n > 0);
+        open
+    }
+
     /// The host resources the guest holds, counted by kind.
     pub(crate) fn open_resources(&mut self) -> BTreeMap<String, usize> {
         let mut kinds = BTreeMap::new();
         for entry in self.table.iter_mut() {
+            *kinds.entry(resource_kind(entry).to_string()).or_default() += 1;
+        }
+        for entry in self.p1.ctx().table.iter_mut() {
             *kinds.entry(resource_kind(entry).to_string()).or_default() += 1;
         }
         kinds

@@ -22,6 +22,8 @@ pub struct WasiOptions {
     /// Show init's stdout and stderr on the host's (stdin stays empty). By
     /// default they are discarded, and only counted.
     pub inherit_stdio: bool,
+    /// Give init the host's stdin (by default it reads as empty).
+    pub inherit_stdin: bool,
     /// With `inherit_stdio`, show init's stdout on the host's stderr (for
     /// when the host's stdout carries the output component).
     pub stdout_to_stderr: bool,

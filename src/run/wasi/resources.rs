@@ -4,6 +4,13 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 
+/// The kinds of resource that WASI preview1 makes for itself at its first
+/// call.
+pub(super) const INPUT_STREAM: &str = "input stream (stdin, or a file read through a stream)";
+pub(super) const OUTPUT_STREAM: &str =
+    "output stream (stdout, stderr, or a file written through a stream)";
+pub(super) const DIRECTORY: &str = "directory handle (a preopen, or an opened directory)";
+
 pub(super) fn resource_kind(entry: &mut (dyn Any + Send)) -> &'static str {
     use wasmtime_wasi::filesystem::Descriptor;
     use wasmtime_wasi::p2;
@@ -11,13 +18,13 @@ pub(super) fn resource_kind(entry: &mut (dyn Any + Send)) -> &'static str {
     if let Some(descriptor) = entry.downcast_ref::<Descriptor>() {
         return match descriptor {
             Descriptor::File(_) => "open file",
-            Descriptor::Dir(_) => "directory handle (a preopen, or an opened directory)",
+            Descriptor::Dir(_) => DIRECTORY,
         };
     }
     if entry.is::<p2::DynInputStream>() {
-        "input stream (stdin, or a file read through a stream)"
+        INPUT_STREAM
     } else if entry.is::<p2::DynOutputStream>() {
-        "output stream (stdout, stderr, or a file written through a stream)"
+        OUTPUT_STREAM
     } else if entry.is::<p2::DynPollable>() {
         "pollable"
     } else if entry.is::<p2::ReaddirIterator>() {

@@ -30,6 +30,9 @@ pub(super) struct RecorderState {
 }
 
 const SPAN_NAME: &str = "wit-bindgen import";
+/// The span WASI preview1's host functions open (fields `module`, which is
+/// `wasi_snapshot_preview1`, and `function`).
+const P1_SPAN_NAME: &str = "wiggle abi";
 
 /// `wasmtime-wasi` names the interface only (`environment`); the package
 /// follows from it.
@@ -83,7 +86,7 @@ impl Visit for PathFields<'_> {
 impl Subscriber for Recorder {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         if metadata.is_span() {
-            metadata.name() == SPAN_NAME
+            metadata.name() == SPAN_NAME || metadata.name() == P1_SPAN_NAME
         } else {
             metadata.target().starts_with("wasmtime_wasi")
         }

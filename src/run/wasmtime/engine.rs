@@ -77,18 +77,23 @@ impl WasmtimeRuntime {
             Err(e) if self.compiler == Some(Compiler::Winch) => e,
             Err(e) => return Err(e.into()),
         };
+        self.switch_to_cranelift()?;
+        self.winch_fallback = Some(format!("{:#}", anyhow::Error::from(winch_error)));
+        Ok(Component::new(&self.engine, component)?)
+    }
+
+    /// Replaces the engine with a Cranelift one of the same settings, and
+    /// the store with one on it. Nothing may have run in the old store: its
+    /// host data (WASI context, limiter) moves over as it is.
+    pub(super) fn switch_to_cranelift(&mut self) -> Result<()> {
         let mut config = WasmtimeRuntime::config(&self.limits, Compiler::Cranelift);
         config.cache(self.cache.clone());
         let engine = Engine::new(&config)?;
-        let compiled = Component::new(&engine, component)?;
         let fresh = WasmtimeRuntime::on_engine(engine, self.limits.clone())?;
-        // nothing ran in the old store: its host data (WASI context, limiter)
-        // is as new
         let old = std::mem::replace(&mut self.store, fresh.store);
         *self.store.data_mut() = old.into_data();
         self.engine = fresh.engine;
         self.compiler = Some(Compiler::Cranelift);
-        self.winch_fallback = Some(format!("{:#}", anyhow::Error::from(winch_error)));
-        Ok(compiled)
+        Ok(())
     }
 }

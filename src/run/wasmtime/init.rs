@@ -61,7 +61,7 @@ impl WasmtimeRuntime {
 
     /// The error for init failing with `e`: which limit ended it, an exit
     /// call, the end of its discarded stderr.
-    fn init_error(&self, e: wasmtime::Error) -> anyhow::Error {
+    pub(super) fn init_error(&self, e: wasmtime::Error) -> anyhow::Error {
         if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
             return anyhow::anyhow!(
                 "it called `wasi:cli/exit#exit` with status {}; init must return instead",

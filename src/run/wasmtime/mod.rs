@@ -10,6 +10,7 @@ mod builder;
 mod deadline;
 mod engine;
 mod init;
+mod module;
 mod stubs;
 
 pub use builder::RuntimeBuilder;
@@ -84,6 +85,20 @@ impl WasmtimeRuntime {
         options: &crate::InstrumentOptions,
     ) -> Result<Vec<u8>> {
         block_on(crate::initialize(component, options, self))?
+    }
+
+    /// Pre-initializes the core module `module` in this runtime, as Wizer
+    /// does (see [`ModuleOptions`](crate::ModuleOptions)), blocking until
+    /// done. With [`RuntimeBuilder::wasi`], init gets WASI preview1.
+    pub fn initialize_module(
+        &mut self,
+        module: &[u8],
+        options: &crate::ModuleOptions,
+    ) -> Result<Vec<u8>> {
+        let parsed = crate::module::parse::parse(module)?;
+        let instrumented = crate::module::instrument::instrument(module, &parsed, options)?;
+        let snapshot = block_on(self.snapshot_module(&instrumented.module, &instrumented.plan))??;
+        crate::module::rewrite::apply(module, &parsed, &instrumented.plan, &snapshot, options)
     }
 
     /// Phase 3 alone, blocking until done: [`crate::take_snapshot`].
