@@ -118,7 +118,7 @@ pub fn wasip2_guest_path(name: &str) -> PathBuf {
 pub fn wasip1_guest(name: &str) -> Vec<u8> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let dir = BUILT
-        .get_or_init(|| build("wasm32-wasip1", &["wasip1-tables"]))
+        .get_or_init(|| build("wasm32-wasip1", &["wasip1-tables", "wizer-init"]))
         .as_ref()
         .unwrap_or_else(|e| panic!("{e}"));
     let path = dir.join(format!("{}.wasm", name.replace('-', "_")));

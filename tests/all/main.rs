@@ -10,6 +10,7 @@ mod cache;
 mod cli;
 mod compilers;
 mod componentize_py;
+mod core_programs;
 mod differential;
 mod errors;
 mod guests;
