@@ -148,3 +148,32 @@ pub fn initialize_with_wasmtime(component: &[u8], options: &InstrumentOptions) -
 pub fn initialize_module_with_wasmtime(module: &[u8], options: &ModuleOptions) -> Result<Vec<u8>> {
     WasmtimeRuntime::new()?.initialize_module(module, options)
 }
+
+/// The blocking entry points of the default runtime: each drives the async
+/// pipeline on a Tokio runtime of its own (which WASI's host functions need).
+#[cfg(feature = "wasmtime")]
+impl WasmtimeRuntime {
+    /// Pre-initializes `component` in this runtime, blocking until done:
+    /// [`crate::initialize`] driven on a Tokio runtime of its own (which
+    /// WASI's host functions need).
+    pub fn initialize(&mut self, component: &[u8], options: &InstrumentOptions) -> Result<Vec<u8>> {
+        run::wasmtime::block_on(initialize(component, options, self))?
+    }
+
+    /// Pre-initializes the core module `module` in this runtime, as Wizer
+    /// does (see [`ModuleOptions`](ModuleOptions)), blocking until
+    /// done. With [`RuntimeBuilder::wasi`], init gets WASI preview1.
+    pub fn initialize_module(&mut self, module: &[u8], options: &ModuleOptions) -> Result<Vec<u8>> {
+        let parsed = module::parse::parse(module)?;
+        let instrumented = module::instrument::instrument(module, &parsed, options)?;
+        let snapshot = run::wasmtime::block_on(
+            self.snapshot_module(&instrumented.module, &instrumented.plan),
+        )??;
+        module::rewrite::apply(module, &parsed, &instrumented.plan, &snapshot, options)
+    }
+
+    /// Phase 3 alone, blocking until done: [`crate::take_snapshot`].
+    pub fn take_snapshot(&mut self, instrumented: &Instrumented) -> Result<Snapshot> {
+        run::wasmtime::block_on(take_snapshot(self, instrumented))?
+    }
+}

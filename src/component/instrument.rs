@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
 use crate::component::append::{Appender, CoreItem};
+use crate::component::init_func;
 use crate::component::names;
 use crate::component::parse::{self, ComponentInfo, Counts, SectionKind};
 use crate::component::readers;
@@ -24,7 +25,7 @@ use crate::component::wit;
 use crate::edit::probe::{self, Probed};
 use crate::edit::{self, CoreExport, ModuleEdit};
 use crate::plan::GlobalValue;
-use crate::plan::init_func::{self, InitFunc};
+use crate::plan::init_func::InitFunc;
 use crate::plan::{Accessor, InputId, PLAN_FORMAT, Plan, ScalarType, State};
 
 /// Options for [`instrument`].
@@ -242,24 +243,6 @@ fn local_accessors(
         }
     }
     Ok(out)
-}
-
-impl CoreExport {
-    /// The core export that exposes `state` from its module.
-    pub(crate) fn of(state: &State) -> CoreExport {
-        match *state {
-            State::Memory { index, .. } => CoreExport {
-                name: names::core_memory_export(index),
-                kind: ExportKind::Memory,
-                index,
-            },
-            State::Global { index, .. } | State::Probe { index, .. } => CoreExport {
-                name: names::core_global_export(index),
-                kind: ExportKind::Global,
-                index,
-            },
-        }
-    }
 }
 
 /// Encodes the sections of the component `info`, with every module that

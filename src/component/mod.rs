@@ -3,6 +3,7 @@
 //! index allocator, the reader modules, staged retargeting).
 
 pub mod append;
+pub mod init_func;
 pub mod instrument;
 pub mod names;
 pub mod parse;

@@ -23,11 +23,11 @@ pub const ACCESSOR_INSTANCE_EXPORT: &str = "component-init:snapshot/accessors@0.
 /// The default init function (the `initializable` world's export).
 pub const DEFAULT_INIT_FUNC: &str = "component-init";
 
+// The core exports of state, shared by both front ends, are named in `edit`.
+pub use crate::edit::CORE_EXPORT_PREFIX;
+
 /// Fallback init function, used by components made for `wasmtime wizer`.
 pub const WIZER_INIT_FUNC: &str = "wizer-initialize";
-
-/// Prefix of every core export that instrumentation adds to a module.
-pub const CORE_EXPORT_PREFIX: &str = "component-init:";
 
 /// Accessor function for memory number `n` of the plan.
 pub fn memory_accessor(n: usize) -> String {
@@ -42,16 +42,6 @@ pub fn global_accessor(n: usize) -> String {
 /// Accessor function for probe number `n` of the plan.
 pub fn probe_accessor(n: usize) -> String {
     format!("get-probe-{n}")
-}
-
-/// Core export that instrumentation adds to a module for its memory `index`.
-pub fn core_memory_export(index: u32) -> String {
-    format!("{CORE_EXPORT_PREFIX}memory-{index}")
-}
-
-/// Core export that instrumentation adds to a module for its global `index`.
-pub fn core_global_export(index: u32) -> String {
-    format!("{CORE_EXPORT_PREFIX}global-{index}")
 }
 
 /// Prefix of the top-level exports through which an

@@ -15,12 +15,13 @@ use std::ops::Range;
 use wasmparser::types::{Types, TypesRef};
 use wasmparser::{
     ComponentExternalKind, Encoding, Instance, Parser, Payload, ValidPayload, Validator,
-    WasmFeatures,
 };
 
 use crate::component::names;
 pub use crate::edit::facts::ModuleInfo;
 use crate::edit::facts::{ModuleFrame, finish_module};
+
+pub use crate::edit::features;
 
 /// A validated component and what the later phases need to know about it.
 pub struct Parsed<'a> {
@@ -189,11 +190,6 @@ pub struct ExportInfo {
     pub source: u32,
     /// The index the export itself defines in its kind's index space.
     pub defines: u32,
-}
-
-/// The features this crate accepts; the output is validated with the same.
-pub fn features() -> WasmFeatures {
-    WasmFeatures::all()
 }
 
 /// Parses and validates `bytes` as a component, function bodies included

@@ -1,5 +1,5 @@
 //! Encoding shared by the code this crate synthesizes: instruction
-//! sequences of the reader functions (see [`crate::component::readers`]) and section
+//! sequences of the reader functions (the component front end's `readers`) and section
 //! contents without their size (probes' code sections, module edits).
 
 use anyhow::{Context, Result};

@@ -14,11 +14,12 @@ use anyhow::{Context, Result, bail};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Range;
+use wasm_encoder::ExportKind;
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_encoder::{ConstExpr, Encode};
-use wasmparser::{Chunk, DataKind, Parser, Payload};
+use wasmparser::{Chunk, DataKind, Parser, Payload, WasmFeatures};
 
-use crate::plan::GlobalValue;
+use crate::plan::{GlobalValue, State};
 
 /// What to change in a module; an empty edit reproduces the module.
 #[derive(Default)]
@@ -56,6 +57,42 @@ pub struct CoreExport {
     pub kind: wasm_encoder::ExportKind,
     /// The item's index in its kind's index space.
     pub index: u32,
+}
+
+/// The features this crate accepts; the output is validated with the same.
+pub fn features() -> WasmFeatures {
+    WasmFeatures::all()
+}
+
+/// Prefix of every core export that instrumentation adds to a module.
+pub const CORE_EXPORT_PREFIX: &str = "component-init:";
+
+/// Core export that instrumentation adds to a module for its memory `index`.
+pub fn core_memory_export(index: u32) -> String {
+    format!("{CORE_EXPORT_PREFIX}memory-{index}")
+}
+
+/// Core export that instrumentation adds to a module for its global `index`.
+pub fn core_global_export(index: u32) -> String {
+    format!("{CORE_EXPORT_PREFIX}global-{index}")
+}
+
+impl CoreExport {
+    /// The core export that exposes `state` from its module.
+    pub fn of(state: &State) -> CoreExport {
+        match *state {
+            State::Memory { index, .. } => CoreExport {
+                name: core_memory_export(index),
+                kind: ExportKind::Memory,
+                index,
+            },
+            State::Global { index, .. } | State::Probe { index, .. } => CoreExport {
+                name: core_global_export(index),
+                kind: ExportKind::Global,
+                index,
+            },
+        }
+    }
 }
 
 /// An active data segment to add.

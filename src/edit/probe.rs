@@ -9,32 +9,12 @@
 //! others are copied byte for byte.
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_encoder::{Function, Instruction};
 use wasmparser::{Operator, Parser, Payload};
 
-/// What a probe global records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Probe {
-    /// 0 when no instruction of [`UNSNAPSHOTTABLE`] ran, else the index in
-    /// that list of the last one that ran, times 2^24, plus 1 + the index of
-    /// the function it is in.
-    #[serde(rename = "unsnapshottable")]
-    Unsnapshottable,
-    /// Nonzero when `data.drop` ran on the data segment.
-    DataDropped {
-        /// The data segment's index.
-        segment: u32,
-    },
-    /// Nonzero when `elem.drop` ran on the element segment.
-    ElemDropped {
-        /// The element segment's index.
-        segment: u32,
-    },
-}
+pub use crate::plan::Probe;
 
 /// Instructions whose effect a snapshot cannot carry, by code, with what
 /// they change.

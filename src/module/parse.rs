@@ -50,7 +50,7 @@ pub fn is_core_module(bytes: &[u8]) -> bool {
 /// memories, tables and globals are refused: nothing at build time could
 /// provide the ones the module would meet when it runs.
 pub fn parse(bytes: &[u8]) -> Result<ParsedModule> {
-    let mut validator = Validator::new_with_features(crate::component::parse::features());
+    let mut validator = Validator::new_with_features(crate::edit::features());
     let types = validator
         .validate_all(bytes)
         .context("the input is not a valid WebAssembly module")?;

@@ -9,7 +9,6 @@ pub mod init_func;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::edit::probe::Probe;
 use crate::plan::image::MemoryImage;
 use crate::plan::init_func::InitFunc;
 
@@ -103,6 +102,27 @@ pub enum State {
         index: u32,
         /// The global's type.
         ty: ScalarType,
+    },
+}
+
+/// What a probe global records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Probe {
+    /// 0 when no instruction of `edit::probe::UNSNAPSHOTTABLE` ran, else the index in
+    /// that list of the last one that ran, times 2^24, plus 1 + the index of
+    /// the function it is in.
+    #[serde(rename = "unsnapshottable")]
+    Unsnapshottable,
+    /// Nonzero when `data.drop` ran on the data segment.
+    DataDropped {
+        /// The data segment's index.
+        segment: u32,
+    },
+    /// Nonzero when `elem.drop` ran on the element segment.
+    ElemDropped {
+        /// The element segment's index.
+        segment: u32,
     },
 }
 

@@ -76,36 +76,6 @@ impl WasmtimeRuntime {
         RuntimeBuilder::default()
     }
 
-    /// Pre-initializes `component` in this runtime, blocking until done:
-    /// [`crate::initialize`] driven on a Tokio runtime of its own (which
-    /// WASI's host functions need).
-    pub fn initialize(
-        &mut self,
-        component: &[u8],
-        options: &crate::InstrumentOptions,
-    ) -> Result<Vec<u8>> {
-        block_on(crate::initialize(component, options, self))?
-    }
-
-    /// Pre-initializes the core module `module` in this runtime, as Wizer
-    /// does (see [`ModuleOptions`](crate::ModuleOptions)), blocking until
-    /// done. With [`RuntimeBuilder::wasi`], init gets WASI preview1.
-    pub fn initialize_module(
-        &mut self,
-        module: &[u8],
-        options: &crate::ModuleOptions,
-    ) -> Result<Vec<u8>> {
-        let parsed = crate::module::parse::parse(module)?;
-        let instrumented = crate::module::instrument::instrument(module, &parsed, options)?;
-        let snapshot = block_on(self.snapshot_module(&instrumented.module, &instrumented.plan))??;
-        crate::module::rewrite::apply(module, &parsed, &instrumented.plan, &snapshot, options)
-    }
-
-    /// Phase 3 alone, blocking until done: [`crate::take_snapshot`].
-    pub fn take_snapshot(&mut self, instrumented: &crate::Instrumented) -> Result<crate::Snapshot> {
-        block_on(crate::take_snapshot(self, instrumented))?
-    }
-
     /// How the compilation cache served this run: `Some(true)` when the
     /// instrumented component came from it, `Some(false)` when it was
     /// compiled (and stored), `None` without a cache.
