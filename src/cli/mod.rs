@@ -54,8 +54,8 @@ pub struct Opts {
     init_func: Option<String>,
 
     /// Keep the init function's export in the output (by default a top-level
-    /// init export is removed, and a core module's `_initialize` too; one
-    /// inside an exported interface always stays).
+    /// init export is removed; one inside an exported interface always
+    /// stays; a core module's `_initialize` goes either way).
     #[clap(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     keep_init_func: Option<bool>,
 

@@ -24,8 +24,9 @@ pub struct ModuleOptions {
     /// or `wizer.initialize` when only that is exported. An exported
     /// `_initialize` (a WASI reactor's constructor) runs first.
     pub init_func: Option<String>,
-    /// Keep the exports of the init function and of `_initialize` in the
-    /// output (by default both are removed: they already ran).
+    /// Keep the init function's export in the output (by default it is
+    /// removed: it already ran). `_initialize` is removed either way, as
+    /// Wizer does: calling it again would run the constructors again.
     pub keep_init_func: bool,
     /// `(DST, SRC)` pairs: the output exports SRC's function as DST (an
     /// export already named DST is removed), as Wizer's `--rename-func

@@ -1,7 +1,7 @@
 //! Phase 4 for a core module: the original module with the snapshot baked
 //! in (memories and globals as init left them, dropped passive segments
-//! emptied, the start function removed), the init exports removed unless
-//! kept, and the requested exports renamed.
+//! emptied, the start function removed), `_initialize` removed, the init
+//! export removed unless kept, and the requested exports renamed.
 
 use anyhow::{Result, bail};
 use std::collections::BTreeMap;
@@ -31,7 +31,7 @@ pub fn apply(
     let edited = bake::bake(original, &state, edit)?;
     let mut out = Vec::with_capacity(edited.len());
     edited.write_to(&mut out);
-    wasmparser::Validator::new_with_features(crate::component::parse::features())
+    wasmparser::Validator::new_with_features(crate::edit::features())
         .validate_all(&out)
         .map_err(|e| anyhow::anyhow!("internal error: the output module is invalid: {e}"))?;
     Ok(out)
@@ -85,7 +85,7 @@ fn instance_state<'a>(
     Ok(state)
 }
 
-/// The exports to remove or rename: the init function and `_initialize`
+/// The exports to remove or rename: `_initialize`, the init function
 /// (unless kept), and each `DST=SRC` of `--rename-func` (SRC is exported as
 /// DST; an export already named DST goes).
 fn export_renames(
@@ -109,11 +109,12 @@ fn export_renames(
     for (dst, _) in &options.renames {
         renames.entry(dst.clone()).or_insert(None);
     }
-    if !options.keep_init_func {
-        for call in &plan.calls {
-            if call == WASI_INITIALIZE || Some(call) == plan.calls.last() {
-                renames.insert(call.clone(), None);
-            }
+    // `_initialize` always goes, as with Wizer: calling it again would run
+    // the constructors over the snapshot; the init function goes unless kept
+    for call in &plan.calls {
+        let init = Some(call) == plan.calls.last();
+        if (call == WASI_INITIALIZE && !init) || (init && !options.keep_init_func) {
+            renames.insert(call.clone(), None);
         }
     }
     Ok(renames)
