@@ -16,6 +16,7 @@ mod errors;
 mod guests;
 mod handles;
 mod hostile;
+mod identical_outputs;
 mod init_args;
 mod jco;
 mod large_memory;
