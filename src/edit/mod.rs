@@ -9,6 +9,7 @@ pub mod codegen;
 pub mod facts;
 pub mod probe;
 pub mod segments;
+pub mod tables;
 
 use anyhow::{Context, Result, bail};
 use std::borrow::Cow;
@@ -46,6 +47,8 @@ pub struct ModuleEdit<'a> {
     /// Replace every active data segment with an empty passive one and
     /// append these active segments.
     pub data: Option<Vec<Segment<'a>>>,
+    /// Set tables and reference-typed globals as a snapshot left them.
+    pub tables: Option<tables::TableEdit>,
 }
 
 /// A core export that exposes an item of a module.
@@ -70,6 +73,17 @@ pub const CORE_EXPORT_PREFIX: &str = "component-init:";
 /// Core export that instrumentation adds to a module for its memory `index`.
 pub fn core_memory_export(index: u32) -> String {
     format!("{CORE_EXPORT_PREFIX}memory-{index}")
+}
+
+/// Core export that instrumentation adds to a module for its table `index`.
+pub fn core_table_export(index: u32) -> String {
+    format!("{CORE_EXPORT_PREFIX}table-{index}")
+}
+
+/// Core export that instrumentation adds to a module for its function
+/// `index`, by which the runtime tells the functions in tables apart.
+pub fn core_func_export(index: u32) -> String {
+    format!("{CORE_EXPORT_PREFIX}func-{index}")
 }
 
 /// Core export that instrumentation adds to a module for its global `index`.
@@ -254,12 +268,33 @@ pub fn edit_lazily<'a>(bytes: &'a [u8], mut edit: ModuleEdit<'a>) -> Result<Edit
                 skip = size as usize;
                 out.push(code_section(bytes, range, &mut edit));
             }
-            Payload::ElementSection(reader) if !edit.empty_elems.is_empty() => {
-                push(
-                    &mut out,
-                    id::ELEMENT,
-                    &element_section(bytes, reader, &edit)?,
-                )?;
+            Payload::ElementSection(reader) => match &edit.tables {
+                Some(tables) => {
+                    let section =
+                        tables::element_section(bytes, &out, Some(reader), &edit, tables)?;
+                    push(&mut out, id::ELEMENT, &section)?;
+                }
+                None if !edit.empty_elems.is_empty() => {
+                    push(
+                        &mut out,
+                        id::ELEMENT,
+                        &element_section(bytes, reader, &edit)?,
+                    )?;
+                }
+                None => {
+                    if let Some((id, range)) = section {
+                        out.push(Out {
+                            id,
+                            data: Cow::Borrowed(&bytes[range]),
+                        });
+                    }
+                }
+            },
+            Payload::TableSection(reader) if edit.tables.is_some() => {
+                if let Some(tables) = &edit.tables {
+                    let section = tables::table_section(&out, reader, tables)?;
+                    push(&mut out, id::TABLE, &section)?;
+                }
             }
             Payload::ExportSection(reader) => {
                 push(&mut out, id::EXPORT, &export_section(reader, &edit)?)?;
@@ -270,7 +305,9 @@ pub fn edit_lazily<'a>(bytes: &'a [u8], mut edit: ModuleEdit<'a>) -> Result<Edit
                 push(&mut out, id::MEMORY, &section)?;
             }
             Payload::GlobalSection(reader)
-                if !edit.globals.is_empty() || !edit.new_globals.is_empty() =>
+                if !edit.globals.is_empty()
+                    || !edit.new_globals.is_empty()
+                    || edit.tables.as_ref().is_some_and(|t| !t.globals.is_empty()) =>
             {
                 let section = global_section(&out, reader, &edit)?;
                 push(&mut out, id::GLOBAL, &section)?;
@@ -294,6 +331,12 @@ pub fn edit_lazily<'a>(bytes: &'a [u8], mut edit: ModuleEdit<'a>) -> Result<Edit
         remaining = &remaining[consumed + skip..];
     }
 
+    if let Some(tables) = &edit.tables
+        && !out.iter().any(|s| s.id == id::ELEMENT)
+    {
+        let section = tables::element_section(bytes, &out, None, &edit, tables)?;
+        insert(&mut out, id::ELEMENT, encode(&section)?);
+    }
     if !edit.new_globals.is_empty() && !out.iter().any(|s| s.id == id::GLOBAL) {
         let mut section = wasm_encoder::GlobalSection::new();
         add_globals(&mut section, &edit);
@@ -337,7 +380,12 @@ fn element_section(
     let mut section = wasm_encoder::ElementSection::new();
     for (i, element) in reader.into_iter().enumerate() {
         let element = element?;
-        if !edit.empty_elems.contains(&(i as u32)) {
+        // `elem.drop` of an active or declarative segment changes nothing
+        // (both are dropped once the module is instantiated): only a passive
+        // segment that init dropped is emptied, and an active one must stay
+        // to fill its table
+        let passive = matches!(element.kind, wasmparser::ElementKind::Passive);
+        if !passive || !edit.empty_elems.contains(&(i as u32)) {
             section.raw(&bytes[element.range.clone()]);
             continue;
         }
@@ -417,9 +465,16 @@ fn global_section(
     for (i, global) in reader.into_iter().enumerate() {
         let global = global?;
         let index = imported + i as u32;
+        let set_ref = match &edit.tables {
+            Some(tables) => tables::global_init(tables, index, global.ty.content_type)?,
+            None => None,
+        };
         let init = match edit.globals.iter().find(|(g, _)| *g == index) {
             Some(&(_, value)) => const_expr(value),
-            None => RoundtripReencoder.const_expr(global.init_expr)?,
+            None => match set_ref {
+                Some(init) => init,
+                None => RoundtripReencoder.const_expr(global.init_expr)?,
+            },
         };
         section.global(RoundtripReencoder.global_type(global.ty)?, &init);
     }

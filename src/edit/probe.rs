@@ -8,7 +8,7 @@
 //! Only function bodies that contain such an instruction are re-encoded; all
 //! others are copied byte for byte.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::collections::BTreeSet;
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_encoder::{Function, Instruction};
@@ -127,8 +127,19 @@ pub struct Probed {
     pub probes: Vec<Probe>,
     /// Index of the first probe global (after all the module's globals).
     pub first_global: u32,
+    /// With [`probe_carrying_tables`]: the probe global that table
+    /// mutations and writes of reference-typed globals set (encoded as
+    /// [`Probe::Unsnapshottable`] is), after those of `probes`.
+    pub tables_changed: Option<u32>,
     /// The new code section's contents.
     pub code: Vec<u8>,
+}
+
+impl Probed {
+    /// How many probe globals the module gets.
+    pub fn global_count(&self) -> usize {
+        self.probes.len() + usize::from(self.tables_changed.is_some())
+    }
 }
 
 /// The [`UNSNAPSHOTTABLE`] code of `op`, given the module's mutable
@@ -151,24 +162,70 @@ fn unsnapshottable(op: &Operator<'_>, ref_globals: &[u32]) -> Option<u32> {
     })
 }
 
+/// Whether the [`UNSNAPSHOTTABLE`] code is one a front end that carries
+/// tables can snapshot: table mutations and writes of reference-typed
+/// globals (GC object mutations are not).
+fn carried(code: u32) -> bool {
+    matches!(code, 0..=4 | 11)
+}
+
 /// Finds the probed instructions in a module; `None` when it has none.
 /// `globals` is the size of the module's global index space,
 /// `imported_funcs` the number of imported functions and `ref_globals` the
 /// module's mutable reference-typed globals (defined or imported).
+///
 pub fn probe(
     bytes: &[u8],
     globals: u32,
     imported_funcs: u32,
     ref_globals: &[u32],
 ) -> Result<Option<Probed>> {
+    probe_with(bytes, globals, imported_funcs, ref_globals, false)
+}
+
+/// [`probe`] for a front end that snapshots tables and reference-typed
+/// globals (core modules): table mutations and writes of those globals set
+/// a probe global of their own ([`Probed::tables_changed`], encoded as
+/// [`Probe::Unsnapshottable`] is), and only GC mutations are unsnapshottable.
+pub fn probe_carrying_tables(
+    bytes: &[u8],
+    globals: u32,
+    imported_funcs: u32,
+    ref_globals: &[u32],
+) -> Result<Option<Probed>> {
+    probe_with(bytes, globals, imported_funcs, ref_globals, true)
+}
+
+/// Which probe global an unsnapshottable instruction sets.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Unsnapshottable,
+    TablesChanged,
+}
+
+fn probe_with(
+    bytes: &[u8],
+    globals: u32,
+    imported_funcs: u32,
+    ref_globals: &[u32],
+    carry_tables: bool,
+) -> Result<Option<Probed>> {
+    let classify = |op: &Operator<'_>| -> Option<(Kind, u32)> {
+        let code = unsnapshottable(op, ref_globals)?;
+        match carried(code) && carry_tables {
+            true => Some((Kind::TablesChanged, code)),
+            false => Some((Kind::Unsnapshottable, code)),
+        }
+    };
     let is_probed = |op: &Operator<'_>| {
-        unsnapshottable(op, ref_globals).is_some()
+        classify(op).is_some()
             || matches!(op, Operator::DataDrop { .. } | Operator::ElemDrop { .. })
     };
     // Pass 1: which bodies contain probed instructions, and which segments
     // are dropped.
     let mut bodies = Vec::new();
     let mut unsnapshottables = false;
+    let mut tables_changed = false;
     let mut data = BTreeSet::new();
     let mut elems = BTreeSet::new();
     let mut any = false;
@@ -185,7 +242,10 @@ pub fn probe(
                     Operator::ElemDrop { elem_index } => {
                         elems.insert(elem_index);
                     }
-                    ref op if unsnapshottable(op, ref_globals).is_some() => unsnapshottables = true,
+                    ref op if classify(op).is_some() => match classify(op) {
+                        Some((Kind::TablesChanged, _)) => tables_changed = true,
+                        _ => unsnapshottables = true,
+                    },
                     _ => continue,
                 }
                 probed = true;
@@ -201,8 +261,11 @@ pub fn probe(
     if unsnapshottables {
         probes.push(Probe::Unsnapshottable);
     }
+
     probes.extend(data.iter().map(|&segment| Probe::DataDropped { segment }));
     probes.extend(elems.iter().map(|&segment| Probe::ElemDropped { segment }));
+    // the tables' probe global comes after the others
+    let tables_changed = tables_changed.then_some(globals + probes.len() as u32);
     let global_of = |probe: Probe| -> Result<u32> {
         let position = probes
             .iter()
@@ -243,11 +306,18 @@ pub fn probe(
                         1,
                     ),
                     ref op => {
-                        let code = unsnapshottable(op, ref_globals).with_context(|| {
+                        let (kind, code) = classify(op).with_context(|| {
                             format!("internal error: `{op:?}` was probed but is not listed")
                         })?;
+                        let global = match (kind, tables_changed) {
+                            (Kind::TablesChanged, Some(global)) => global,
+                            (Kind::TablesChanged, None) => bail!(
+                                "internal error: a table mutation was probed without its global"
+                            ),
+                            (Kind::Unsnapshottable, _) => global_of(Probe::Unsnapshottable)?,
+                        };
                         (
-                            global_of(Probe::Unsnapshottable)?,
+                            global,
                             ((code << 24) | ((func_index + 1) & 0x00ff_ffff)) as i32,
                         )
                     }
@@ -267,6 +337,7 @@ pub fn probe(
     wasm_encoder::Encode::encode(&code, &mut sized);
     Ok(Some(Probed {
         probes,
+        tables_changed,
         first_global: globals,
         code: crate::edit::codegen::strip_size(sized)?,
     }))

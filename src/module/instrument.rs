@@ -10,6 +10,7 @@ use super::parse::{ParsedModule, page_size_log2};
 use crate::edit::probe::{self, Probed};
 use crate::edit::{self, CoreExport, ModuleEdit};
 use crate::plan::{GlobalValue, ScalarType, State};
+use wasm_encoder::ExportKind;
 
 /// The init function Wizer runs by default, and its older spelling, used
 /// when only that one is exported.
@@ -34,6 +35,27 @@ pub struct ModulePlan {
     pub calls: Vec<String>,
     /// The state to read back after init: its export name and what it is.
     pub states: Vec<(String, State)>,
+    /// Tables and reference-typed globals, when the module's code can
+    /// change them.
+    pub tables: Option<TablePlan>,
+}
+
+/// How to read a module's tables and reference-typed globals.
+#[derive(Clone, Debug)]
+pub struct TablePlan {
+    /// The export of the probe global that is nonzero once a table
+    /// mutation or a write of a reference-typed global ran.
+    pub changed: String,
+    /// Each table that holds functions: index and export.
+    pub tables: Vec<(u32, String)>,
+    /// Tables of other references (which only null can fill): index and
+    /// export.
+    pub other_tables: Vec<(u32, String)>,
+    /// Mutable reference-typed globals: index and export.
+    pub globals: Vec<(u32, String)>,
+    /// Exports of functions, each with its index: how the runtime tells
+    /// apart the functions tables and globals hold.
+    pub funcs: Vec<(String, u32)>,
 }
 
 /// Instruments `bytes`, a core module that [`parse`](super::parse::parse)
@@ -49,7 +71,7 @@ pub fn instrument(
         calls.push(WASI_INITIALIZE.to_string());
     }
     calls.push(init);
-    let probed = probe::probe(
+    let probed = probe::probe_carrying_tables(
         bytes,
         parsed.global_count,
         parsed.imported_funcs,
@@ -57,7 +79,11 @@ pub fn instrument(
     )
     .context("failed to scan the module's code")?;
     let states = states(parsed, probed.as_ref())?;
-    let exports: Vec<CoreExport> = states.iter().map(CoreExport::of).collect();
+    let mut exports: Vec<CoreExport> = states.iter().map(CoreExport::of).collect();
+    let tables = probed
+        .as_ref()
+        .and_then(|p| p.tables_changed)
+        .map(|changed| table_plan(parsed, changed, &mut exports));
     if let Some(taken) = exports.iter().find(|e| parsed.exports(&e.name)) {
         bail!(
             "the module already exports `{}`, a name this tool reserves for reading its state",
@@ -68,7 +94,7 @@ pub fn instrument(
         exports,
         new_globals: probed
             .as_ref()
-            .map_or(Vec::new(), |p| vec![GlobalValue::I32(0); p.probes.len()]),
+            .map_or(Vec::new(), |p| vec![GlobalValue::I32(0); p.global_count()]),
         code: probed.map(|p| p.code),
         ..ModuleEdit::default()
     };
@@ -79,8 +105,62 @@ pub fn instrument(
         .collect();
     Ok(InstrumentedModule {
         module,
-        plan: ModulePlan { calls, states },
+        plan: ModulePlan {
+            calls,
+            states,
+            tables,
+        },
     })
+}
+
+/// The plan for reading tables and reference-typed globals, whose exports
+/// it adds to `exports`: every table, every mutable reference-typed
+/// global, the probe global `changed`, and every function that can become
+/// a reference and is not exported yet.
+fn table_plan(parsed: &ParsedModule, changed: u32, exports: &mut Vec<CoreExport>) -> TablePlan {
+    let mut add = |name: String, kind: ExportKind, index: u32| {
+        exports.push(CoreExport {
+            name: name.clone(),
+            kind,
+            index,
+        });
+        name
+    };
+    let changed = add(
+        edit::core_global_export(changed),
+        ExportKind::Global,
+        changed,
+    );
+    let mut plan = TablePlan {
+        changed,
+        tables: Vec::new(),
+        other_tables: Vec::new(),
+        globals: Vec::new(),
+        funcs: Vec::new(),
+    };
+    for &(index, functions) in &parsed.tables {
+        let name = add(edit::core_table_export(index), ExportKind::Table, index);
+        match functions {
+            true => plan.tables.push((index, name)),
+            false => plan.other_tables.push((index, name)),
+        }
+    }
+    for &index in &parsed.ref_globals {
+        let name = add(edit::core_global_export(index), ExportKind::Global, index);
+        plan.globals.push((index, name));
+    }
+    for &(ref name, kind, index) in &parsed.exports {
+        if kind == wasmparser::ExternalKind::Func {
+            plan.funcs.push((name.clone(), index));
+        }
+    }
+    for &index in &parsed.refs {
+        if !plan.funcs.iter().any(|&(_, f)| f == index) {
+            let name = add(edit::core_func_export(index), ExportKind::Func, index);
+            plan.funcs.push((name, index));
+        }
+    }
+    plan
 }
 
 /// The export that runs as init: the one asked for, else Wizer's default

@@ -15,6 +15,20 @@ pub mod parse;
 pub mod rewrite;
 
 pub use instrument::ModulePlan;
+
+use crate::edit::tables::TableEdit;
+use crate::plan::Snapshot;
+
+/// What init left in a core module: its memories and globals, as the
+/// accessors' values are for components, and its tables and
+/// reference-typed globals when init changed any.
+pub struct ModuleSnapshot {
+    /// Memories, numeric globals and probes, in the order of
+    /// [`ModulePlan::states`].
+    pub state: Snapshot,
+    /// Tables and reference-typed globals; `None` when init changed none.
+    pub tables: Option<TableEdit>,
+}
 pub use parse::is_core_module;
 
 /// How to pre-initialize a core module, with Wizer's defaults.

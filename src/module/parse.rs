@@ -3,8 +3,10 @@
 //! exports, and the imports that nothing at build time can provide.
 
 use anyhow::{Context, Result, bail};
+use std::collections::BTreeSet;
 use wasmparser::{
-    ExternalKind, MemoryType, Parser, Payload, TypeRef, ValType, Validator, types::TypesRef,
+    AbstractHeapType, CompositeInnerType, ConstExpr, ElementItems, ExternalKind, HeapType,
+    MemoryType, Operator, Parser, Payload, TypeRef, ValType, Validator, types::TypesRef,
 };
 
 use crate::edit::facts::{GlobalDef, MemoryDef};
@@ -23,6 +25,13 @@ pub struct ParsedModule {
     pub ref_globals: Vec<u32>,
     /// Every export: name, kind and index.
     pub exports: Vec<(String, ExternalKind, u32)>,
+    /// The tables, with whether their slots hold functions (`funcref` or a
+    /// typed function reference): only those can be snapshotted.
+    pub tables: Vec<(u32, bool)>,
+    /// The functions that can become references (the module's declared
+    /// functions: those in element segments, global and table initializers
+    /// and exports, which `ref.func` requires).
+    pub refs: BTreeSet<u32>,
 }
 
 impl ParsedModule {
@@ -56,6 +65,7 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedModule> {
         .context("the input is not a valid WebAssembly module")?;
     let mut exports = Vec::new();
     let mut imported_funcs = 0;
+    let mut refs = BTreeSet::new();
     for payload in Parser::new(0).parse_all(bytes) {
         match payload? {
             Payload::ImportSection(reader) => {
@@ -83,7 +93,38 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedModule> {
             Payload::ExportSection(reader) => {
                 for export in reader {
                     let export = export?;
+                    if export.kind == ExternalKind::Func {
+                        refs.insert(export.index);
+                    }
                     exports.push((export.name.to_string(), export.kind, export.index));
+                }
+            }
+            Payload::ElementSection(reader) => {
+                for element in reader {
+                    match element?.items {
+                        ElementItems::Functions(funcs) => {
+                            for func in funcs {
+                                refs.insert(func?);
+                            }
+                        }
+                        ElementItems::Expressions(_, exprs) => {
+                            for expr in exprs {
+                                ref_funcs(expr?, &mut refs)?;
+                            }
+                        }
+                    }
+                }
+            }
+            Payload::GlobalSection(reader) => {
+                for global in reader {
+                    ref_funcs(global?.init_expr, &mut refs)?;
+                }
+            }
+            Payload::TableSection(reader) => {
+                for table in reader {
+                    if let wasmparser::TableInit::Expr(expr) = table?.init {
+                        ref_funcs(expr, &mut refs)?;
+                    }
                 }
             }
             _ => {}
@@ -106,6 +147,12 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedModule> {
             content => globals.push(GlobalDef { index, ty: content }),
         }
     }
+    let tables = (0..types.table_count())
+        .map(|index| {
+            let element = types.table_at(index).element_type;
+            (index, holds_functions(&types, element.heap_type()))
+        })
+        .collect();
     Ok(ParsedModule {
         memories,
         globals,
@@ -113,7 +160,35 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedModule> {
         imported_funcs,
         ref_globals,
         exports,
+        tables,
+        refs,
     })
+}
+
+/// Whether references of heap type `ty` are functions.
+fn holds_functions(types: &TypesRef<'_>, ty: HeapType) -> bool {
+    match ty {
+        HeapType::Abstract {
+            ty: AbstractHeapType::Func | AbstractHeapType::NoFunc,
+            ..
+        } => true,
+        HeapType::Concrete(index) | HeapType::Exact(index) => {
+            index.as_core_type_id().is_some_and(|id| {
+                matches!(types[id].composite_type.inner, CompositeInnerType::Func(_))
+            })
+        }
+        HeapType::Abstract { .. } => false,
+    }
+}
+
+/// Adds the functions `expr` references (`ref.func`) to `refs`.
+fn ref_funcs(expr: ConstExpr<'_>, refs: &mut BTreeSet<u32>) -> Result<()> {
+    for op in expr.get_operators_reader() {
+        if let Operator::RefFunc { function_index } = op? {
+            refs.insert(function_index);
+        }
+    }
+    Ok(())
 }
 
 /// The page size of `ty`, as log2.

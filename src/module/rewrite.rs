@@ -6,9 +6,9 @@
 use anyhow::{Result, bail};
 use std::collections::BTreeMap;
 
-use super::ModuleOptions;
 use super::instrument::{ModulePlan, WASI_INITIALIZE};
 use super::parse::ParsedModule;
+use super::{ModuleOptions, ModuleSnapshot};
 use crate::edit::ModuleEdit;
 use crate::edit::bake::{self, InstanceState};
 use crate::edit::probe::{self, Fired, Probe};
@@ -20,12 +20,13 @@ pub fn apply(
     original: &[u8],
     parsed: &ParsedModule,
     plan: &ModulePlan,
-    snapshot: &Snapshot,
+    snapshot: &ModuleSnapshot,
     options: &ModuleOptions,
 ) -> Result<Vec<u8>> {
-    let state = instance_state(original, plan, snapshot)?;
+    let state = instance_state(original, plan, &snapshot.state)?;
     let edit = ModuleEdit {
         export_renames: export_renames(parsed, plan, options)?,
+        tables: snapshot.tables.clone(),
         ..ModuleEdit::default()
     };
     let edited = bake::bake(original, &state, edit)?;

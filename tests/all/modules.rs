@@ -325,10 +325,12 @@ fn refusals_are_one_line_and_write_nothing() {
             "the module does not export the init function `wizer-initialize`",
         ),
         (
-            r#"(module (table 1 funcref) (func $f)
-                 (func (export "wizer-initialize") (table.set (i32.const 0) (ref.func $f)))
-                 (elem declare func $f))"#,
-            "`table.set` ran during init",
+            r#"(module (type $s (struct (field (mut i32))))
+                 (global $g (mut (ref null $s)) (ref.null $s))
+                 (func (export "make") (global.set $g (struct.new $s (i32.const 0))))
+                 (func (export "wizer-initialize")
+                   (struct.set $s 0 (struct.new $s (i32.const 0)) (i32.const 1))))"#,
+            "`struct.set` ran during init",
         ),
         (
             r#"(module (func (export "wizer-initialize") unreachable))"#,

@@ -100,6 +100,33 @@ fn segments_dropped_during_init_stay_dropped() {
     );
 }
 
+/// `elem.drop` of an active segment changes nothing (an active segment is
+/// dropped once it has filled its table): the output's table is filled as
+/// the original's is. (Emptying the segment, as a dropped passive one is,
+/// once left the table empty.)
+#[test]
+fn an_active_segment_dropped_during_init_still_fills_its_table() {
+    let input = wat(r#"
+(component
+  (core module $m
+    (type $r (func (result i32)))
+    (table $t 1 funcref)
+    (func $f (result i32) (i32.const 42))
+    (elem $e (table $t) (i32.const 0) func $f)
+    (func (export "init") (elem.drop $e))
+    (func (export "call") (result i32) (call_indirect $t (type $r) (i32.const 0))))
+  (core instance $i (instantiate $m))
+  (func (export "component-init") (canon lift (core func $i "init")))
+  (func (export "call") (result s32) (canon lift (core func $i "call"))))"#);
+    assert_eq!(
+        call1(&input, &["component-init", "call"]).unwrap(),
+        Val::S32(42)
+    );
+    let output = pre_init(&input).unwrap();
+    validate(&output);
+    assert_eq!(call1(&output, &["call"]).unwrap(), Val::S32(42));
+}
+
 const REF_GLOBAL: &str = r#"
 (component
   (core module $m

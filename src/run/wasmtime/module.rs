@@ -9,19 +9,24 @@ use wasmtime::{Instance, Linker, Module, Val};
 
 use super::WasmtimeRuntime;
 use crate::edit::probe::{Fired, Probe};
-use crate::module::ModulePlan;
+use crate::edit::tables::{TableEdit, TableImage};
+use crate::module::instrument::TablePlan;
+use crate::module::{ModulePlan, ModuleSnapshot};
 use crate::plan::image::MemoryImage;
 use crate::plan::{GlobalValue, Snapshot, State, Value};
 use crate::run::wasi::{Host, Recorder, open_resources_error};
+use std::collections::HashMap;
+use wasmtime::Ref;
 
 impl WasmtimeRuntime {
     /// Instantiates the instrumented `module`, runs the calls of `plan` and
-    /// reads back the state it lists.
+    /// reads back the state it lists, and its tables and reference-typed
+    /// globals when init changed any.
     pub(crate) async fn snapshot_module(
         &mut self,
         module: &[u8],
         plan: &ModulePlan,
-    ) -> Result<Snapshot> {
+    ) -> Result<ModuleSnapshot> {
         let compiled = self.compile_module(module)?;
         let mut linker = Linker::<Host>::new(&self.engine);
         if let Some(options) = &self.wasi {
@@ -73,7 +78,112 @@ impl WasmtimeRuntime {
             }
             self.audit.set_open_resources(open);
         }
-        self.read_module_state(&instance, plan)
+        let tables = match &plan.tables {
+            Some(tables) => self.read_module_tables(&instance, tables)?,
+            None => None,
+        };
+        Ok(ModuleSnapshot {
+            state: self.read_module_state(&instance, plan)?,
+            tables,
+        })
+    }
+
+    /// Reads the tables and reference-typed globals `plan` lists, if a
+    /// table mutation or a write of such a global ran (else they are as the
+    /// module declares them, and the output keeps them so).
+    fn read_module_tables(
+        &mut self,
+        instance: &Instance,
+        plan: &TablePlan,
+    ) -> Result<Option<TableEdit>> {
+        let changed = instance
+            .get_global(&mut self.store, &plan.changed)
+            .with_context(|| format!("internal error: no probe export `{}`", plan.changed))?;
+        if changed.get(&mut self.store).i32() == Some(0) {
+            return Ok(None);
+        }
+        // A function's reference is the same pointer wherever it is taken
+        // (an export, `ref.func`, a table slot) in one instance.
+        let mut funcs = HashMap::new();
+        for (name, index) in &plan.funcs {
+            let func = instance
+                .get_func(&mut self.store, name)
+                .with_context(|| format!("internal error: no function export `{name}`"))?;
+            funcs.insert(func.to_raw(&mut self.store) as usize, *index);
+        }
+        let mut edit = TableEdit::default();
+        for (index, name) in &plan.tables {
+            let table = instance
+                .get_table(&mut self.store, name)
+                .with_context(|| format!("internal error: no table export `{name}`"))?;
+            let size = table.size(&self.store);
+            let mut slots = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            for slot in 0..size {
+                let value = table.get(&mut self.store, slot);
+                let place = || format!("slot {slot} of table {index}");
+                slots.push(self.function_of(value, &funcs, place)?);
+            }
+            edit.tables.push(TableImage {
+                index: *index,
+                slots,
+            });
+        }
+        for (index, name) in &plan.other_tables {
+            let table = instance
+                .get_table(&mut self.store, name)
+                .with_context(|| format!("internal error: no table export `{name}`"))?;
+            for slot in 0..table.size(&self.store) {
+                if let Some(value) = table.get(&mut self.store, slot)
+                    && !value.is_null()
+                {
+                    bail!(
+                        "slot {slot} of table {index} holds a non-null reference that is not a \
+                         function (an externref or a GC object); no element segment can \
+                         express it, so init must leave such tables null"
+                    );
+                }
+            }
+        }
+        for (index, name) in &plan.globals {
+            let global = instance
+                .get_global(&mut self.store, name)
+                .with_context(|| format!("internal error: no global export `{name}`"))?;
+            let value = global.get(&mut self.store).ref_();
+            let place = || format!("global {index}");
+            edit.globals
+                .push((*index, self.function_of(value, &funcs, place)?));
+        }
+        Ok(Some(edit))
+    }
+
+    /// The function index `value` (a reference read from `place`) names,
+    /// `None` for null; an error for what no segment can express.
+    fn function_of(
+        &mut self,
+        value: Option<Ref>,
+        funcs: &HashMap<usize, u32>,
+        place: impl Fn() -> String,
+    ) -> Result<Option<u32>> {
+        match value {
+            None => Ok(None),
+            Some(value) if value.is_null() => Ok(None),
+            Some(Ref::Func(Some(func))) => {
+                let raw = func.to_raw(&mut self.store) as usize;
+                match funcs.get(&raw) {
+                    Some(&index) => Ok(Some(index)),
+                    None => bail!(
+                        "{} holds a function the module cannot name (one made by the host); \
+                         no element segment can express it",
+                        place()
+                    ),
+                }
+            }
+            Some(_) => bail!(
+                "{} holds a non-null reference that is not a function (an externref or a GC \
+                 object); no element segment can express it, so init must leave it null",
+                place()
+            ),
+        }
     }
 
     /// Compiles `module`; when Winch cannot, compiles it with Cranelift on
