@@ -530,3 +530,27 @@ fn the_runtime_builder_gives_a_module_wasi_and_limits() {
     );
     assert!(err.contains("timed out"), "{err}");
 }
+
+#[test]
+fn the_audit_lists_preview1_calls() {
+    let input = wat(r#"(module
+      (import "wasi_snapshot_preview1" "random_get" (func $random_get (param i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "wizer-initialize")
+        (drop (call $random_get (i32.const 0) (i32.const 32)))
+        (drop (call $random_get (i32.const 0) (i32.const 32)))
+        (drop (call $clock (i32.const 0) (i64.const 1) (i32.const 64)))))"#);
+    let (output, bytes) = cli_on(&input, &["--wasi", "-v"]);
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(bytes.is_some());
+    assert!(
+        err.contains("init used randomness: wasi_snapshot_preview1#random_get (2 calls)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("init used clocks: wasi_snapshot_preview1#clock_time_get (1 call)"),
+        "{err}"
+    );
+}
