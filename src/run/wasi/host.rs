@@ -78,6 +78,9 @@ pub(crate) struct Host {
     stderr_tail: Arc<Mutex<Vec<u8>>>,
     /// Counts linear memory against `--max-memory`.
     pub(crate) limiter: MemoryLimiter,
+    /// Entries to and exits from wasm and host code, counted by a call hook
+    /// while the tasks init left run (see `run::wasmtime::idle`).
+    pub(crate) progress: u64,
     /// The fixed clocks and filesystem views of a reproducible run.
     pub(crate) fixed: Fixed,
 }
@@ -92,6 +95,7 @@ impl Host {
             stderr: Arc::default(),
             stderr_tail: Arc::default(),
             limiter: MemoryLimiter::default(),
+            progress: 0,
             fixed: Fixed::default(),
         }
     }
@@ -109,6 +113,7 @@ impl Host {
             stderr,
             stderr_tail,
             limiter: MemoryLimiter::default(),
+            progress: 0,
             fixed,
         })
     }
@@ -128,6 +133,7 @@ impl Host {
             stderr,
             stderr_tail,
             limiter: MemoryLimiter::default(),
+            progress: 0,
             fixed,
         })
     }

@@ -10,6 +10,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Func, Val};
 
 use super::WasmtimeRuntime;
+use super::idle::{IdleWatch, Stuck};
 use crate::run::limits::ShowDuration;
 
 impl WasmtimeRuntime {
@@ -32,16 +33,44 @@ impl WasmtimeRuntime {
         .await;
         called.map_err(|e| self.init_error(e))?;
         // Tasks that init spawned, or that returned before finishing their
-        // work, run on until none is left.
-        let finished = WasmtimeRuntime::bounded(
-            self.expired.clone(),
-            self.store.run_concurrent(async |accessor| {
-                std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await
-            }),
-        )
-        .await;
+        // work, run on until none is left, or until none can run (see
+        // `idle`): every entry to and exit from wasm or host code counts as
+        // progress.
+        self.store.call_hook(|mut store, _| {
+            store.data_mut().progress += 1;
+            Ok(())
+        });
+        let watch = IdleWatch::default();
+        let polled = watch.clone();
+        let drain = self.store.run_concurrent(async move |accessor| {
+            let mut last = None;
+            std::future::poll_fn(|cx| {
+                if accessor.poll_no_interesting_tasks(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                let progress = accessor.with(|mut access| access.data_mut().progress);
+                polled.polled(progress, &mut last);
+                Poll::Pending
+            })
+            .await
+        });
+        let finished = WasmtimeRuntime::bounded(self.expired.clone(), watch.drive(drain)).await;
         match finished {
-            Ok(()) => Ok(()),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Stuck)) => {
+                let left = self
+                    .store
+                    .concurrent_resource_table()
+                    .map_or(0, |table| table.iter_mut().count());
+                bail!(
+                    "it returned, but tasks it started can never finish: each is waiting for \
+                     something no task or host call will give (a stream or future nobody \
+                     writes, a subtask that never returns), and nothing is pending in the \
+                     host ({left} object(s) of the async component model left: tasks, \
+                     streams, futures, waitable sets); end or await every task before init \
+                     returns"
+                )
+            }
             Err(e) if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
                 let limit = self.limits.timeout.map(ShowDuration);
                 bail!(

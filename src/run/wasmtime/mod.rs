@@ -9,6 +9,7 @@
 mod builder;
 mod deadline;
 mod engine;
+mod idle;
 mod init;
 mod module;
 mod stubs;

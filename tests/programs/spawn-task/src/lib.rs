@@ -8,6 +8,8 @@
 //! * `init-stuck` makes a `stream<u8>`, keeps its writer in a static (never
 //!   written to, never dropped) and spawns a task that reads from the reader:
 //!   it returns, but its component task never exits.
+//! * `init-sleeps` spawns a task that sleeps 3 seconds in the host (WASI
+//!   0.3's `wait-for`) and then sets `value` to 7, and returns first.
 //! * `value` returns what the `init-completes` task wrote (0 until then).
 //! * `init-calls` counts runs of either init in this instance.
 //! * `empty-stream` returns a stream whose writer is already dropped; it is
@@ -56,6 +58,14 @@ impl Guest for SpawnTask {
             // Nothing is ever written and the writer is never dropped.
             let (_result, _bytes) = reader.read(Vec::with_capacity(1)).await;
             VALUE.store(u32::MAX, Ordering::SeqCst);
+        }));
+    }
+
+    async fn init_sleeps() {
+        INIT_CALLS.fetch_add(1, Ordering::SeqCst);
+        drop(wit_bindgen::spawn_local(async {
+            wasip3::clocks::monotonic_clock::wait_for(3_000_000_000).await;
+            VALUE.store(7, Ordering::SeqCst);
         }));
     }
 
