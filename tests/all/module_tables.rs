@@ -44,6 +44,16 @@ fn observe(bytes: &[u8], calls: &[&str]) -> Vec<i32> {
     seen
 }
 
+/// Calls the export `name` (`[] -> [i32]`) of a fresh instance of `bytes`.
+fn call_i32(bytes: &[u8], name: &str) -> wasmtime::Result<i32> {
+    let engine = Engine::default();
+    let module = Module::new(&engine, bytes)?;
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[])?;
+    let f = instance.get_typed_func::<(), i32>(&mut store, name)?;
+    f.call(&mut store, ())
+}
+
 fn pre_init(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
     component_init::initialize_module_with_wasmtime(bytes, &ModuleOptions::default())
 }
@@ -104,14 +114,7 @@ fn set_grow_fill_copy_init_and_elem_drop() {
     assert_eq!(same_as_initialized(&input), [6, -1, 20, 30, 10, 10, 10]);
     // the segment init dropped is dropped in the output too
     let output = pre_init(&input).unwrap();
-    let engine = Engine::default();
-    let module = Module::new(&engine, &output).unwrap();
-    let mut store = Store::new(&engine, ());
-    let instance = Instance::new(&mut store, &module, &[]).unwrap();
-    let again = instance
-        .get_typed_func::<(), i32>(&mut store, "init-again")
-        .unwrap();
-    let err = again.call(&mut store, ()).unwrap_err();
+    let err = call_i32(&output, "init-again").unwrap_err();
     assert!(format!("{err:?}").contains("out of bounds"), "{err:?}");
 }
 
@@ -131,22 +134,9 @@ fn a_funcref_global() {
         (call_indirect $t (type $r) (i32.const 0)))"#,
     );
     let output = pre_init(&input).unwrap();
-    let engine = Engine::default();
-    let module = Module::new(&engine, &output).unwrap();
-    let mut store = Store::new(&engine, ());
-    let instance = Instance::new(&mut store, &module, &[]).unwrap();
-    let f = instance
-        .get_typed_func::<(), i32>(&mut store, "from-global")
-        .unwrap();
-    assert_eq!(f.call(&mut store, ()).unwrap(), 7);
+    assert_eq!(call_i32(&output, "from-global").unwrap(), 7);
     // uninitialized, the global is null
-    let module = Module::new(&engine, &input).unwrap();
-    let mut store = Store::new(&engine, ());
-    let instance = Instance::new(&mut store, &module, &[]).unwrap();
-    let f = instance
-        .get_typed_func::<(), i32>(&mut store, "from-global")
-        .unwrap();
-    assert!(f.call(&mut store, ()).is_err());
+    assert!(call_i32(&input, "from-global").is_err());
 }
 
 #[test]
@@ -179,15 +169,8 @@ fn a_typed_function_reference_table_and_a_table_with_an_initializer() {
     );
     assert_eq!(same_as_initialized(&input), [3, -1, -1, 2]);
     let output = pre_init(&input).unwrap();
-    let engine = Engine::default();
-    let module = Module::new(&engine, &output).unwrap();
-    let mut store = Store::new(&engine, ());
-    let instance = Instance::new(&mut store, &module, &[]).unwrap();
-    let f = instance
-        .get_typed_func::<(), i32>(&mut store, "u1-null")
-        .unwrap();
     // slot 1 of $u starts non-null; init nulled it, and so does the output
-    assert_eq!(f.call(&mut store, ()).unwrap(), 1);
+    assert_eq!(call_i32(&output, "u1-null").unwrap(), 1);
 }
 
 #[test]

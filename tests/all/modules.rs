@@ -72,6 +72,19 @@ fn cli_on(input: &[u8], args: &[&str]) -> (std::process::Output, Option<Vec<u8>>
     (output, bytes)
 }
 
+/// Runs the CLI with `args`, feeding `stdin` to it.
+fn cli_with_stdin(args: &[std::ffi::OsString], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cli()
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -387,19 +400,13 @@ fn wasi_preview1_env_dir_and_stdin() {
     std::fs::create_dir(&data).unwrap();
     std::fs::write(data.join("f.txt"), "F").unwrap();
     let out = dir.path().join("out.wasm");
-    let mut child = cli()
-        .arg(dir.path().join("in.wasm"))
-        .arg("-o")
-        .arg(&out)
-        .args(["--wasi", "--env", "NAME=E", "--inherit-stdin", "--dir"])
-        .arg(format!("{}::/d", data.display()))
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"S").unwrap();
-    let output = child.wait_with_output().unwrap();
+    let mut args: Vec<std::ffi::OsString> = vec![dir.path().join("in.wasm").into(), "-o".into()];
+    args.push(out.clone().into());
+    for arg in ["--wasi", "--env", "NAME=E", "--inherit-stdin", "--dir"] {
+        args.push(arg.into());
+    }
+    args.push(format!("{}::/d", data.display()).into());
+    let output = cli_with_stdin(&args, b"S");
     assert!(output.status.success(), "{}", stderr(&output));
     let bytes = std::fs::read(&out).unwrap();
     // the output still imports WASI (the imports stay), but its getters
@@ -476,20 +483,18 @@ fn wizers_command_line_as_componentize_js_passes_it() {
     let input_path = dir.path().join("in.wasm");
     std::fs::write(&input_path, &input).unwrap();
     let out = dir.path().join("out.wasm");
-    let mut child = cli()
-        .args(["--allow-wasi", "--init-func", "componentize.wizer"])
-        .arg(format!("--dir={}", dir.path().display()))
-        .arg(format!("--mapdir=/::{}", dir.path().display()))
-        .args(["--wasm-bulk-memory=true", "--inherit-env=true"])
-        .arg(format!("-o={}", out.display()))
-        .arg(&input_path)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"Z").unwrap();
-    let output = child.wait_with_output().unwrap();
+    let args: Vec<std::ffi::OsString> = vec![
+        "--allow-wasi".into(),
+        "--init-func".into(),
+        "componentize.wizer".into(),
+        format!("--dir={}", dir.path().display()).into(),
+        format!("--mapdir=/::{}", dir.path().display()).into(),
+        "--wasm-bulk-memory=true".into(),
+        "--inherit-env=true".into(),
+        format!("-o={}", out.display()).into(),
+        input_path.clone().into(),
+    ];
+    let output = cli_with_stdin(&args, b"Z");
     assert!(output.status.success(), "{}", stderr(&output));
     let bytes = std::fs::read(&out).unwrap();
     assert_eq!(i32s(call(&bytes, &["stdin0"]).unwrap()), [i32::from(b'Z')]);

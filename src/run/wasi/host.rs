@@ -100,42 +100,32 @@ impl Host {
         }
     }
 
+    /// A host providing WASI 0.2 and 0.3 to a component, with what
+    /// `options` grants.
     pub(crate) fn with_wasi(options: &WasiOptions) -> Result<Host> {
-        let (stdout, stderr, stderr_tail) = (Arc::default(), Arc::default(), Arc::default());
-        let mut fixed = Fixed::default();
-        Ok(Host {
-            ctx: options
-                .build(&stdout, &stderr, &stderr_tail, &mut fixed)?
-                .build(),
-            p1: WasiCtxBuilder::new().build_p1(),
-            table: ResourceTable::new(),
-            stdout,
-            stderr,
-            stderr_tail,
-            limiter: MemoryLimiter::default(),
-            progress: 0,
-            fixed,
-        })
+        Host::granting(options, |host, builder| host.ctx = builder.build())
     }
 
     /// A host providing WASI preview1 (`wasi_snapshot_preview1`) to a core
     /// module, with what `options` grants.
     pub(crate) fn with_wasi_p1(options: &WasiOptions) -> Result<Host> {
-        let (stdout, stderr, stderr_tail) = (Arc::default(), Arc::default(), Arc::default());
-        let mut fixed = Fixed::default();
-        Ok(Host {
-            ctx: WasiCtx::default(),
-            p1: options
-                .build(&stdout, &stderr, &stderr_tail, &mut fixed)?
-                .build_p1(),
-            table: ResourceTable::new(),
-            stdout,
-            stderr,
-            stderr_tail,
-            limiter: MemoryLimiter::default(),
-            progress: 0,
-            fixed,
-        })
+        Host::granting(options, |host, builder| host.p1 = builder.build_p1())
+    }
+
+    /// A host whose WASI context `set` builds from what `options` grants.
+    fn granting(
+        options: &WasiOptions,
+        set: impl FnOnce(&mut Host, &mut WasiCtxBuilder),
+    ) -> Result<Host> {
+        let mut host = Host::new();
+        let mut builder = options.build(
+            &host.stdout,
+            &host.stderr,
+            &host.stderr_tail,
+            &mut host.fixed,
+        )?;
+        set(&mut host, &mut builder);
+        Ok(host)
     }
 
     /// WASI preview1's context (for `wasmtime_wasi::p1::add_to_linker_async`).
