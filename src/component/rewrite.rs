@@ -15,10 +15,10 @@ use wasm_encoder::{Component, ComponentExportSection, ComponentSection, Encode};
 use wasmparser::Parser;
 
 use crate::component::parse::{self, ComponentInfo, Parsed, SectionKind};
-use crate::edit::bake::{self, InstanceState, MemoryState};
-use crate::edit::probe::{self, Fired, Probe};
+use crate::edit::bake::{self, InstanceState, WrongKind};
+use crate::edit::probe;
 use crate::edit::{Edited, ModuleEdit};
-use crate::plan::{Accessor, GlobalValue, InputId, Plan, Snapshot, State, Value};
+use crate::plan::{Accessor, InputId, Plan, Snapshot, Value};
 
 /// Applies `snapshot`, read according to `plan`, to `original`, the
 /// component `plan` was made for. The input and the result are validated.
@@ -95,43 +95,21 @@ fn instance_states<'a>(
     let mut by_instance: BTreeMap<u32, InstanceState<'a>> = BTreeMap::new();
     for &(accessor, value) in values {
         let state = by_instance.entry(accessor.instance).or_default();
-        match (accessor.state, value) {
-            (
-                State::Memory {
-                    index,
-                    memory64,
-                    page_size_log2,
-                },
-                Value::Memory(image),
-            ) => state.memories.push(MemoryState {
-                index,
-                page_size_log2,
-                memory64,
-                image,
-            }),
-            (State::Global { index, .. }, Value::Global(v)) => state.globals.push((index, *v)),
-            (State::Probe { probe, .. }, Value::Global(GlobalValue::I32(v))) => match probe {
-                _ if *v == 0 => {}
-                Probe::Unsnapshottable => {
-                    let module = info
-                        .module(accessor.module)
-                        .context("the plan names a module the component lacks")?;
-                    if let Some(fired) = Fired::decode(*v) {
-                        let name =
-                            probe::function_name(&parsed.bytes[module.range.clone()], fired.func);
-                        return Err(fired.during_init(
-                            accessor.module,
-                            accessor.instance,
-                            name.as_deref(),
-                            "",
-                            "",
-                        ));
-                    }
-                }
-                Probe::DataDropped { segment } => state.dropped_data.push(segment),
-                Probe::ElemDropped { segment } => state.dropped_elems.push(segment),
-            },
-            _ => bail!("snapshot value for `{}` has the wrong kind", accessor.func),
+        let fired = state.record(accessor.state, value).map_err(|WrongKind| {
+            anyhow::anyhow!("snapshot value for `{}` has the wrong kind", accessor.func)
+        })?;
+        if let Some(fired) = fired {
+            let module = info
+                .module(accessor.module)
+                .context("the plan names a module the component lacks")?;
+            let name = probe::function_name(&parsed.bytes[module.range.clone()], fired.func);
+            return Err(fired.during_init(
+                accessor.module,
+                accessor.instance,
+                name.as_deref(),
+                "",
+                "",
+            ));
         }
     }
     let mut by_module: BTreeMap<usize, Variants<InstanceState<'a>>> = BTreeMap::new();

@@ -6,10 +6,11 @@
 use anyhow::Result;
 use wasmparser::Parser;
 
+use super::probe::{Fired, Probe};
 use super::segments;
 use super::{Edited, ModuleEdit, Segment};
-use crate::plan::GlobalValue;
 use crate::plan::image::MemoryImage;
+use crate::plan::{GlobalValue, State, Value};
 
 /// The snapshot state of one core instance.
 #[derive(Default, PartialEq)]
@@ -35,6 +36,41 @@ pub struct MemoryState<'a> {
     pub memory64: bool,
     /// Its contents.
     pub image: &'a MemoryImage,
+}
+
+/// A snapshot value of another kind than the state it is for.
+pub struct WrongKind;
+
+impl<'a> InstanceState<'a> {
+    /// Records the snapshot `value` of the piece of state `what`; a fired
+    /// [`Probe::Unsnapshottable`] is returned for the caller to report
+    /// where it ran.
+    pub fn record(&mut self, what: State, value: &'a Value) -> Result<Option<Fired>, WrongKind> {
+        match (what, value) {
+            (
+                State::Memory {
+                    index,
+                    memory64,
+                    page_size_log2,
+                },
+                Value::Memory(image),
+            ) => self.memories.push(MemoryState {
+                index,
+                page_size_log2,
+                memory64,
+                image,
+            }),
+            (State::Global { index, .. }, Value::Global(v)) => self.globals.push((index, *v)),
+            (State::Probe { probe, .. }, Value::Global(GlobalValue::I32(v))) => match probe {
+                _ if *v == 0 => {}
+                Probe::Unsnapshottable => return Ok(Fired::decode(*v)),
+                Probe::DataDropped { segment } => self.dropped_data.push(segment),
+                Probe::ElemDropped { segment } => self.dropped_elems.push(segment),
+            },
+            _ => return Err(WrongKind),
+        }
+        Ok(None)
+    }
 }
 
 /// How many data segments the module `bytes` has.

@@ -10,9 +10,9 @@ use super::instrument::{ModulePlan, WASI_INITIALIZE};
 use super::parse::ParsedModule;
 use super::{ModuleOptions, ModuleSnapshot};
 use crate::edit::ModuleEdit;
-use crate::edit::bake::{self, InstanceState};
-use crate::edit::probe::{self, Fired, Probe};
-use crate::plan::{GlobalValue, Snapshot, State, Value};
+use crate::edit::bake::{self, InstanceState, WrongKind};
+use crate::edit::probe;
+use crate::plan::Snapshot;
 
 /// Bakes `snapshot` (read as `plan` says) into `original`, the module
 /// `parsed` describes; the result is validated.
@@ -54,33 +54,12 @@ fn instance_state<'a>(
     }
     let mut state = InstanceState::default();
     for ((name, what), value) in plan.states.iter().zip(&snapshot.values) {
-        match (*what, value) {
-            (
-                State::Memory {
-                    index,
-                    memory64,
-                    page_size_log2,
-                },
-                Value::Memory(image),
-            ) => state.memories.push(bake::MemoryState {
-                index,
-                page_size_log2,
-                memory64,
-                image,
-            }),
-            (State::Global { index, .. }, Value::Global(v)) => state.globals.push((index, *v)),
-            (State::Probe { probe, .. }, Value::Global(GlobalValue::I32(v))) => match probe {
-                _ if *v == 0 => {}
-                Probe::Unsnapshottable => {
-                    if let Some(fired) = Fired::decode(*v) {
-                        let name = probe::function_name(original, fired.func);
-                        return Err(fired.during_module_init(name.as_deref()));
-                    }
-                }
-                Probe::DataDropped { segment } => state.dropped_data.push(segment),
-                Probe::ElemDropped { segment } => state.dropped_elems.push(segment),
-            },
-            _ => bail!("the snapshot's value for `{name}` has the wrong kind"),
+        let fired = state.record(*what, value).map_err(|WrongKind| {
+            anyhow::anyhow!("the snapshot's value for `{name}` has the wrong kind")
+        })?;
+        if let Some(fired) = fired {
+            let name = probe::function_name(original, fired.func);
+            return Err(fired.during_module_init(name.as_deref()));
         }
     }
     Ok(state)
