@@ -22,6 +22,7 @@ mod jco;
 mod large_memory;
 mod limits;
 mod linking;
+mod module_differential;
 mod module_tables;
 mod modules;
 mod nested;
