@@ -141,53 +141,6 @@ pub enum Verdict {
     ErrorChecked(&'static str),
     /// Nothing to compare; why.
     Skipped(&'static str),
-    /// component-init got it wrong in a known way, not yet fixed: which
-    /// ([`KNOWN_BUGS`]). A failure when `COMPONENT_INIT_MODULE_KNOWN_BUGS`
-    /// is `fail`.
-    KnownBug(&'static str),
-}
-
-/// Bugs of component-init this oracle found, recognized so that the check
-/// stays usable until they are fixed (`tests/all/module_differential.rs`
-/// has a reproducer of each, ignored until then):
-///
-/// 0. A module without an element section whose init changes a table or a
-///    reference-typed global gets an element section in the output; when
-///    the module also has a data section, the output is invalid
-///    ("internal error: the output module is invalid: function and code
-///    section have inconsistent lengths", or "unexpected end-of-file"): the
-///    data section's position among the output's sections is taken before
-///    the element section is inserted, and the data are written over the
-///    section before it (the code section).
-/// 1. `elem.drop` during init of a passive element segment empties it in
-///    the output, but it may be what declares a function that code takes
-///    with `ref.func`: the output is invalid ("undeclared function
-///    reference"). (Declarative segments are kept declaring since
-///    `ca5accc`.)
-pub const KNOWN_BUGS: [&str; 2] = [
-    "a module with data but no element section, whose init changes a table or funcref global: invalid output",
-    "elem.drop of a passive segment during init undeclares its functions: invalid output",
-];
-
-/// Whether known bugs fail the check (`COMPONENT_INIT_MODULE_KNOWN_BUGS=fail`).
-fn known_bugs_fail() -> bool {
-    std::env::var("COMPONENT_INIT_MODULE_KNOWN_BUGS").is_ok_and(|v| v == "fail")
-}
-
-/// The known bug that pre-initializing `module` failing with `msg` shows,
-/// if any.
-fn known_bug_error(module: &[u8], msg: &str) -> Option<&'static str> {
-    if known_bugs_fail() || !msg.contains("the output module is invalid") {
-        return None;
-    }
-    if msg.contains("undeclared function reference") {
-        return Some(KNOWN_BUGS[1]);
-    }
-    let sections: Vec<u8> = (wp::Parser::new(0).parse_all(module))
-        .filter_map(|p| p.ok()?.as_section().map(|(id, _)| id))
-        .collect();
-    let has = |id: enc::SectionId| sections.contains(&(id as u8));
-    (has(enc::SectionId::Data) && !has(enc::SectionId::Element)).then_some(KNOWN_BUGS[0])
 }
 
 /// A difference between the two runs, an invalid output, an undocumented
@@ -231,8 +184,6 @@ pub struct Stats {
     pub error_checked: BTreeMap<&'static str, usize>,
     /// Skipped cases, by reason.
     pub skipped: BTreeMap<&'static str, usize>,
-    /// Cases that showed a known bug, by bug.
-    pub known_bugs: BTreeMap<&'static str, usize>,
 }
 
 impl Stats {
@@ -258,7 +209,6 @@ impl Stats {
             Verdict::Refused(why) => *self.refused.entry(why).or_default() += 1,
             Verdict::ErrorChecked(why) => *self.error_checked.entry(why).or_default() += 1,
             Verdict::Skipped(why) => *self.skipped.entry(why).or_default() += 1,
-            Verdict::KnownBug(bug) => *self.known_bugs.entry(bug).or_default() += 1,
         }
     }
 
@@ -276,7 +226,6 @@ impl Stats {
             (&mut self.refused, other.refused),
             (&mut self.error_checked, other.error_checked),
             (&mut self.skipped, other.skipped),
-            (&mut self.known_bugs, other.known_bugs),
         ] {
             for (k, v) in theirs {
                 *mine.entry(k).or_default() += v;
@@ -291,7 +240,7 @@ impl fmt::Display for Stats {
             f,
             "{} cases: {} compared (init changed state in {}, the module's own in {}; \
              {} calls and observations; init kept in {}, an export renamed in {}), \
-             {} refused, {} error-checked, {} skipped, {} known bugs",
+             {} refused, {} error-checked, {} skipped",
             self.cases,
             self.compared,
             self.changed,
@@ -301,8 +250,7 @@ impl fmt::Display for Stats {
             self.renamed,
             self.refused.values().sum::<usize>(),
             self.error_checked.values().sum::<usize>(),
-            self.skipped.values().sum::<usize>(),
-            self.known_bugs.values().sum::<usize>()
+            self.skipped.values().sum::<usize>()
         )?;
         for (init, n) in &self.inits {
             writeln!(f, "  compared, init {init}: {n}")?;
@@ -315,9 +263,6 @@ impl fmt::Display for Stats {
         }
         for (why, n) in &self.skipped {
             writeln!(f, "  skipped: {why}: {n}")?;
-        }
-        for (bug, n) in &self.known_bugs {
-            writeln!(f, "  KNOWN BUG: {bug}: {n}")?;
         }
         Ok(())
     }
@@ -1725,9 +1670,6 @@ fn compare(
             if msg.contains("call stack exhausted") {
                 return Ok((Verdict::Skipped(STACK_DEPTH_DIFFERS), 0));
             }
-            if let Some(bug) = known_bug_error(&case.module, &msg) {
-                return Ok((Verdict::KnownBug(bug), 0));
-            }
             return Err(format!(
                 "pre-initialization failed, but the original's init returns: {msg}"
             ));
@@ -1914,7 +1856,7 @@ pub fn check_hostile_output(
         Err(panic) => Err(format!("pre-initialization panicked: {panic}")),
         Ok(Err(e)) => {
             let msg = format!("{e:#}");
-            if msg.contains("output module is invalid") && known_bug_error(bytes, &msg).is_none() {
+            if msg.contains("output module is invalid") {
                 return Err(format!(
                     "pre-initialization produced an invalid module: {msg}"
                 ));

@@ -378,6 +378,7 @@ fn element_section(
     edit: &ModuleEdit<'_>,
 ) -> Result<wasm_encoder::ElementSection> {
     let mut section = wasm_encoder::ElementSection::new();
+    let mut declared = std::collections::BTreeSet::new();
     for (i, element) in reader.into_iter().enumerate() {
         let element = element?;
         // `elem.drop` of an active or declarative segment changes nothing
@@ -389,17 +390,12 @@ fn element_section(
             section.raw(&bytes[element.range.clone()]);
             continue;
         }
-        match element.items {
-            wasmparser::ElementItems::Functions(_) => {
-                section.passive(wasm_encoder::Elements::Functions(Cow::Borrowed(&[])))
-            }
-            wasmparser::ElementItems::Expressions(ty, _) => {
-                section.passive(wasm_encoder::Elements::Expressions(
-                    RoundtripReencoder.ref_type(ty)?,
-                    Cow::Borrowed(&[]),
-                ))
-            }
-        };
+        section.passive(tables::emptied(element.items, &mut declared)?);
+    }
+    // what the emptied segments declared stays declared (`ref.func` needs it)
+    if !declared.is_empty() {
+        let funcs: Vec<u32> = declared.into_iter().collect();
+        section.declared(wasm_encoder::Elements::Functions(Cow::Owned(funcs)));
     }
     Ok(section)
 }
@@ -517,7 +513,15 @@ fn append_segments<'a>(
     segments: Vec<Segment<'a>>,
 ) -> Result<DataPieces<'a>> {
     let mut data = match data_segments {
-        Some(found) => found,
+        // sections inserted since the data section was read (an element,
+        // global or export section) moved it
+        Some(found) => DataPieces {
+            at: out
+                .iter()
+                .position(|s| s.id == id::DATA)
+                .context("internal error: the data section is missing")?,
+            ..found
+        },
         None => {
             insert(out, id::DATA, Vec::new());
             let at = out

@@ -95,25 +95,7 @@ pub(super) fn element_section(
             section.raw(&bytes[element.range.clone()]);
             continue;
         }
-        let empty = match element.items {
-            wasmparser::ElementItems::Functions(funcs) => {
-                for func in funcs {
-                    declared.insert(func?);
-                }
-                Elements::Functions(Cow::Borrowed(&[]))
-            }
-            wasmparser::ElementItems::Expressions(ty, exprs) => {
-                for expr in exprs {
-                    for op in expr?.get_operators_reader() {
-                        if let wasmparser::Operator::RefFunc { function_index } = op? {
-                            declared.insert(function_index);
-                        }
-                    }
-                }
-                Elements::Expressions(RoundtripReencoder.ref_type(ty)?, Cow::Borrowed(&[]))
-            }
-        };
-        section.passive(empty);
+        section.passive(emptied(element.items, &mut declared)?);
     }
     if !declared.is_empty() {
         let funcs: Vec<u32> = declared.into_iter().collect();
@@ -127,6 +109,32 @@ pub(super) fn element_section(
         write_slots(&mut section, image, facts)?;
     }
     Ok(section)
+}
+
+/// An empty passive segment of the element type of `items`, whose
+/// functions are added to `declared` (so that they stay declared).
+pub(super) fn emptied(
+    items: wasmparser::ElementItems<'_>,
+    declared: &mut BTreeSet<u32>,
+) -> Result<Elements<'static>> {
+    Ok(match items {
+        wasmparser::ElementItems::Functions(funcs) => {
+            for func in funcs {
+                declared.insert(func?);
+            }
+            Elements::Functions(Cow::Borrowed(&[]))
+        }
+        wasmparser::ElementItems::Expressions(ty, exprs) => {
+            for expr in exprs {
+                for op in expr?.get_operators_reader() {
+                    if let wasmparser::Operator::RefFunc { function_index } = op? {
+                        declared.insert(function_index);
+                    }
+                }
+            }
+            Elements::Expressions(RoundtripReencoder.ref_type(ty)?, Cow::Borrowed(&[]))
+        }
+    })
 }
 
 /// Appends the active segments that write `image`'s slots: its runs of

@@ -276,7 +276,7 @@ fn outputs_of_hand_written_inputs_are_unchanged() {
             args: &[],
             wasi: false,
             recorded_input: None,
-            expected: (41_019, 0xae15_6463_51b7_ab4b),
+            expected: (41_023, 0x7c7b_633b_bab5_7df0),
         },
         Case {
             name: "every kind of state, init kept",
@@ -284,7 +284,7 @@ fn outputs_of_hand_written_inputs_are_unchanged() {
             args: &["--keep-init-func"],
             wasi: false,
             recorded_input: None,
-            expected: (41_038, 0x527a_4b9f_3d72_0214),
+            expected: (41_042, 0x0c9c_3f3a_936a_7cb5),
         },
         Case {
             name: "nested components",

@@ -93,9 +93,6 @@ fn module_differential() {
             stats.cases
         );
     }
-    // Known bugs (see `module_oracle::KNOWN_BUGS`) are counted and printed
-    // above, and fail the test with `COMPONENT_INIT_MODULE_KNOWN_BUGS=fail`;
-    // the reproducers below are ignored until they are fixed.
     // The check must keep comparing: a generator or harness change that
     // makes most cases skip would make this test vacuous.
     // (Seeds 0..1200: 885 of 1200 compared; 1200..6000: 3475 of 4800.)
@@ -333,11 +330,11 @@ fn elem_drop_of_a_declarative_segment_during_init_keeps_ref_func_valid() {
     assert!(result.is_ok(), "{:#}", result.unwrap_err());
 }
 
-/// Known bug 0 of `module_oracle::KNOWN_BUGS`, as small as it gets: no
-/// element section, init writes a funcref global (or a table), and a data
-/// section: the output is invalid.
+/// Found by the oracle: no element section, init writes a funcref global
+/// (or a table), and a data section. The output gets an element section
+/// before the data section, whose place among the sections must follow (it
+/// was taken before, and the data were written over the code section).
 #[test]
-#[ignore = "known bug: data but no element section, init writes a funcref global: invalid output"]
 fn init_writing_a_funcref_global_of_a_module_with_data_and_no_elements() {
     for module in [
         r#"(module
@@ -359,11 +356,10 @@ fn init_writing_a_funcref_global_of_a_module_with_data_and_no_elements() {
     }
 }
 
-/// Known bug 1 of `module_oracle::KNOWN_BUGS`: `elem.drop` of a passive
-/// segment during init empties it in the output, but it was what declared
-/// `$f` for `ref.func`: the output is invalid.
+/// Found by the oracle: `elem.drop` of a passive segment during init
+/// empties it in the output, but it was what declared `$f` for `ref.func`;
+/// a declarative segment keeps `$f` declared.
 #[test]
-#[ignore = "known bug: elem.drop of a passive segment during init undeclares its functions"]
 fn elem_drop_of_a_passive_segment_during_init_keeps_ref_func_valid() {
     for module in [
         r#"(module
