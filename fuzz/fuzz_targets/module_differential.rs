@@ -9,10 +9,13 @@
 use libfuzzer_sys::fuzz_target;
 
 // Included by path, as the integration test includes it, so that the
-// fuzz crate's library stays as it is.
+// fuzz crate's library stays as it is; what it shares with `oracle.rs` it
+// takes from the library, as `super::common`.
 #[allow(dead_code)]
 #[path = "../src/module_oracle.rs"]
 mod module_oracle;
+
+use component_init_fuzz::common;
 
 fuzz_target!(|data: &[u8]| {
     let mut u = arbitrary::Unstructured::new(data);

@@ -12,7 +12,7 @@ use component_init::State;
 use component_init::{GlobalValue, InitFunc, InstrumentOptions, Plan, Snapshot, Value};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use super::oracle;
+use super::{common, oracle};
 
 /// Hand-written components with the shapes component-init handles: shared
 /// memories between modules, start functions, passive segments and
@@ -111,32 +111,6 @@ fn valid_component(u: &mut Unstructured<'_>) -> arbitrary::Result<Option<Vec<u8>
     } else {
         Ok(oracle::generate(u).ok().flatten().map(|c| c.component))
     }
-}
-
-/// Byte-level mutations: overwrite, insert, remove, truncate, duplicate.
-fn mutate(bytes: &mut Vec<u8>, u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
-    for _ in 0..u.int_in_range(1..=6)? {
-        if bytes.is_empty() {
-            break;
-        }
-        let at = u.choose_index(bytes.len())?;
-        match u.int_in_range(0..=4)? {
-            0 => bytes[at] = u.arbitrary()?,
-            1 => bytes.insert(at, u.arbitrary()?),
-            2 => {
-                let end = (at + u.int_in_range(1..=16)?).min(bytes.len());
-                bytes.drain(at..end);
-            }
-            3 => bytes.truncate(at),
-            _ => {
-                let end = (at + u.int_in_range(1..=32)?).min(bytes.len());
-                let piece = bytes[at..end].to_vec();
-                let to = u.choose_index(bytes.len())?;
-                bytes.splice(to..to, piece);
-            }
-        }
-    }
-    Ok(())
 }
 
 fn options(u: &mut Unstructured<'_>) -> arbitrary::Result<InstrumentOptions> {
@@ -253,7 +227,7 @@ pub fn check(u: &mut Unstructured<'_>) -> Result<Exercised, String> {
         },
     };
     if what == "mutated component" {
-        mutate(&mut bytes, u).ok();
+        common::mutate(&mut bytes, u, false).ok();
     }
     guard("parse", || {
         component_init::__internal::parse(&bytes).map(|_| ())

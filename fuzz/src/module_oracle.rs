@@ -65,12 +65,17 @@ use arbitrary::Unstructured;
 use component_init::{Compiler, Limits, ModuleOptions, WasmtimeRuntime};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 use std::time::Duration;
 use wasm_encoder as enc;
 use wasmparser as wp;
 use wasmtime::{Engine, Instance, Linker, Module, Store, Trap};
+
+pub use super::common::seed_bytes;
+use super::common::{
+    self, Const, Ends, INIT_TRAPS, Original, STACK_DEPTH_DIFFERS, STACK_OVERFLOW, exhausted,
+    is_out_of_fuel, wat_of,
+};
 
 /// Fuel for the reference's instantiation and init (one budget, as
 /// component-init's limits count both), and for every later call.
@@ -221,16 +226,10 @@ impl Stats {
         self.steps += other.steps;
         self.kept += other.kept;
         self.renamed += other.renamed;
-        for (mine, theirs) in [
-            (&mut self.inits, other.inits),
-            (&mut self.refused, other.refused),
-            (&mut self.error_checked, other.error_checked),
-            (&mut self.skipped, other.skipped),
-        ] {
-            for (k, v) in theirs {
-                *mine.entry(k).or_default() += v;
-            }
-        }
+        common::merge_counts(&mut self.inits, other.inits);
+        common::merge_counts(&mut self.refused, other.refused);
+        common::merge_counts(&mut self.error_checked, other.error_checked);
+        common::merge_counts(&mut self.skipped, other.skipped);
     }
 }
 
@@ -252,72 +251,11 @@ impl fmt::Display for Stats {
             self.error_checked.values().sum::<usize>(),
             self.skipped.values().sum::<usize>()
         )?;
-        for (init, n) in &self.inits {
-            writeln!(f, "  compared, init {init}: {n}")?;
-        }
-        for (why, n) in &self.refused {
-            writeln!(f, "  refused: {why}: {n}")?;
-        }
-        for (why, n) in &self.error_checked {
-            writeln!(f, "  error-checked: {why}: {n}")?;
-        }
-        for (why, n) in &self.skipped {
-            writeln!(f, "  skipped: {why}: {n}")?;
-        }
-        Ok(())
+        common::write_counts(f, "compared, init", &self.inits)?;
+        common::write_counts(f, "refused:", &self.refused)?;
+        common::write_counts(f, "error-checked:", &self.error_checked)?;
+        common::write_counts(f, "skipped:", &self.skipped)
     }
-}
-
-/// The wasm-smith configuration (that of `oracle.rs`, but for imports):
-/// small memories with maxima, mutable globals, no feature component-init
-/// rejects by design (shared memories, GC, exceptions). One case in eight
-/// may import anything.
-pub fn smith_config(u: &mut Unstructured<'_>) -> arbitrary::Result<wasm_smith::Config> {
-    let reference_types = u.arbitrary()?;
-    let disallow_traps = u.ratio(3, 4)?;
-    let max_imports = if u.ratio(1, 8)? { 3 } else { 0 };
-    Ok(wasm_smith::Config {
-        max_imports,
-        min_types: 1,
-        min_funcs: 1,
-        max_funcs: 8,
-        export_everything: true,
-        min_globals: 1,
-        max_globals: 6,
-        min_memories: u.int_in_range(0..=1)?,
-        max_memories: 3,
-        memory_max_size_required: true,
-        max_memory32_bytes: 3 << 16,
-        max_memory64_bytes: 3 << 16,
-        memory64_enabled: true,
-        custom_page_sizes_enabled: true,
-        max_tables: if reference_types { 2 } else { 1 },
-        table_max_size_required: true,
-        max_table_elements: 16,
-        max_elements: 8,
-        max_element_segments: 3,
-        max_data_segments: 4,
-        max_types: 10,
-        max_instructions: 60,
-        max_type_size: 300,
-        reference_types_enabled: reference_types,
-        disallow_traps,
-        bulk_memory_enabled: true,
-        multi_value_enabled: true,
-        simd_enabled: true,
-        relaxed_simd_enabled: true,
-        tail_call_enabled: true,
-        saturating_float_to_int_enabled: true,
-        sign_extension_ops_enabled: true,
-        extended_const_enabled: true,
-        threads_enabled: false,
-        shared_everything_threads_enabled: false,
-        gc_enabled: false,
-        exceptions_enabled: false,
-        custom_descriptors_enabled: false,
-        wide_arithmetic_enabled: false,
-        ..wasm_smith::Config::default()
-    })
 }
 
 /// What the harness needs to know of a module.
@@ -409,82 +347,6 @@ impl Facts {
     }
 }
 
-/// An integer, mostly small (the interesting values for generated code), or
-/// any bits.
-fn int(u: &mut Unstructured<'_>) -> arbitrary::Result<i64> {
-    Ok(if u.ratio(2, 3)? {
-        u.int_in_range(-4..=20)?
-    } else {
-        u.arbitrary()?
-    })
-}
-
-/// A constant argument (`ref.null` for references).
-#[derive(Debug, Clone, Copy)]
-pub enum Const {
-    I32(i32),
-    I64(i64),
-    F32(f32),
-    F64(f64),
-    V128(i128),
-    Null(wp::RefType),
-}
-
-impl Const {
-    /// A constant of type `ty`; `None` for a type without one.
-    fn new(ty: wp::ValType, u: &mut Unstructured<'_>) -> arbitrary::Result<Option<Const>> {
-        let v = int(u)?;
-        Ok(Some(match ty {
-            wp::ValType::I32 => Const::I32(v as i32),
-            wp::ValType::I64 => Const::I64(v),
-            wp::ValType::F32 if u.ratio(1, 4)? => Const::F32(f32::from_bits(u.arbitrary()?)),
-            wp::ValType::F32 => Const::F32(v as f32),
-            wp::ValType::F64 if u.ratio(1, 4)? => Const::F64(f64::from_bits(u.arbitrary()?)),
-            wp::ValType::F64 => Const::F64(v as f64),
-            wp::ValType::V128 => Const::V128(i128::from(v)),
-            wp::ValType::Ref(r) if r.is_nullable() => Const::Null(r),
-            wp::ValType::Ref(_) => return Ok(None),
-        }))
-    }
-
-    fn instr(self) -> Result<enc::Instruction<'static>> {
-        use enc::reencode::Reencode;
-        Ok(match self {
-            Const::I32(v) => enc::Instruction::I32Const(v),
-            Const::I64(v) => enc::Instruction::I64Const(v),
-            Const::F32(v) => enc::Instruction::F32Const(v.into()),
-            Const::F64(v) => enc::Instruction::F64Const(v.into()),
-            Const::V128(v) => enc::Instruction::V128Const(v),
-            Const::Null(r) => enc::Instruction::RefNull(
-                enc::reencode::RoundtripReencoder.heap_type(r.heap_type())?,
-            ),
-        })
-    }
-
-    /// The same value for a call through Wasmtime's API, if it has one.
-    fn val(self) -> Option<wasmtime::Val> {
-        use wasmtime::Val as V;
-        Some(match self {
-            Const::I32(v) => V::I32(v),
-            Const::I64(v) => V::I64(v),
-            Const::F32(v) => V::F32(v.to_bits()),
-            Const::F64(v) => V::F64(v.to_bits()),
-            Const::V128(v) => V::V128((v as u128).into()),
-            Const::Null(r) => match r.heap_type() {
-                wp::HeapType::Abstract {
-                    ty: wp::AbstractHeapType::Func,
-                    ..
-                } => V::FuncRef(None),
-                wp::HeapType::Abstract {
-                    ty: wp::AbstractHeapType::Extern,
-                    ..
-                } => V::ExternRef(None),
-                _ => return None,
-            },
-        })
-    }
-}
-
 /// What the harness does after init, on both sides: the export's name in
 /// the original and in the output (they differ when renamed).
 #[derive(Debug, Clone)]
@@ -535,15 +397,7 @@ pub struct Case {
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        // As in `oracle.rs`: no Rust backtrace captured for every
-        // `memory.grow` past a maximum.
-        wasmtime::error::disable_backtrace();
-        let mut config = wasmtime::Config::new();
-        config.wasm_multi_memory(true);
-        config.wasm_memory64(true);
-        config.wasm_custom_page_sizes(true);
-        config.consume_fuel(true);
-        Engine::new(&config).expect("the harness engine is configured correctly")
+        Engine::new(&common::engine_config()).expect("the harness engine is configured correctly")
     })
 }
 
@@ -557,10 +411,6 @@ fn instantiate(module: &Module, fuel: u64) -> Result<(Store<()>, Instance), wasm
     Ok((store, instance))
 }
 
-fn is_out_of_fuel(e: &wasmtime::Error) -> bool {
-    matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel))
-}
-
 /// A trap's code, or an error's root cause (an imported function's "unknown
 /// import"): the context around it holds code offsets, which differ between
 /// the original and the output.
@@ -569,25 +419,6 @@ fn trap_of(e: &wasmtime::Error) -> String {
         Some(trap) => format!("trap: {trap:?}"),
         None => format!("error: {}", e.root_cause()),
     }
-}
-
-const STACK_OVERFLOW: &str = "trap: StackOverflow";
-const OUT_OF_FUEL: &str = "trap: OutOfFuel";
-
-/// Whether a trap is resource exhaustion: which of the two comes first in
-/// deep recursion depends on frame sizes, so they are one outcome (see
-/// `oracle.rs`).
-fn exhausted(trap: &str) -> bool {
-    trap == OUT_OF_FUEL || trap == STACK_OVERFLOW
-}
-
-/// How a chain of calls on a fresh instance ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ends {
-    Returns,
-    Traps,
-    OutOfFuel,
-    Unknown,
 }
 
 /// The module compiled, to try init's candidates on.
@@ -602,29 +433,13 @@ impl Screen {
             Ok(ok) => ok,
             Err(_) => return Ends::Unknown,
         };
-        for &f in chain {
-            let Some(func) = instance.get_func(&mut store, &funcs[f].name) else {
-                return Ends::Unknown;
-            };
-            let Some(params) = args[f].iter().map(|c| c.val()).collect::<Option<Vec<_>>>() else {
-                return Ends::Unknown;
-            };
-            let mut results = vec![wasmtime::Val::I32(0); funcs[f].results.len()];
-            match func.call(&mut store, &params, &mut results) {
-                Ok(()) => {}
-                Err(e) if is_out_of_fuel(&e) => return Ends::OutOfFuel,
-                Err(_) => return Ends::Traps,
-            }
-        }
-        Ends::Returns
+        let calls = (chain.iter()).map(|&f| (funcs[f].name.as_str(), args[f].as_slice()));
+        common::run_chain(&mut store, &instance, calls)
     }
 }
 
 /// Fuel init's own instructions may need, on top of its calls.
 const INIT_FUEL: u64 = 2_000;
-
-/// Multiplier of init's fold (the 64-bit golden ratio).
-const FOLD: i64 = 0x9e37_79b9_7f4a_7c15_u64 as i64;
 
 /// What an appended init does.
 struct InitPlan {
@@ -742,20 +557,26 @@ fn append_init(
             }
         }
     };
+    // `finish` on the sections being built.
+    macro_rules! finish {
+        ($at:expr) => {
+            finish(
+                $at,
+                &mut out,
+                &mut types,
+                &mut functions,
+                &mut globals,
+                &mut exports,
+                &mut code,
+            )
+        };
+    }
     // Emits the extended sections the module lacks that go before `place`.
     macro_rules! missing_before {
         ($place:expr) => {
             for at in [TYPE, FUNCTION, GLOBAL, EXPORT, CODE] {
                 if at < $place && done.insert(at) {
-                    finish(
-                        at,
-                        &mut out,
-                        &mut types,
-                        &mut functions,
-                        &mut globals,
-                        &mut exports,
-                        &mut code,
-                    );
+                    finish!(at);
                 }
             }
         };
@@ -797,26 +618,10 @@ fn append_init(
         if let Some(at) = at.filter(|at| [TYPE, FUNCTION, GLOBAL, EXPORT].contains(at))
             && done.insert(at)
         {
-            finish(
-                at,
-                &mut out,
-                &mut types,
-                &mut functions,
-                &mut globals,
-                &mut exports,
-                &mut code,
-            );
+            finish!(at);
         }
         if code_left == Some(0) && done.insert(CODE) {
-            finish(
-                CODE,
-                &mut out,
-                &mut types,
-                &mut functions,
-                &mut globals,
-                &mut exports,
-                &mut code,
-            );
+            finish!(CODE);
         }
     }
     missing_before!(u8::MAX);
@@ -839,67 +644,19 @@ fn init_body(
     use enc::Instruction as I;
     // Locals 0 and 1: an `f32` and an `f64` temporary.
     let mut f = enc::Function::new([(1, enc::ValType::F32), (1, enc::ValType::F64)]);
-    let mix = |f: &mut enc::Function| {
-        f.instruction(&I::GlobalGet(acc))
-            .instruction(&I::I64Const(FOLD))
-            .instruction(&I::I64Mul)
-            .instruction(&I::I64Xor)
-            .instruction(&I::I64Const(1))
-            .instruction(&I::I64Add)
-            .instruction(&I::GlobalSet(acc));
-    };
     // A fold of a constant first (which function this is), so that running
     // it twice never leaves the state as once does.
     f.instruction(&I::I64Const(if writes.is_some() { 1 } else { 2 }));
-    mix(&mut f);
+    common::mix(&mut f, acc);
     for &k in chain {
         let func = &facts.funcs_exported[k];
         for c in &args[k] {
             f.instruction(&c.instr()?);
         }
         f.instruction(&I::Call(func.index));
-        for ty in func.results.iter().rev() {
-            match ty {
-                wp::ValType::I32 => {
-                    f.instruction(&I::I64ExtendI32U);
-                }
-                wp::ValType::I64 => {}
-                // NaNs folded as one canonical NaN.
-                wp::ValType::F32 => {
-                    f.instruction(&I::LocalSet(0))
-                        .instruction(&I::I64Const(0x7fc0_0000))
-                        .instruction(&I::LocalGet(0))
-                        .instruction(&I::I32ReinterpretF32)
-                        .instruction(&I::I64ExtendI32U)
-                        .instruction(&I::LocalGet(0))
-                        .instruction(&I::LocalGet(0))
-                        .instruction(&I::F32Ne)
-                        .instruction(&I::Select);
-                }
-                wp::ValType::F64 => {
-                    f.instruction(&I::LocalSet(1))
-                        .instruction(&I::I64Const(0x7ff8_0000_0000_0000))
-                        .instruction(&I::LocalGet(1))
-                        .instruction(&I::I64ReinterpretF64)
-                        .instruction(&I::LocalGet(1))
-                        .instruction(&I::LocalGet(1))
-                        .instruction(&I::F64Ne)
-                        .instruction(&I::Select);
-                }
-                // The low lane, NaN or not (the bits are state like any).
-                wp::ValType::V128 => {
-                    f.instruction(&I::I64x2ExtractLane(0));
-                }
-                wp::ValType::Ref(_) => {
-                    f.instruction(&I::RefIsNull).instruction(&I::I64ExtendI32U);
-                }
-            }
-            mix(&mut f);
-        }
-        if func.results.is_empty() {
-            f.instruction(&I::I64Const(0));
-            mix(&mut f);
-        }
+        // A `v128` result: its low lane, NaN or not (the bits are state
+        // like any).
+        common::fold_results(&mut f, &func.results, 0, acc, true);
     }
     let Some(plan) = writes else {
         f.instruction(&I::End);
@@ -907,72 +664,10 @@ fn init_body(
     };
     if let Some(g) = plan.global {
         let (index, ty) = facts.writable_globals[g];
-        f.instruction(&I::GlobalGet(acc));
-        match ty {
-            wp::ValType::I32 => {
-                f.instruction(&I::I32WrapI64);
-            }
-            wp::ValType::I64 => {}
-            wp::ValType::F32 => {
-                f.instruction(&I::I32WrapI64)
-                    .instruction(&I::F32ReinterpretI32);
-            }
-            wp::ValType::F64 => {
-                f.instruction(&I::F64ReinterpretI64);
-            }
-            wp::ValType::V128 => {
-                f.instruction(&I::I64x2Splat);
-            }
-            wp::ValType::Ref(_) => bail!("init cannot write a reference-typed global"),
-        }
-        f.instruction(&I::GlobalSet(index));
+        common::write_global(&mut f, acc, index, ty)?;
     }
     if let Some((m, offset)) = plan.memory {
-        let ty = facts.memories[m as usize];
-        let log2 = i64::from(ty.page_size_log2.unwrap_or(16));
-        let end = offset as i64 + 8;
-        let pages = (end + (1 << log2) - 1) >> log2;
-        let size = |f: &mut enc::Function| {
-            f.instruction(&I::MemorySize(m));
-            if !ty.memory64 {
-                f.instruction(&I::I64ExtendI32U);
-            }
-            f.instruction(&I::I64Const(log2)).instruction(&I::I64Shl);
-        };
-        // Grow the memory when `offset + 8` is past its end (which fails at
-        // its maximum), then write if it fits.
-        size(&mut f);
-        f.instruction(&I::I64Const(end))
-            .instruction(&I::I64LtU)
-            .instruction(&I::If(enc::BlockType::Empty))
-            .instruction(&I::I64Const(pages))
-            .instruction(&I::MemorySize(m));
-        if !ty.memory64 {
-            f.instruction(&I::I64ExtendI32U);
-        }
-        f.instruction(&I::I64Sub);
-        if !ty.memory64 {
-            f.instruction(&I::I32WrapI64);
-        }
-        f.instruction(&I::MemoryGrow(m))
-            .instruction(&I::Drop)
-            .instruction(&I::End);
-        size(&mut f);
-        f.instruction(&I::I64Const(end))
-            .instruction(&I::I64GeU)
-            .instruction(&I::If(enc::BlockType::Empty))
-            .instruction(&if ty.memory64 {
-                I::I64Const(offset as i64)
-            } else {
-                I::I32Const(offset as i32)
-            })
-            .instruction(&I::GlobalGet(acc))
-            .instruction(&I::I64Store(enc::MemArg {
-                offset: 0,
-                align: 0,
-                memory_index: m,
-            }))
-            .instruction(&I::End);
+        common::write_memory(&mut f, acc, m, facts.memories[m as usize], offset);
     }
     f.instruction(&I::End);
     Ok(f)
@@ -987,7 +682,9 @@ pub struct Generated {
 impl Generated {
     /// Generates a module from `u`; `None` when wasm-smith cannot.
     pub fn new(u: &mut Unstructured<'_>) -> Result<Option<Generated>> {
-        let config = smith_config(u)?;
+        // The shared configuration, but one case in eight may import
+        // anything.
+        let config = common::smith_config(u, true)?;
         let module = match wasm_smith::Module::new(config, u) {
             Ok(m) => m.to_bytes(),
             Err(_) => return Ok(None),
@@ -1008,7 +705,7 @@ impl Generated {
         for f in funcs {
             let mut consts = Vec::new();
             for p in &f.params {
-                consts.push(Const::new(*p, u)?);
+                consts.push(Const::new(*p, u, true)?);
             }
             callable.push(consts.iter().all(Option::is_some));
             args.push(consts.into_iter().flatten().collect::<Vec<_>>());
@@ -1052,7 +749,7 @@ impl Generated {
                 false,
             ),
             None => {
-                let (chain, returns) = screened_chain(u, &candidates, &run)?;
+                let (chain, returns) = common::screened_chain(u, &candidates, &run)?;
                 let kind = if u.ratio(1, 5)? {
                     InitKind::WithInitialize
                 } else if u.ratio(1, 8)? {
@@ -1141,77 +838,15 @@ impl Generated {
     }
 }
 
-/// Init's chain, from `candidates` tried with `run`: one to three calls
-/// that return, sometimes followed by one that traps; a call that traps, or
-/// any, when none returns. And whether a call returns.
-fn screened_chain(
-    u: &mut Unstructured<'_>,
-    candidates: &[usize],
-    run: &dyn Fn(&[usize]) -> Ends,
-) -> Result<(Vec<usize>, bool)> {
-    if candidates.is_empty() {
-        return Ok((Vec::new(), true));
-    }
-    let mut returning = Vec::new();
-    let mut trapping = Vec::new();
-    for &f in candidates {
-        match run(&[f]) {
-            Ends::Returns => returning.push(f),
-            Ends::Traps => trapping.push(f),
-            Ends::OutOfFuel | Ends::Unknown => {}
-        }
-    }
-    let Ok(&first) = u.choose(&returning) else {
-        let from = if trapping.is_empty() {
-            candidates
-        } else {
-            &trapping
-        };
-        return Ok((vec![*u.choose(from)?], false));
-    };
-    let mut chain = vec![first];
-    let len = u.int_in_range(1..=3)?;
-    while chain.len() < len {
-        let mut added = false;
-        for _ in 0..3 {
-            let mut longer = chain.clone();
-            longer.push(*u.choose(candidates)?);
-            if run(&longer) == Ends::Returns {
-                chain = longer;
-                added = true;
-                break;
-            }
-        }
-        if !added {
-            break;
-        }
-    }
-    if !trapping.is_empty() && u.ratio(1, 8)? {
-        chain.push(*u.choose(&trapping)?);
-    }
-    Ok((chain, true))
-}
-
 /// A memory with room for 8 bytes and an offset init writes at: mostly near
 /// the start, else anywhere below the maximum (which may take growing).
 fn memory_write(facts: &Facts, u: &mut Unstructured<'_>) -> Result<Option<(u32, u64)>> {
-    let roomy: Vec<(u32, u64)> = (facts.memories.iter().enumerate())
-        .filter_map(|(k, m)| {
-            let log2 = m.page_size_log2.unwrap_or(16);
-            let max = m.maximum?.checked_shl(log2)?.min(1 << 20);
-            (max >= 8).then_some((k as u32, max))
-        })
-        .collect();
+    let roomy = common::roomy_memories(&facts.memories);
     if roomy.is_empty() || u.ratio(1, 8)? {
         return Ok(None);
     }
-    let (m, max) = *u.choose(&roomy)?;
-    let offset = if u.ratio(1, 2)? {
-        u.int_in_range(0..=(max - 8).min(56))?
-    } else {
-        u.int_in_range(0..=max - 8)?
-    };
-    Ok(Some((m, offset)))
+    let (m, offset) = common::memory_write(u, &roomy)?;
+    Ok(Some((m as u32, offset)))
 }
 
 /// The steps of `case` and the exports its output must have: every export
@@ -1245,7 +880,7 @@ fn steps(case: &mut Case, facts: &Facts, init: &str, u: &mut Unstructured<'_>) -
                     .context("an exported function")?;
                 let mut args = Vec::new();
                 for p in &f.params {
-                    match Const::new(*p, u)?.and_then(Const::val) {
+                    match Const::new(*p, u, true)?.and_then(Const::val) {
                         Some(v) => args.push(v),
                         None => break,
                     }
@@ -1297,12 +932,8 @@ impl V {
     /// NaN-aware: NaNs returned are equal whatever their payload.
     fn same_result(&self, other: &V) -> bool {
         match (self, other) {
-            (V::F32(a), V::F32(b)) => {
-                a == b || (f32::from_bits(*a).is_nan() && f32::from_bits(*b).is_nan())
-            }
-            (V::F64(a), V::F64(b)) => {
-                a == b || (f64::from_bits(*a).is_nan() && f64::from_bits(*b).is_nan())
-            }
+            (V::F32(a), V::F32(b)) => common::same_f32(f32::from_bits(*a), f32::from_bits(*b)),
+            (V::F64(a), V::F64(b)) => common::same_f64(f64::from_bits(*a), f64::from_bits(*b)),
             _ => self == other,
         }
     }
@@ -1342,13 +973,7 @@ fn first_difference(a: &Outcome, b: &Outcome) -> String {
     let (Outcome::Bytes(a), Outcome::Bytes(b)) = (a, b) else {
         return String::new();
     };
-    match a.iter().zip(b).position(|(x, y)| x != y) {
-        Some(i) => format!(
-            "(first difference at byte {i}: {:#04x} vs {:#04x})",
-            a[i], b[i]
-        ),
-        None => format!("(lengths {} vs {})", a.len(), b.len()),
-    }
+    format!("({})", common::first_difference(a, b))
 }
 
 /// Runs one step; a call on a full [`FUEL`] budget.
@@ -1410,10 +1035,6 @@ fn run_steps(
     out
 }
 
-fn wat_of(bytes: &[u8]) -> String {
-    wasmprinter::print_bytes(bytes).unwrap_or_else(|e| format!("(unprintable: {e})"))
-}
-
 /// A pre-initializer: module bytes and options in, pre-initialized module
 /// out.
 pub type PreInit<'a> = &'a (dyn Fn(&[u8], &ModuleOptions) -> Result<Vec<u8>> + Sync);
@@ -1438,12 +1059,7 @@ fn catch_panic(
     module: &[u8],
     options: &ModuleOptions,
 ) -> Result<Result<Vec<u8>>, String> {
-    catch_unwind(AssertUnwindSafe(|| pre_init(module, options))).map_err(|p| {
-        p.downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "(no message)".into())
-    })
+    common::catch_panic(|| pre_init(module, options))
 }
 
 /// Runs one case from `u`: the whole differential check. `Ok` with what
@@ -1452,79 +1068,42 @@ pub fn check(u: &mut Unstructured<'_>) -> Result<(Verdict, usize), Failure> {
     check_with(u, &default_pre_init)
 }
 
-/// How many modules [`check_with`] generates at most for one case.
-const MODULES: usize = 3;
-
 /// [`check`] with another pre-initializer in place of component-init's.
 pub fn check_with(
     u: &mut Unstructured<'_>,
     pre_init: PreInit<'_>,
 ) -> Result<(Verdict, usize), Failure> {
-    let harness = |e: anyhow::Error| {
-        if e.downcast_ref::<arbitrary::Error>().is_some() {
-            return Ok((Verdict::Skipped("input too short"), 0));
-        }
-        Err(Failure {
-            what: format!("harness: generation failed: {e:#}"),
-            wat: String::new(),
-        })
-    };
     // A module none of whose functions returns makes a case that never
     // reaches a snapshot: three in four are replaced, up to twice.
-    let mut last = None;
-    for attempt in 1..=MODULES {
-        let generated = match Generated::new(u) {
-            Ok(Some(g)) => g,
-            Ok(None) if last.is_some() => break,
-            Ok(None) => return Ok((Verdict::Skipped("wasm-smith generated no module"), 0)),
-            Err(e) => return harness(e),
+    let next = |u: &mut Unstructured<'_>| {
+        let Some(generated) = Generated::new(u)? else {
+            return Ok(Err("wasm-smith generated no module"));
         };
-        let case = match generated.case(u, true) {
-            Ok(case) => case,
-            Err(e) => return harness(e),
-        };
-        let keep = match u.ratio(1, 4) {
-            Ok(keep) => keep,
-            Err(e) => return harness(e.into()),
-        };
-        if case.init_returns || case.imported_state.is_some() || attempt == MODULES || keep {
-            return check_case(&case, pre_init);
-        }
-        last = Some(case);
+        generated.case(u, true).map(Ok)
+    };
+    let settled = |case: &Case| case.init_returns || case.imported_state.is_some();
+    match common::settle(u, next, settled) {
+        Ok(Ok(case)) => check_case(&case, pre_init),
+        Ok(Err(why)) => Ok((Verdict::Skipped(why), 0)),
+        Err(what) => Err(Failure {
+            what,
+            wat: String::new(),
+        }),
     }
-    check_case(&last.expect("a case was generated"), pre_init)
 }
 
 const INSTANTIATION_TRAPS: &str = "instantiation traps (a start function or a segment)";
-const INIT_TRAPS: &str = "init traps";
 const IMPORTS_STATE: &str = "the module imports a memory, table or global";
-/// A call overflows the stack on one side only.
-const STACK_DEPTH_DIFFERS: &str = "a call overflows the stack on one side only (stack use is \
-                                   implementation-defined)";
 
-/// How the reference run went.
-enum Reference {
-    StartOutOfFuel,
-    InitOutOfFuel,
-    /// Instantiation or init trapped: why, and whether by overflowing the
-    /// stack.
-    Traps(&'static str, bool),
-    /// Init returned: every step's outcome, and the observations of a fresh
-    /// instance (before init).
-    Ran {
-        expected: Vec<Outcome>,
-        before: Vec<Outcome>,
-    },
-}
-
-fn run_reference(module: &Module, case: &Case) -> Result<Reference, String> {
+/// The reference run (see [`Original`]).
+fn run_reference(module: &Module, case: &Case) -> Result<Original<Outcome>, String> {
     let (mut store, instance) = match instantiate(module, FUEL) {
         Ok(ok) => ok,
-        Err(e) if is_out_of_fuel(&e) => return Ok(Reference::StartOutOfFuel),
+        Err(e) if is_out_of_fuel(&e) => return Ok(Original::StartOutOfFuel),
         // A trap, or an imported function called by the start function.
         Err(e) => {
             let overflow = trap_of(&e) == STACK_OVERFLOW;
-            return Ok(Reference::Traps(INSTANTIATION_TRAPS, overflow));
+            return Ok(Original::Traps(INSTANTIATION_TRAPS, overflow));
         }
     };
     // `_initialize` and init on what is left of the instantiation's budget.
@@ -1534,8 +1113,8 @@ fn run_reference(module: &Module, case: &Case) -> Result<Reference, String> {
             .map_err(|e| format!("harness: init `{name}`: {e:#}"))?;
         match func.call(&mut store, ()) {
             Ok(()) => {}
-            Err(e) if is_out_of_fuel(&e) => return Ok(Reference::InitOutOfFuel),
-            Err(e) => return Ok(Reference::Traps(INIT_TRAPS, trap_of(&e) == STACK_OVERFLOW)),
+            Err(e) if is_out_of_fuel(&e) => return Ok(Original::InitOutOfFuel),
+            Err(e) => return Ok(Original::Traps(INIT_TRAPS, trap_of(&e) == STACK_OVERFLOW)),
         }
     }
     let expected = run_steps(&mut store, &instance, &case.steps, false);
@@ -1550,29 +1129,18 @@ fn run_reference(module: &Module, case: &Case) -> Result<Reference, String> {
             return Err(t.clone());
         }
     }
-    Ok(Reference::Ran { expected, before })
+    Ok(Original::Ran { expected, before })
 }
 
-/// The documented limitation a pre-initialization error reports, if any:
-/// tables and reference-typed globals cannot be snapshotted, so neither
-/// init nor a start function may change them.
-fn documented_limitation(msg: &str) -> Option<&'static str> {
-    let during_init = msg.contains("so init must not change them");
-    let at_instantiation = msg.contains("so instantiation must not change them");
-    Some(if msg.contains("cannot snapshot yet") {
-        "a mutable global of an unsupported type"
-    } else if at_instantiation {
-        "a start function changes a table or reference-typed global"
-    } else if during_init && msg.contains("tables cannot be snapshotted") {
-        "init changes a table"
-    } else if during_init && msg.contains("reference-typed globals cannot be snapshotted") {
-        "init changes a reference-typed global"
-    } else if during_init {
-        "init changes other unsnapshottable state"
-    } else {
-        return None;
-    })
-}
+/// What a pre-initialization error reports as a documented limitation
+/// ([`common::documented_limitation`]) counts as refused.
+const DOCUMENTED: [&str; 5] = [
+    "a mutable global of an unsupported type",
+    "a start function changes a table or reference-typed global",
+    "init changes a table",
+    "init changes a reference-typed global",
+    "init changes other unsnapshottable state",
+];
 
 /// The differential check for one case, `pre_init` the pre-initializer.
 pub fn check_case(case: &Case, pre_init: PreInit<'_>) -> Result<(Verdict, usize), Failure> {
@@ -1603,19 +1171,16 @@ pub fn check_case(case: &Case, pre_init: PreInit<'_>) -> Result<(Verdict, usize)
         return Ok((Verdict::Skipped("Wasmtime cannot compile the module"), 0));
     };
     let (why, overflow) = match run_reference(&original, case).map_err(fail)? {
-        Reference::StartOutOfFuel => {
-            return Ok((Verdict::Skipped("a start function runs out of fuel"), 0));
+        Original::StartOutOfFuel => {
+            return Ok((Verdict::Skipped(common::START_OUT_OF_FUEL), 0));
         }
-        Reference::InitOutOfFuel => return Ok((Verdict::Skipped("init runs out of fuel"), 0)),
-        Reference::Traps(why, overflow) => (why, overflow),
-        Reference::Ran { expected, before } => {
-            let differs = |(a, b): (&Outcome, &Outcome)| !same(a, b);
-            let observed = before.iter().zip(&expected);
-            let changed = observed.clone().any(differs);
-            let module_changed = (case.steps.iter().zip(observed))
-                .filter(|(s, _)| s.name(false) != ACC)
-                .map(|(_, o)| o)
-                .any(differs);
+        Original::InitOutOfFuel => return Ok((Verdict::Skipped(common::INIT_OUT_OF_FUEL), 0)),
+        Original::Traps(why, overflow) => (why, overflow),
+        Original::Ran { expected, before } => {
+            let (changed, module_changed) =
+                common::init_changes(&case.steps, &before, &expected, same, |s| {
+                    s.name(false) == ACC
+                });
             return compare(case, pre_init, expected, changed, module_changed).map_err(fail);
         }
     };
@@ -1664,7 +1229,7 @@ fn compare(
         Err(panic) => return Err(format!("pre-initialization panicked: {panic}")),
         Ok(Err(e)) => {
             let msg = format!("{e:#}");
-            if let Some(why) = documented_limitation(&msg) {
+            if let Some(why) = common::documented_limitation(&msg, &DOCUMENTED) {
                 return Ok((Verdict::Refused(why), 0));
             }
             if msg.contains("call stack exhausted") {
@@ -1735,27 +1300,6 @@ fn compare(
     ))
 }
 
-/// Deterministic input bytes for case `seed` (splitmix64), 256 bytes to
-/// 16 KiB long: the generator of `oracle.rs`, so that a seed means the
-/// same bytes to both oracles.
-pub fn seed_bytes(seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x00c0_ffee_d15e_a5e5;
-    let mut next = || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    let len = 256 + (next() % (16 << 10)) as usize;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        bytes.extend_from_slice(&next().to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
-
 // Hostile inputs for the core-module pipeline.
 
 /// A hand-written module with the shapes the core-module pipeline handles:
@@ -1790,34 +1334,6 @@ pub const HOSTILE_SEED: &str = r#"(module
     (drop (memory.grow $m (i32.const 1))))
   (func $get (export "get") (result i32) (i32.add (global.get $g) (i32.load (i32.const 100))))
   (func (export "call") (result i32) (call_indirect (result i32) (i32.const 0))))"#;
-
-/// Byte-level mutations: overwrite, insert, remove, truncate, duplicate
-/// (those of `hostile.rs`).
-fn mutate(bytes: &mut Vec<u8>, u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
-    for _ in 0..u.int_in_range(1..=6)? {
-        if bytes.is_empty() {
-            break;
-        }
-        let at = u.choose_index(bytes.len())?;
-        match u.int_in_range(0..=5)? {
-            0 => bytes[at] = u.arbitrary()?,
-            1 => bytes.insert(at, u.arbitrary()?),
-            2 => {
-                let end = (at + u.int_in_range(1..=16)?).min(bytes.len());
-                bytes.drain(at..end);
-            }
-            3 => bytes.truncate(at),
-            4 => bytes[at] ^= 1 << u.int_in_range(0..=7)?,
-            _ => {
-                let end = (at + u.int_in_range(1..=32)?).min(bytes.len());
-                let piece = bytes[at..end].to_vec();
-                let to = u.choose_index(bytes.len())?;
-                bytes.splice(to..to, piece);
-            }
-        }
-    }
-    Ok(())
-}
 
 /// Options, mostly Wizer's defaults, sometimes arbitrary.
 fn hostile_options(u: &mut Unstructured<'_>) -> arbitrary::Result<ModuleOptions> {
@@ -1914,7 +1430,8 @@ pub fn check_hostile(
         }
     };
     if what.starts_with("mutated") {
-        mutate(&mut bytes, u).ok();
+        // Bit flips too (not in `hostile.rs`).
+        common::mutate(&mut bytes, u, true).ok();
     }
     // A generated module's own options three times in four.
     let options = match options {

@@ -56,6 +56,12 @@ use wasmparser as wp;
 use wasmtime::component::{Component, Instance, Linker, Val};
 use wasmtime::{Engine, Store, Trap};
 
+pub use super::common::seed_bytes;
+use super::common::{
+    self, Const, Ends, INIT_OUT_OF_FUEL, INIT_TRAPS, Original, STACK_DEPTH_DIFFERS, STACK_OVERFLOW,
+    catch_panic, first_difference, is_out_of_fuel, wat_of,
+};
+
 /// Fuel for every instantiation and call, on both sides.
 pub const FUEL: u64 = 100_000;
 
@@ -198,15 +204,9 @@ impl Stats {
         self.changed_module += other.changed_module;
         self.steps += other.steps;
         self.async_calls += other.async_calls;
-        for (k, v) in other.init_lifts {
-            *self.init_lifts.entry(k).or_default() += v;
-        }
-        for (k, v) in other.error_checked {
-            *self.error_checked.entry(k).or_default() += v;
-        }
-        for (k, v) in other.skipped {
-            *self.skipped.entry(k).or_default() += v;
-        }
+        common::merge_counts(&mut self.init_lifts, other.init_lifts);
+        common::merge_counts(&mut self.error_checked, other.error_checked);
+        common::merge_counts(&mut self.skipped, other.skipped);
     }
 }
 
@@ -226,72 +226,10 @@ impl fmt::Display for Stats {
             self.error_checked.values().sum::<usize>(),
             self.skipped.values().sum::<usize>()
         )?;
-        for (lift, n) in &self.init_lifts {
-            writeln!(f, "  compared, init lifted {lift}: {n}")?;
-        }
-        for (why, n) in &self.error_checked {
-            writeln!(f, "  error-checked: {why}: {n}")?;
-        }
-        for (why, n) in &self.skipped {
-            writeln!(f, "  skipped: {why}: {n}")?;
-        }
-        Ok(())
+        common::write_counts(f, "compared, init lifted", &self.init_lifts)?;
+        common::write_counts(f, "error-checked:", &self.error_checked)?;
+        common::write_counts(f, "skipped:", &self.skipped)
     }
-}
-
-/// The wasm-smith configuration: modules without imports that export
-/// everything, with small memories (maxima required), mutable globals, and no
-/// feature component-init rejects by design (shared memories, GC,
-/// exceptions). Reference types are on in half of the cases; their mutable
-/// globals are a documented limitation and counted as skipped.
-pub fn smith_config(u: &mut Unstructured<'_>) -> arbitrary::Result<wasm_smith::Config> {
-    let reference_types = u.arbitrary()?;
-    // Most cases keep wasm-smith from generating traps (it guards
-    // divisions, loads, ...; stack overflows remain), so that more of them
-    // get past init; the others trap freely.
-    let disallow_traps = u.ratio(3, 4)?;
-    Ok(wasm_smith::Config {
-        max_imports: 0,
-        min_types: 1,
-        min_funcs: 1,
-        max_funcs: 8,
-        export_everything: true,
-        min_globals: 1,
-        max_globals: 6,
-        min_memories: u.int_in_range(0..=1)?,
-        max_memories: 3,
-        memory_max_size_required: true,
-        max_memory32_bytes: 3 << 16,
-        max_memory64_bytes: 3 << 16,
-        memory64_enabled: true,
-        custom_page_sizes_enabled: true,
-        max_tables: if reference_types { 2 } else { 1 },
-        table_max_size_required: true,
-        max_table_elements: 16,
-        max_elements: 8,
-        max_element_segments: 3,
-        max_data_segments: 4,
-        max_types: 10,
-        max_instructions: 60,
-        max_type_size: 300,
-        reference_types_enabled: reference_types,
-        disallow_traps,
-        bulk_memory_enabled: true,
-        multi_value_enabled: true,
-        simd_enabled: true,
-        relaxed_simd_enabled: true,
-        tail_call_enabled: true,
-        saturating_float_to_int_enabled: true,
-        sign_extension_ops_enabled: true,
-        extended_const_enabled: true,
-        threads_enabled: false,
-        shared_everything_threads_enabled: false,
-        gc_enabled: false,
-        exceptions_enabled: false,
-        custom_descriptors_enabled: false,
-        wide_arithmetic_enabled: false,
-        ..wasm_smith::Config::default()
-    })
 }
 
 /// An exported function of the generated module.
@@ -399,84 +337,9 @@ fn enc_val(ty: wp::ValType) -> Result<enc::ValType> {
     Ok(enc::reencode::RoundtripReencoder.val_type(ty)?)
 }
 
-/// An integer, mostly small (the interesting values for generated code), or
-/// An integer, mostly small (the interesting values for generated code), or
-/// any bits.
-fn int(u: &mut Unstructured<'_>) -> arbitrary::Result<i64> {
-    Ok(if u.ratio(2, 3)? {
-        u.int_in_range(-4..=20)?
-    } else {
-        u.arbitrary()?
-    })
-}
-
-/// A constant the glue passes as a parameter (`ref.null` for references).
-#[derive(Debug, Clone, Copy)]
-enum Const {
-    I32(i32),
-    I64(i64),
-    F32(f32),
-    F64(f64),
-    V128(i128),
-    Null(wp::RefType),
-}
-
-impl Const {
-    /// A constant of type `ty`.
-    fn new(ty: wp::ValType, u: &mut Unstructured<'_>) -> Result<Const> {
-        let v = int(u)?;
-        Ok(match ty {
-            wp::ValType::I32 => Const::I32(v as i32),
-            wp::ValType::I64 => Const::I64(v),
-            wp::ValType::F32 => Const::F32(v as f32),
-            wp::ValType::F64 => Const::F64(v as f64),
-            wp::ValType::V128 => Const::V128(i128::from(v)),
-            wp::ValType::Ref(r) if r.is_nullable() => Const::Null(r),
-            other => anyhow::bail!("no constant for {other}"),
-        })
-    }
-
-    fn instr(self) -> Result<enc::Instruction<'static>> {
-        use enc::reencode::Reencode;
-        Ok(match self {
-            Const::I32(v) => enc::Instruction::I32Const(v),
-            Const::I64(v) => enc::Instruction::I64Const(v),
-            Const::F32(v) => enc::Instruction::F32Const(v.into()),
-            Const::F64(v) => enc::Instruction::F64Const(v.into()),
-            Const::V128(v) => enc::Instruction::V128Const(v),
-            Const::Null(r) => enc::Instruction::RefNull(
-                enc::reencode::RoundtripReencoder.heap_type(r.heap_type())?,
-            ),
-        })
-    }
-
-    /// The same value for a core call in Wasmtime, if it has one.
-    fn core_val(self) -> Option<wasmtime::Val> {
-        use wasmtime::Val as V;
-        Some(match self {
-            Const::I32(v) => V::I32(v),
-            Const::I64(v) => V::I64(v),
-            Const::F32(v) => V::F32(v.to_bits()),
-            Const::F64(v) => V::F64(v.to_bits()),
-            Const::V128(v) => V::V128((v as u128).into()),
-            Const::Null(r) => match r.heap_type() {
-                wp::HeapType::Abstract {
-                    ty: wp::AbstractHeapType::Func,
-                    ..
-                } => V::FuncRef(None),
-                wp::HeapType::Abstract {
-                    ty: wp::AbstractHeapType::Extern,
-                    ..
-                } => V::ExternRef(None),
-                _ => return None,
-            },
-        })
-    }
-}
-
 /// A component-level argument of type `ty`.
 fn arg(ty: wp::ValType, u: &mut Unstructured<'_>) -> arbitrary::Result<Val> {
-    let v = int(u)?;
+    let v = common::int(u)?;
     Ok(match ty {
         wp::ValType::I32 => Val::S32(v as i32),
         wp::ValType::I64 => Val::S64(v),
@@ -544,16 +407,6 @@ pub struct Generated {
     exports: ModuleExports,
 }
 
-/// How a chain of calls on a fresh core instance of the module ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ends {
-    Returns,
-    Traps,
-    OutOfFuel,
-    /// Not run (an argument Wasmtime's API cannot make).
-    Unknown,
-}
-
 /// The module compiled as a core module, to try init's candidates on.
 struct Screen {
     module: wasmtime::Module,
@@ -587,25 +440,8 @@ impl Screen {
             return Ends::Unknown;
         };
         store.set_fuel(fuel).expect("fuel is enabled");
-        for f in chain {
-            let Some(func) = instance.get_func(&mut store, &exports.funcs[*f].name) else {
-                return Ends::Unknown;
-            };
-            let Some(params) = args[f]
-                .iter()
-                .map(|c| c.core_val())
-                .collect::<Option<Vec<_>>>()
-            else {
-                return Ends::Unknown;
-            };
-            let mut results = vec![wasmtime::Val::I32(0); func.ty(&store).results().len()];
-            match func.call(&mut store, &params, &mut results) {
-                Ok(()) => {}
-                Err(e) if is_out_of_fuel(&e) => return Ends::OutOfFuel,
-                Err(_) => return Ends::Traps,
-            }
-        }
-        Ends::Returns
+        let calls = (chain.iter()).map(|f| (exports.funcs[*f].name.as_str(), args[f].as_slice()));
+        common::run_chain(&mut store, &instance, calls)
     }
 }
 
@@ -616,7 +452,11 @@ const GLUE_FUEL: u64 = 2_000;
 impl Generated {
     /// Generates a module from `u`; `None` when wasm-smith cannot.
     pub fn new(u: &mut Unstructured<'_>) -> Result<Option<Generated>> {
-        let config = smith_config(u)?;
+        // Modules without imports that export everything (the shared
+        // configuration). Reference types are on in half of the cases;
+        // their mutable globals are a documented limitation and counted as
+        // skipped.
+        let config = common::smith_config(u, false)?;
         let module = match wasm_smith::Module::new(config, u) {
             Ok(m) => m.to_bytes(),
             Err(_) => return Ok(None),
@@ -651,7 +491,9 @@ impl Generated {
             let params = &self.exports.funcs[f].params;
             let consts = params
                 .iter()
-                .map(|p| Const::new(*p, u))
+                .map(|p| {
+                    Const::new(*p, u, false)?.ok_or_else(|| anyhow::anyhow!("no constant for {p}"))
+                })
                 .collect::<Result<Vec<_>>>()?;
             args.insert(f, consts);
         }
@@ -663,7 +505,8 @@ impl Generated {
         let (chain, init_returns) = match &screen {
             Some(screen) => {
                 let fuel = (FUEL - GLUE_FUEL) / u64::from(initialized);
-                self.screened_chain(u, screen, &candidates, &args, fuel)?
+                let run = |chain: &[usize]| screen.run(&self.exports, &args, chain, fuel);
+                common::screened_chain(u, &candidates, &run)?
             }
             None => {
                 let mut chain = vec![*u.choose(&candidates)?];
@@ -682,61 +525,6 @@ impl Generated {
         let mut case = build(&self.module, &self.exports, &plan, u)?;
         case.init_returns = init_returns;
         Ok(Some(case))
-    }
-
-    /// Init's chain, from candidates tried on `screen`: one to three calls
-    /// that return, sometimes followed by one that traps; a call that traps,
-    /// or any, when none returns. And whether a call returns (the first).
-    fn screened_chain(
-        &self,
-        u: &mut Unstructured<'_>,
-        screen: &Screen,
-        candidates: &[usize],
-        args: &BTreeMap<usize, Vec<Const>>,
-        fuel: u64,
-    ) -> Result<(Vec<usize>, bool)> {
-        let run = |chain: &[usize]| screen.run(&self.exports, args, chain, fuel);
-        let mut returning = Vec::new();
-        let mut trapping = Vec::new();
-        for &f in candidates {
-            match run(&[f]) {
-                Ends::Returns => returning.push(f),
-                Ends::Traps => trapping.push(f),
-                Ends::OutOfFuel | Ends::Unknown => {}
-            }
-        }
-        let Some(&first) = u.choose(&returning).ok() else {
-            let from = if trapping.is_empty() {
-                candidates
-            } else {
-                &trapping
-            };
-            return Ok((vec![*u.choose(from)?], false));
-        };
-        let mut chain = vec![first];
-        let len = u.int_in_range(1..=3)?;
-        while chain.len() < len {
-            // Any function may follow, one that returned alone or not: the
-            // state is not the same any more.
-            let mut added = false;
-            for _ in 0..3 {
-                let next = *u.choose(candidates)?;
-                let mut longer = chain.clone();
-                longer.push(next);
-                if run(&longer) == Ends::Returns {
-                    chain = longer;
-                    added = true;
-                    break;
-                }
-            }
-            if !added {
-                break;
-            }
-        }
-        if !trapping.is_empty() && u.ratio(1, 8)? {
-            chain.push(*u.choose(&trapping)?);
-        }
-        Ok((chain, true))
     }
 }
 
@@ -820,9 +608,6 @@ impl Builtin {
 const EXIT: i32 = 0;
 const YIELD: i32 = 1;
 
-/// Multiplier of the glue's fold (the 64-bit golden ratio).
-const FOLD: i64 = 0x9e37_79b9_7f4a_7c15_u64 as i64;
-
 /// Core function types of the glue, each once.
 #[derive(Default)]
 struct CoreTypes {
@@ -878,138 +663,23 @@ impl GlueLayout<'_> {
     /// The chain on instance `i`, its results folded into `acc`, then the
     /// writes; `temps` holds an `f32` and an `f64` local.
     fn stage(&self, f: &mut enc::Function, i: u32, temps: u32) -> Result<()> {
-        use enc::Instruction as I;
         for func in &self.plan.chain {
             for c in &self.plan.args[func] {
                 f.instruction(&c.instr()?);
             }
-            f.instruction(&I::Call(self.funcs[&(i, *func)]));
+            f.instruction(&enc::Instruction::Call(self.funcs[&(i, *func)]));
+            // A `v128` result: only that there was one (lanes may hold NaNs
+            // too).
             let results = &self.exports.funcs[*func].results;
-            for ty in results.iter().rev() {
-                match ty {
-                    wp::ValType::I32 => {
-                        f.instruction(&I::I64ExtendI32U);
-                    }
-                    wp::ValType::I64 => {}
-                    // NaNs folded as one canonical NaN: their payloads may
-                    // differ between the compilers that run init.
-                    wp::ValType::F32 => {
-                        f.instruction(&I::LocalSet(temps))
-                            .instruction(&I::I64Const(0x7fc0_0000))
-                            .instruction(&I::LocalGet(temps))
-                            .instruction(&I::I32ReinterpretF32)
-                            .instruction(&I::I64ExtendI32U)
-                            .instruction(&I::LocalGet(temps))
-                            .instruction(&I::LocalGet(temps))
-                            .instruction(&I::F32Ne)
-                            .instruction(&I::Select);
-                    }
-                    wp::ValType::F64 => {
-                        f.instruction(&I::LocalSet(temps + 1))
-                            .instruction(&I::I64Const(0x7ff8_0000_0000_0000))
-                            .instruction(&I::LocalGet(temps + 1))
-                            .instruction(&I::I64ReinterpretF64)
-                            .instruction(&I::LocalGet(temps + 1))
-                            .instruction(&I::LocalGet(temps + 1))
-                            .instruction(&I::F64Ne)
-                            .instruction(&I::Select);
-                    }
-                    // Lanes may hold NaNs too: only that there was one.
-                    wp::ValType::V128 => {
-                        f.instruction(&I::Drop).instruction(&I::I64Const(2));
-                    }
-                    wp::ValType::Ref(_) => {
-                        f.instruction(&I::RefIsNull).instruction(&I::I64ExtendI32U);
-                    }
-                }
-                self.mix(f);
-            }
-            if results.is_empty() {
-                f.instruction(&I::I64Const(0));
-                self.mix(f);
-            }
+            common::fold_results(f, results, temps, self.acc, false);
         }
         if let Some(g) = self.writes.global {
-            f.instruction(&I::GlobalGet(self.acc));
-            match self.exports.globals[g].ty {
-                wp::ValType::I32 => {
-                    f.instruction(&I::I32WrapI64);
-                }
-                wp::ValType::I64 => {}
-                wp::ValType::F32 => {
-                    f.instruction(&I::I32WrapI64)
-                        .instruction(&I::F32ReinterpretI32);
-                }
-                wp::ValType::F64 => {
-                    f.instruction(&I::F64ReinterpretI64);
-                }
-                wp::ValType::V128 => {
-                    f.instruction(&I::I64x2Splat);
-                }
-                other => anyhow::bail!("the glue cannot write a global of type {other}"),
-            }
-            f.instruction(&I::GlobalSet(i));
+            common::write_global(f, self.acc, i, self.exports.globals[g].ty)?;
         }
         if let Some((m, offset)) = self.writes.memory {
-            let ty = self.exports.memories[m].ty;
-            let log2 = i64::from(ty.page_size_log2.unwrap_or(16));
-            let end = offset as i64 + 8;
-            let pages = (end + (1 << log2) - 1) >> log2;
-            let size = |f: &mut enc::Function| {
-                f.instruction(&I::MemorySize(i));
-                if !ty.memory64 {
-                    f.instruction(&I::I64ExtendI32U);
-                }
-                f.instruction(&I::I64Const(log2)).instruction(&I::I64Shl);
-            };
-            // Grow the memory when `offset + 8` is past its end (which fails
-            // at its maximum), then write if it fits.
-            size(f);
-            f.instruction(&I::I64Const(end))
-                .instruction(&I::I64LtU)
-                .instruction(&I::If(enc::BlockType::Empty))
-                .instruction(&I::I64Const(pages))
-                .instruction(&I::MemorySize(i));
-            if !ty.memory64 {
-                f.instruction(&I::I64ExtendI32U);
-            }
-            f.instruction(&I::I64Sub);
-            if !ty.memory64 {
-                f.instruction(&I::I32WrapI64);
-            }
-            f.instruction(&I::MemoryGrow(i))
-                .instruction(&I::Drop)
-                .instruction(&I::End);
-            size(f);
-            f.instruction(&I::I64Const(end))
-                .instruction(&I::I64GeU)
-                .instruction(&I::If(enc::BlockType::Empty))
-                .instruction(&if ty.memory64 {
-                    I::I64Const(offset as i64)
-                } else {
-                    I::I32Const(offset as i32)
-                })
-                .instruction(&I::GlobalGet(self.acc))
-                .instruction(&I::I64Store(enc::MemArg {
-                    offset: 0,
-                    align: 0,
-                    memory_index: i,
-                }))
-                .instruction(&I::End);
+            common::write_memory(f, self.acc, i, self.exports.memories[m].ty, offset);
         }
         Ok(())
-    }
-
-    /// `acc = (acc * FOLD ^ x) + 1`, `x` the `i64` on the stack.
-    fn mix(&self, f: &mut enc::Function) {
-        use enc::Instruction as I;
-        f.instruction(&I::GlobalGet(self.acc))
-            .instruction(&I::I64Const(FOLD))
-            .instruction(&I::I64Mul)
-            .instruction(&I::I64Xor)
-            .instruction(&I::I64Const(1))
-            .instruction(&I::I64Add)
-            .instruction(&I::GlobalSet(self.acc));
     }
 }
 
@@ -1165,24 +835,9 @@ fn build(
     } else {
         None
     };
-    // Memories with room for 8 bytes, and how many bytes they may have.
-    let roomy: Vec<(usize, u64)> = (exports.memories.iter().enumerate())
-        .filter_map(|(k, m)| {
-            let log2 = m.ty.page_size_log2.unwrap_or(16);
-            let max = m.ty.maximum?.checked_shl(log2)?.min(1 << 20);
-            (max >= 8).then_some((k, max))
-        })
-        .collect();
+    let roomy = common::roomy_memories(exports.memories.iter().map(|m| &m.ty));
     let memory = if !roomy.is_empty() && u.ratio(7, 8)? {
-        let (m, max) = *u.choose(&roomy)?;
-        // Mostly near the start; else anywhere below the maximum, which may
-        // take growing the memory.
-        let offset = if u.ratio(1, 2)? {
-            u.int_in_range(0..=(max - 8).min(56))?
-        } else {
-            u.int_in_range(0..=max - 8)?
-        };
-        Some((m, offset))
+        Some(common::memory_write(u, &roomy)?)
     } else {
         None
     };
@@ -1803,22 +1458,11 @@ fn mem_arg(memory_index: u32, offset: u64) -> enc::MemArg {
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        // Wasmtime makes an error, Rust backtrace included when
-        // `RUST_BACKTRACE` is set, for every `memory.grow` past a maximum,
-        // even though the guest only sees -1; in deep recursion, which
-        // generated code is full of, capturing it walks the whole stack, and
-        // the cases take twice as long. (A process-wide switch, for this
-        // test binary or fuzz target; errors keep their messages.)
-        wasmtime::error::disable_backtrace();
-        let mut config = wasmtime::Config::new();
-        config.wasm_multi_memory(true);
-        config.wasm_memory64(true);
-        config.wasm_custom_page_sizes(true);
+        let mut config = common::engine_config();
         config.wasm_component_model_async(true);
         config.wasm_component_model_more_async_builtins(true);
         config.wasm_component_model_async_stackful(true);
         config.wasm_component_model_error_context(true);
-        config.consume_fuel(true);
         Engine::new(&config).expect("the harness engine is configured correctly")
     })
 }
@@ -1839,10 +1483,6 @@ fn trap_of(e: &wasmtime::Error) -> String {
     }
 }
 
-fn is_out_of_fuel(e: &wasmtime::Error) -> bool {
-    matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel))
-}
-
 /// An error that is not a trap: the harness called something wrongly, or
 /// an async-lifted function never returned. The generated code cannot
 /// cause one (it has no imports), so it is a bug wherever it shows.
@@ -1858,12 +1498,8 @@ fn not_a_trap(o: &Outcome) -> Option<&str> {
 /// exactly through the observers).
 fn same_val(a: &Val, b: &Val) -> bool {
     match (a, b) {
-        (Val::Float32(x), Val::Float32(y)) => {
-            (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits()
-        }
-        (Val::Float64(x), Val::Float64(y)) => {
-            (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits()
-        }
+        (Val::Float32(x), Val::Float32(y)) => common::same_f32(*x, *y),
+        (Val::Float64(x), Val::Float64(y)) => common::same_f64(*x, *y),
         _ => a == b,
     }
 }
@@ -1874,39 +1510,18 @@ fn same(a: &Outcome, b: &Outcome) -> bool {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_val(x, y))
         }
         (Outcome::Bytes(a), Outcome::Bytes(b)) => a == b,
-        (Outcome::Trap(a), Outcome::Trap(b)) => a == b || (exhausted(a) && exhausted(b)),
+        (Outcome::Trap(a), Outcome::Trap(b)) => {
+            a == b || (common::exhausted(a) && common::exhausted(b))
+        }
         _ => false,
     }
 }
-
-/// Whether a trap is resource exhaustion. Running out of fuel and
-/// overflowing the stack are the same outcome here: which comes first in
-/// deep recursion depends on stack frame sizes, which depend on how the
-/// module is compiled, and the output is a different module (for example
-/// `elem.drop` of a segment that was active compiles to nothing, of the
-/// empty passive segment that replaces it in the output to a libcall, so the
-/// frame grows).
-fn exhausted(trap: &str) -> bool {
-    trap == "trap: OutOfFuel" || trap == STACK_OVERFLOW
-}
-
-const STACK_OVERFLOW: &str = "trap: StackOverflow";
 
 fn describe(o: &Outcome) -> String {
     match o {
         Outcome::Values(v) => format!("{v:?}"),
         Outcome::Trap(t) => t.clone(),
         Outcome::Bytes(b) => format!("{} bytes", b.len()),
-    }
-}
-
-fn first_difference(a: &[u8], b: &[u8]) -> String {
-    match a.iter().zip(b).position(|(x, y)| x != y) {
-        Some(i) => format!(
-            "first difference at byte {i}: {:#04x} vs {:#04x}",
-            a[i], b[i]
-        ),
-        None => format!("lengths {} vs {}", a.len(), b.len()),
     }
 }
 
@@ -1978,10 +1593,6 @@ async fn run_steps(store: &mut Store<()>, instance: &Instance, steps: &[Step]) -
     out
 }
 
-fn wat_of(bytes: &[u8]) -> String {
-    wasmprinter::print_bytes(bytes).unwrap_or_else(|e| format!("(unprintable: {e})"))
-}
-
 /// A pre-initializer: component bytes in, pre-initialized component out.
 pub type PreInit<'a> = &'a (dyn Fn(&[u8]) -> Result<Vec<u8>> + Sync);
 
@@ -2005,74 +1616,33 @@ pub fn check_with(
     u: &mut Unstructured<'_>,
     pre_init: PreInit<'_>,
 ) -> Result<(Verdict, usize), Failure> {
-    let harness = |e: anyhow::Error| {
-        if e.downcast_ref::<arbitrary::Error>().is_some() {
-            return Ok((Verdict::Skipped("input too short"), 0));
-        }
-        Err(Failure {
-            what: format!("harness: generation failed: {e:#}"),
-            wat: String::new(),
-        })
-    };
     // A module none of whose functions returns (they loop, or trap), or
     // that does not instantiate, makes a case that never reaches a
     // snapshot: three in four of them are replaced by another module, up to
     // twice.
-    let mut last = None;
-    for attempt in 1..=MODULES {
-        let generated = match Generated::new(u) {
-            Ok(Some(g)) => g,
-            Ok(None) if last.is_some() => break,
-            Ok(None) => return Ok((Verdict::Skipped("wasm-smith generated no module"), 0)),
-            Err(e) => return harness(e),
+    let next = |u: &mut Unstructured<'_>| {
+        let Some(generated) = Generated::new(u)? else {
+            return Ok(Err("wasm-smith generated no module"));
         };
-        let case = match generated.case(u, true) {
-            Ok(Some(case)) => case,
-            Ok(None) if last.is_some() => break,
-            Ok(None) => return Ok((Verdict::Skipped("no function that init can call"), 0)),
-            Err(e) => return harness(e),
-        };
-        let keep = match u.ratio(1, 4) {
-            Ok(keep) => keep,
-            Err(e) => return harness(e.into()),
-        };
-        if case.init_returns || attempt == MODULES || keep {
-            return check_case(&case, pre_init);
-        }
-        last = Some(case);
+        Ok(generated
+            .case(u, true)?
+            .ok_or("no function that init can call"))
+    };
+    match common::settle(u, next, |case: &Case| case.init_returns) {
+        Ok(Ok(case)) => check_case(&case, pre_init),
+        Ok(Err(why)) => Ok((Verdict::Skipped(why), 0)),
+        Err(what) => Err(Failure {
+            what,
+            wat: String::new(),
+        }),
     }
-    check_case(&last.expect("a case was generated"), pre_init)
 }
-
-/// How many modules [`check`] generates at most for one case.
-const MODULES: usize = 3;
-
-/// A call overflows the stack on one side only; see [`exhausted`].
-const STACK_DEPTH_DIFFERS: &str = "a call overflows the stack on one side only (stack use is \
-                                   implementation-defined)";
 
 const INSTANTIATION_TRAPS: &str = "instantiation traps (a start function or a data segment)";
-const INIT_TRAPS: &str = "init traps";
-const INIT_OUT_OF_FUEL: &str = "init runs out of fuel";
-
-/// How the original's run went.
-enum Original {
-    StartOutOfFuel,
-    InitOutOfFuel,
-    /// Instantiation or init trapped: why, and whether by overflowing the
-    /// stack.
-    Traps(&'static str, bool),
-    /// Init returned: every step's outcome, and the observations of a fresh
-    /// instance (before init).
-    Ran {
-        expected: Vec<Outcome>,
-        before: Vec<Outcome>,
-    },
-}
 
 /// The original: instantiate (start functions run), init, the rest; and
 /// the observations of a fresh instance, without init.
-async fn run_original(component: &Component, case: &Case) -> Result<Original, String> {
+async fn run_original(component: &Component, case: &Case) -> Result<Original<Outcome>, String> {
     let engine = engine();
     let linker = Linker::<()>::new(engine);
     let mut store = Store::new(engine, ());
@@ -2093,7 +1663,7 @@ async fn run_original(component: &Component, case: &Case) -> Result<Original, St
     let init = Step::Call(INIT.into(), vec![], case.init_lift);
     match step(&mut store, &instance, &init).await {
         o if not_a_trap(&o).is_some() => Err(format!("harness: init failed: {}", describe(&o))),
-        Outcome::Trap(t) if t == "trap: OutOfFuel" => Ok(Original::InitOutOfFuel),
+        Outcome::Trap(t) if t == common::OUT_OF_FUEL => Ok(Original::InitOutOfFuel),
         Outcome::Trap(t) => Ok(Original::Traps(INIT_TRAPS, t == STACK_OVERFLOW)),
         _ => {
             let expected = run_steps(&mut store, &instance, &case.steps).await;
@@ -2159,7 +1729,7 @@ pub fn check_case(case: &Case, pre_init: PreInit<'_>) -> Result<(Verdict, usize)
         .map_err(fail)?;
     let (why, overflow) = match run {
         Original::StartOutOfFuel => {
-            return Ok((Verdict::Skipped("a start function runs out of fuel"), 0));
+            return Ok((Verdict::Skipped(common::START_OUT_OF_FUEL), 0));
         }
         Original::InitOutOfFuel => return Ok((Verdict::Skipped(INIT_OUT_OF_FUEL), 0)),
         Original::Traps(why, overflow) => (why, overflow),
@@ -2167,20 +1737,17 @@ pub fn check_case(case: &Case, pre_init: PreInit<'_>) -> Result<(Verdict, usize)
             // Did init change anything? Anything the observers see, and
             // anything of the wasm-smith instances (all but the glue's
             // `acc`).
-            let differs = |(a, b): (&Outcome, &Outcome)| !same(a, b);
-            let observed = before.iter().zip(&expected);
-            let changed = observed.clone().any(differs);
-            let module_changed = (case.steps.iter().zip(observed))
-                .filter(|(s, _)| s.name() != GLUE_ACC)
-                .map(|(_, o)| o)
-                .any(differs);
+            let (changed, module_changed) =
+                common::init_changes(&case.steps, &before, &expected, same, |s| {
+                    s.name() == GLUE_ACC
+                });
             return compare(case, pre_init, expected, changed, module_changed).map_err(fail);
         }
     };
 
     // The original traps before init returns: pre-initialization must fail,
     // with an error.
-    match catch_panic(pre_init, &case.component) {
+    match catch_panic(|| pre_init(&case.component)) {
         // The instrumented code may use less stack than the original.
         Ok(Ok(_)) if overflow => Ok((Verdict::Skipped(STACK_DEPTH_DIFFERS), 0)),
         Ok(Ok(_)) => Err(fail(format!(
@@ -2191,37 +1758,15 @@ pub fn check_case(case: &Case, pre_init: PreInit<'_>) -> Result<(Verdict, usize)
     }
 }
 
-/// Runs `pre_init`, turning a panic into `Err`.
-fn catch_panic(pre_init: PreInit<'_>, component: &[u8]) -> Result<Result<Vec<u8>>, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pre_init(component))).map_err(|p| {
-        p.downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "(no message)".into())
-    })
-}
-
-/// The documented limitation a pre-initialization error reports, if any:
-/// tables and reference-typed globals cannot be snapshotted, so neither init
-/// nor a start function may change them; mutable globals of some types are
-/// rejected outright.
-fn documented_limitation(msg: &str) -> Option<&'static str> {
-    let during_init = msg.contains("so init must not change them");
-    let at_instantiation = msg.contains("so instantiation must not change them");
-    Some(if msg.contains("cannot snapshot yet") {
-        "a mutable global of an unsupported type (documented)"
-    } else if at_instantiation {
-        "a start function changes a table or reference-typed global (documented)"
-    } else if during_init && msg.contains("tables cannot be snapshotted") {
-        "init changes a table (documented)"
-    } else if during_init && msg.contains("reference-typed globals cannot be snapshotted") {
-        "init changes a reference-typed global (documented)"
-    } else if during_init {
-        "init changes other unsnapshottable state (documented)"
-    } else {
-        return None;
-    })
-}
+/// What a pre-initialization error reports as a documented limitation
+/// ([`common::documented_limitation`]) counts as skipped.
+const DOCUMENTED: [&str; 5] = [
+    "a mutable global of an unsupported type (documented)",
+    "a start function changes a table or reference-typed global (documented)",
+    "init changes a table (documented)",
+    "init changes a reference-typed global (documented)",
+    "init changes other unsnapshottable state (documented)",
+];
 
 /// Pre-initializes and compares the output's run with `expected`, the
 /// original's.
@@ -2232,11 +1777,11 @@ fn compare(
     init_changed_state: bool,
     module_state_changed: bool,
 ) -> Result<(Verdict, usize), String> {
-    let output = match catch_panic(pre_init, &case.component) {
+    let output = match catch_panic(|| pre_init(&case.component)) {
         Err(panic) => return Err(format!("pre-initialization panicked: {panic}")),
         Ok(Err(e)) => {
             let msg = format!("{e:#}");
-            if let Some(why) = documented_limitation(&msg) {
+            if let Some(why) = common::documented_limitation(&msg, &DOCUMENTED) {
                 return Ok((Verdict::Skipped(why), 0));
             }
             if msg.contains("call stack exhausted") {
@@ -2319,25 +1864,4 @@ fn compare(
         },
         expected.len(),
     ))
-}
-
-/// Deterministic input bytes for case `seed` (splitmix64), 256 bytes to
-/// 16 KiB long: what the `cargo test` run and the stable driver feed to
-/// [`check`].
-pub fn seed_bytes(seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x00c0_ffee_d15e_a5e5;
-    let mut next = || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    let len = 256 + (next() % (16 << 10)) as usize;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        bytes.extend_from_slice(&next().to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
 }

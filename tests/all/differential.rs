@@ -19,9 +19,10 @@ mod hostile;
 #[path = "../../fuzz/src/oracle.rs"]
 mod oracle;
 
+use crate::seeds::{Tally, common, seeds};
 use arbitrary::Unstructured;
 use component_init::InstrumentOptions;
-use oracle::{Failure, Lift, Stats, Verdict};
+use oracle::{Lift, Stats, Verdict};
 use std::ops::Range;
 
 /// Seeds run by default: enough cases for a broad sweep, few enough for a
@@ -31,68 +32,25 @@ const DEFAULT_SEEDS: Range<u64> = 0..600;
 /// Hostile cases are cheap (no Wasm runs).
 const DEFAULT_HOSTILE_SEEDS: Range<u64> = 0..2000;
 
-/// The seeds `var` names (`START..END`), or `default`.
-fn seeds(var: &str, default: Range<u64>) -> Range<u64> {
-    match std::env::var(var) {
-        Ok(s) => {
-            let (a, b) = s.split_once("..").expect("seeds are given as START..END");
-            a.parse().expect("START is a number")..b.parse().expect("END is a number")
-        }
-        Err(_) => default,
-    }
-}
-
-fn run(seeds: impl Iterator<Item = u64>) -> (Stats, Vec<(u64, Failure)>) {
-    let mut stats = Stats::default();
-    let mut failures = Vec::new();
-    for seed in seeds {
-        let bytes = oracle::seed_bytes(seed);
-        match oracle::check(&mut Unstructured::new(&bytes)) {
-            Ok((verdict, steps)) => stats.record(&verdict, steps),
-            Err(failure) => {
-                stats.cases += 1;
-                failures.push((seed, failure));
-            }
-        }
-    }
-    (stats, failures)
-}
+const TALLY: Tally<Stats> = Tally {
+    merge: Stats::merge,
+    cases: |s| &mut s.cases,
+};
 
 #[test]
 fn differential() {
     let seeds = seeds("COMPONENT_INIT_DIFF_SEEDS", DEFAULT_SEEDS);
-    let start = std::time::Instant::now();
-    // Two workers, one per core; the seeds alternate between them.
-    let (mut stats, mut failures) = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..2u64)
-            .map(|w| {
-                let seeds = seeds.clone();
-                s.spawn(move || run(seeds.filter(move |seed| seed % 2 == w)))
-            })
-            .collect();
-        let mut stats = Stats::default();
-        let mut failures = Vec::new();
-        for worker in workers {
-            let (s, f) = worker.join().expect("a worker panicked");
-            stats.merge(s);
-            failures.extend(f);
-        }
-        (stats, failures)
-    });
-    failures.sort_by_key(|(seed, _)| *seed);
-    stats.cases = stats.cases.max(failures.len());
-    println!(
-        "differential, seeds {seeds:?}, {:.1?}:\n{stats}",
-        start.elapsed()
+    let stats = crate::seeds::run(
+        "differential",
+        seeds.clone(),
+        TALLY,
+        |stats: &mut Stats, seed| {
+            let bytes = oracle::seed_bytes(seed);
+            let (verdict, steps) = oracle::check(&mut Unstructured::new(&bytes))?;
+            stats.record(&verdict, steps);
+            Ok::<_, oracle::Failure>(())
+        },
     );
-    if let Some((seed, first)) = failures.first() {
-        let seeds: Vec<u64> = failures.iter().map(|(s, _)| *s).collect();
-        panic!(
-            "{} of {} cases failed (seeds {seeds:?}); seed {seed}:\n{first}",
-            failures.len(),
-            stats.cases
-        );
-    }
     // The check must keep comparing: a generator or harness change that
     // makes most cases skip would make this test vacuous.
     assert!(

@@ -1,6 +1,7 @@
 //! End-to-end tests: a component goes in, its exports are called before and
 //! after pre-initialization, and the observed behaviour is compared.
 
+mod seeds;
 mod support;
 
 mod async_guests;

@@ -19,9 +19,10 @@
 #[path = "../../fuzz/src/module_oracle.rs"]
 mod module_oracle;
 
+use crate::seeds::{Tally, common, seeds};
 use arbitrary::Unstructured;
 use component_init::ModuleOptions;
-use module_oracle::{Failure, InitKind, Stats, Verdict};
+use module_oracle::{InitKind, Stats, Verdict};
 use std::ops::Range;
 
 /// Seeds run by default: a broad sweep in about 10 s of a debug `cargo
@@ -31,68 +32,21 @@ const DEFAULT_SEEDS: Range<u64> = 0..1200;
 /// Hostile cases run by default.
 const DEFAULT_HOSTILE_SEEDS: Range<u64> = 0..1000;
 
-/// The seeds `var` names (`START..END`), or `default`.
-fn seeds(var: &str, default: Range<u64>) -> Range<u64> {
-    match std::env::var(var) {
-        Ok(s) => {
-            let (a, b) = s.split_once("..").expect("seeds are given as START..END");
-            a.parse().expect("START is a number")..b.parse().expect("END is a number")
-        }
-        Err(_) => default,
-    }
-}
-
-fn run(seeds: impl Iterator<Item = u64>) -> (Stats, Vec<(u64, Failure)>) {
-    let mut stats = Stats::default();
-    let mut failures = Vec::new();
-    for seed in seeds {
-        let bytes = module_oracle::seed_bytes(seed);
-        match module_oracle::check(&mut Unstructured::new(&bytes)) {
-            Ok((verdict, steps)) => stats.record(&verdict, steps),
-            Err(failure) => {
-                stats.cases += 1;
-                failures.push((seed, failure));
-            }
-        }
-    }
-    (stats, failures)
-}
+const TALLY: Tally<Stats> = Tally {
+    merge: Stats::merge,
+    cases: |s| &mut s.cases,
+};
 
 #[test]
 fn module_differential() {
     let seeds = seeds("COMPONENT_INIT_MODULE_DIFF_SEEDS", DEFAULT_SEEDS);
-    let start = std::time::Instant::now();
-    // Two workers, one per core; the seeds alternate between them.
-    let (mut stats, mut failures) = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..2u64)
-            .map(|w| {
-                let seeds = seeds.clone();
-                s.spawn(move || run(seeds.filter(move |seed| seed % 2 == w)))
-            })
-            .collect();
-        let mut stats = Stats::default();
-        let mut failures = Vec::new();
-        for worker in workers {
-            let (s, f) = worker.join().expect("a worker panicked");
-            stats.merge(s);
-            failures.extend(f);
-        }
-        (stats, failures)
+    let name = "module differential";
+    let stats = crate::seeds::run(name, seeds.clone(), TALLY, |stats: &mut Stats, seed| {
+        let bytes = module_oracle::seed_bytes(seed);
+        let (verdict, steps) = module_oracle::check(&mut Unstructured::new(&bytes))?;
+        stats.record(&verdict, steps);
+        Ok::<_, module_oracle::Failure>(())
     });
-    failures.sort_by_key(|(seed, _)| *seed);
-    stats.cases = stats.cases.max(failures.len());
-    println!(
-        "module differential, seeds {seeds:?}, {:.1?}:\n{stats}",
-        start.elapsed()
-    );
-    if let Some((seed, first)) = failures.first() {
-        let seeds: Vec<u64> = failures.iter().map(|(s, _)| *s).collect();
-        panic!(
-            "{} of {} cases failed (seeds {seeds:?}); seed {seed}:\n{first}",
-            failures.len(),
-            stats.cases
-        );
-    }
     // The check must keep comparing: a generator or harness change that
     // makes most cases skip would make this test vacuous.
     // (Seeds 0..1200: 885 of 1200 compared; 1200..6000: 3475 of 4800.)
@@ -317,14 +271,18 @@ fn elem_drop_of_an_active_segment_during_init_keeps_the_table() {
 /// validated.
 #[test]
 fn elem_drop_of_a_declarative_segment_during_init_keeps_ref_func_valid() {
-    let module = wat::parse_str(
+    assert_pre_initializes(
         r#"(module
   (func $f)
   (elem declare func $f)
   (func (export "wizer-initialize") (elem.drop 0))
   (func (export "g") (result funcref) (ref.func $f)))"#,
-    )
-    .unwrap();
+    );
+}
+
+/// `initialize_module_with_wasmtime` (Wizer's defaults) accepts `wat`.
+fn assert_pre_initializes(wat: &str) {
+    let module = wat::parse_str(wat).unwrap();
     let result =
         component_init::initialize_module_with_wasmtime(&module, &ModuleOptions::default());
     assert!(result.is_ok(), "{:#}", result.unwrap_err());
@@ -349,10 +307,7 @@ fn init_writing_a_funcref_global_of_a_module_with_data_and_no_elements() {
   (func (export "wizer-initialize") (table.set (i32.const 0) (ref.func $f)))
   (data "x"))"#,
     ] {
-        let module = wat::parse_str(module).unwrap();
-        let result =
-            component_init::initialize_module_with_wasmtime(&module, &ModuleOptions::default());
-        assert!(result.is_ok(), "{:#}", result.unwrap_err());
+        assert_pre_initializes(module);
     }
 }
 
@@ -373,9 +328,6 @@ fn elem_drop_of_a_passive_segment_during_init_keeps_ref_func_valid() {
   (func (export "wizer-initialize") (elem.drop $e))
   (func (export "g") (result funcref) (ref.func $f)))"#,
     ] {
-        let module = wat::parse_str(module).unwrap();
-        let result =
-            component_init::initialize_module_with_wasmtime(&module, &ModuleOptions::default());
-        assert!(result.is_ok(), "{:#}", result.unwrap_err());
+        assert_pre_initializes(module);
     }
 }
