@@ -26,8 +26,8 @@ pub fn apply(original: &[u8], plan: &Plan, snapshot: &Snapshot) -> Result<Vec<u8
     apply_to(original, plan, snapshot, true)
 }
 
-/// [`apply`] for an `original` that this process validated already
-/// ([`crate::component::instrument`] did): its function bodies are not validated again
+/// `apply` for an `original` that this process validated already
+/// (`instrument` did): its function bodies are not validated again
 /// (its structure and the output still are). For pipelines that instrument
 /// and apply in one process, as `component-init` itself does.
 pub fn apply_to_validated(original: &[u8], plan: &Plan, snapshot: &Snapshot) -> Result<Vec<u8>> {

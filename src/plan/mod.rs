@@ -18,7 +18,8 @@ pub const PLAN_FORMAT: u32 = 1;
 /// What instrumentation added and how to read it back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
-    /// [`PLAN_FORMAT`] when the plan was made.
+    /// `PLAN_FORMAT` (this crate's plan format version) when the plan was
+    /// made.
     pub format: u32,
     /// Identifies the original component the plan was made for.
     pub input: InputId,

@@ -31,7 +31,7 @@ pub struct Limits {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 impl Default for Limits {
-    /// [`DEFAULT_TIMEOUT`], no memory limit beyond the memories' own, no fuel.
+    /// 5 minutes (`DEFAULT_TIMEOUT`), no memory limit beyond the memories' own, no fuel.
     fn default() -> Limits {
         Limits {
             timeout: Some(DEFAULT_TIMEOUT),

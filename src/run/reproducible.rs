@@ -64,7 +64,8 @@ pub struct Reproducible {
 }
 
 impl Default for Reproducible {
-    /// [`DEFAULT_RANDOM_SEED`] and [`DEFAULT_EPOCH`].
+    /// The seed 0 and a wall clock at 1980-01-01 (`DEFAULT_RANDOM_SEED`,
+    /// `DEFAULT_EPOCH`).
     fn default() -> Reproducible {
         Reproducible {
             seed: DEFAULT_RANDOM_SEED,

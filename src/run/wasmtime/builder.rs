@@ -33,7 +33,7 @@ pub struct RuntimeBuilder {
 
 impl RuntimeBuilder {
     /// Limits on init: by default [`Limits::default`] (init times out after
-    /// [`DEFAULT_TIMEOUT`](crate::run::limits::DEFAULT_TIMEOUT)), or none on an
+    /// 5 minutes, `DEFAULT_TIMEOUT`), or none on an
     /// [`engine`](RuntimeBuilder::engine) of the caller's.
     pub fn limits(mut self, limits: Limits) -> RuntimeBuilder {
         self.limits = Some(limits);

@@ -42,7 +42,7 @@ impl Compiler {
 }
 
 impl WasmtimeRuntime {
-    /// The engine configuration [`RuntimeBuilder::build`]
+    /// The engine configuration [`RuntimeBuilder::build`](super::RuntimeBuilder::build)
     /// uses: Wasmtime's defaults with `compiler`, the proposals this crate
     /// snapshots (multi-memory, memory64, custom page sizes), epoch
     /// interruption when `limits` has a timeout and fuel when it has fuel.

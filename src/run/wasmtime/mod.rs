@@ -67,7 +67,7 @@ impl WasmtimeRuntime {
     /// A runtime with the defaults: Wasmtime's default configuration (wasm
     /// backtraces off, so that errors stay on one line), the default
     /// [`Compiler`] and [`Limits`] (init times out after
-    /// [`DEFAULT_TIMEOUT`](crate::run::limits::DEFAULT_TIMEOUT)), no WASI.
+    /// 5 minutes, `DEFAULT_TIMEOUT`), no WASI.
     pub fn new() -> Result<WasmtimeRuntime> {
         WasmtimeRuntime::builder().build()
     }
