@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 // Included by path, as the integration test includes it, so that the
 // fuzz crate's library stays as it is; what it shares with `oracle.rs` it
 // takes from the library, as `super::common`.
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../src/module_oracle.rs"]
 mod module_oracle;
 
