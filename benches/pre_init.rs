@@ -8,8 +8,10 @@
 //! PRE_INIT_BENCH_RUNS=3 cargo bench --bench pre_init
 //! PRE_INIT_BENCH_CACHE=0 cargo bench --bench pre_init   # without the cache tables
 //! PRE_INIT_BENCH_WASMTIME=PATH cargo bench --bench pre_init  # `wasmtime` 48 for the CLI table
+//! cargo bench --bench pre_init -- core-js core-regex   # core modules (pre_init/modules.rs)
 //! target/release/deps/pre_init-HASH __startup WORKLOAD A.wasm B.wasm  # startup, in turns
 //! target/release/deps/pre_init-HASH __phases IN PLAN SNAPSHOT [N]  # instrument, rewrite alone
+//! target/release/deps/pre_init-HASH __module_startup PROBE A.wasm B.wasm  # core modules' startup
 //! ```
 //!
 //! Every pipeline run is a child process of its own (this binary, re-run as
@@ -21,6 +23,8 @@
 
 #[path = "pre_init/child.rs"]
 mod child;
+#[path = "pre_init/modules.rs"]
+mod modules;
 #[path = "pre_init/startup.rs"]
 mod startup;
 #[path = "pre_init/workloads.rs"]
@@ -58,6 +62,13 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("__startup") {
         if let Err(e) = compare_startup(&args[1..]) {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if args.first().map(String::as_str) == Some("__module_startup") {
+        if let Err(e) = modules::compare_startup(&args[1..]) {
             eprintln!("error: {e:#}");
             std::process::exit(1);
         }
@@ -373,14 +384,18 @@ fn run(selected: &[&str]) -> Result<()> {
         .copied()
         .filter(|n| selected.is_empty() || selected.contains(n))
         .collect();
-    if names.is_empty() {
+    let module_names: Vec<&str> = modules::NAMES
+        .iter()
+        .copied()
+        .filter(|n| selected.is_empty() || selected.contains(n))
+        .collect();
+    if names.is_empty() && module_names.is_empty() {
         anyhow::bail!(
-            "no workload named {selected:?}; the workloads are {:?}",
-            workloads::NAMES
+            "no workload named {selected:?}; the workloads are {:?} and {:?}",
+            workloads::NAMES,
+            modules::NAMES
         );
     }
-
-    let load_start = load();
     // Toolchains the workloads of other languages install (a Python venv,
     // an npm prefix), kept across runs, beside the profile directories.
     let tools = dir
@@ -388,6 +403,35 @@ fn run(selected: &[&str]) -> Result<()> {
         .and_then(Path::parent)
         .context("no target directory")?
         .join("pre-init-bench");
+    if !names.is_empty() {
+        run_components(&names, &root, &exe, &dir, &tools, runs)?;
+    }
+    if !module_names.is_empty() {
+        let clis = Clis::find();
+        modules::run(
+            &module_names,
+            &root,
+            &tools,
+            &dir,
+            runs,
+            clis.ours,
+            clis.wasmtime.map(|(path, _)| path),
+        )?;
+    }
+    Ok(())
+}
+
+/// The component workloads `names`: the tables of the report in
+/// `dir/results.md`.
+fn run_components(
+    names: &[&str],
+    root: &Path,
+    exe: &Path,
+    dir: &Path,
+    tools: &Path,
+    runs: usize,
+) -> Result<()> {
+    let load_start = load();
     let with_cache = std::env::var("PRE_INIT_BENCH_CACHE").map_or(true, |v| v != "0");
     let clis = Clis::find();
     if with_cache && clis.wasmtime.is_none() {
@@ -397,7 +441,7 @@ fn run(selected: &[&str]) -> Result<()> {
         );
     }
     let idle = run_child(
-        &exe,
+        exe,
         "idle",
         &Setup::new(false),
         &dir.join("idle.wasm"),
@@ -411,9 +455,9 @@ fn run(selected: &[&str]) -> Result<()> {
 
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
-    for name in names {
+    for &name in names {
         eprintln!("== {name}: building the input");
-        let workload = match workloads::build(name, &root, &tools) {
+        let workload = match workloads::build(name, root, tools) {
             Ok(w) => w,
             Err(e) => {
                 eprintln!("   skipped: {e}");
@@ -438,7 +482,7 @@ fn run(selected: &[&str]) -> Result<()> {
                     continue;
                 }
                 let output = dir.join(format!("{name}.{tool}.wasm"));
-                match run_child(&exe, tool, &workload.setup, &input, &output, None) {
+                match run_child(exe, tool, &workload.setup, &input, &output, None) {
                     Ok(m) => {
                         eprintln!(
                             "   {tool} run {}/{runs}: {:.1} ms, {} bytes, peak RSS {:.0} MiB",
@@ -464,7 +508,7 @@ fn run(selected: &[&str]) -> Result<()> {
             .map_err(|e| eprintln!("   startup failed: {e:#}"))
             .ok();
         let cache = if with_cache && CACHED.contains(&name) {
-            Some(cache_runs(&exe, &clis, &dir, &workload, &input, runs)?)
+            Some(cache_runs(exe, &clis, dir, &workload, &input, runs)?)
         } else {
             None
         };

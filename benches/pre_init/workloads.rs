@@ -64,7 +64,7 @@ pub fn build(name: &str, root: &Path, tools: &Path) -> Result<Workload, String> 
                 .into(),
             setup: Setup::new(true),
             probe: "init-calls",
-            bytes: rust_guest(root, "regex-tables")?,
+            bytes: rust_guest(root, "regex-tables", "wasm32-wasip2")?,
             changed: None,
         },
         "large-code" => {
@@ -224,20 +224,15 @@ fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
 
-/// Builds a guest of `tests/programs` for wasm32-wasip2 the way
-/// `tests/all/guests.rs` does, returning the component.
-fn rust_guest(root: &Path, package: &str) -> Result<Vec<u8>, String> {
+/// Builds a guest of `tests/programs` for `target` (wasm32-wasip2: a
+/// component; wasm32-wasip1: a core module) the way `tests/all/guests.rs`
+/// does, returning what it made.
+pub fn rust_guest(root: &Path, package: &str, target: &str) -> Result<Vec<u8>, String> {
     let dir = root.join("tests/programs");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-        ])
+        .args(["build", "--release", "--locked", "--target", target])
         .arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))
         .arg("--target-dir")
@@ -258,8 +253,8 @@ fn rust_guest(root: &Path, package: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("failed to run cargo: {e}"))?;
     if !output.status.success() {
         return Err(format!(
-            "building tests/programs/{package} for wasm32-wasip2 failed (`rustup target add \
-             wasm32-wasip2`?): {}",
+            "building tests/programs/{package} for {target} failed (`rustup target add \
+             {target}`?): {}",
             String::from_utf8_lossy(&output.stderr)
                 .lines()
                 .last()
@@ -267,7 +262,9 @@ fn rust_guest(root: &Path, package: &str) -> Result<Vec<u8>, String> {
         ));
     }
     let path = dir
-        .join("target/wasm32-wasip2/release")
+        .join("target")
+        .join(target)
+        .join("release")
         .join(format!("{}.wasm", package.replace('-', "_")));
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -353,11 +350,11 @@ fn c_app(root: &Path, tools: &Path) -> Result<Vec<u8>, String> {
 /// The componentize-py the `componentize-py` workload is made with.
 const COMPONENTIZE_PY: &str = "componentize-py 0.25.1";
 /// The componentize-js the `componentize-js` workload is made from.
-const COMPONENTIZE_JS: &str = "componentize-js 0.23.0";
+pub const COMPONENTIZE_JS: &str = "componentize-js 0.23.0";
 
 /// Runs `command`; `Err` names `what` and ends with the last line of its
 /// stderr.
-fn run(command: &mut Command, what: &str) -> Result<(), String> {
+pub fn run(command: &mut Command, what: &str) -> Result<(), String> {
     let output = command
         .output()
         .map_err(|e| format!("{what}: failed to start {:?}: {e}", command.get_program()))?;
@@ -375,7 +372,7 @@ fn run(command: &mut Command, what: &str) -> Result<(), String> {
 
 /// A hash of `files` and `version`: a made input is reused while its stamp
 /// (this hash) is unchanged.
-fn stamp(files: &[PathBuf], version: &str) -> Result<String, String> {
+pub fn stamp(files: &[PathBuf], version: &str) -> Result<String, String> {
     let mut hasher = DefaultHasher::new();
     version.hash(&mut hasher);
     for file in files {
@@ -387,7 +384,7 @@ fn stamp(files: &[PathBuf], version: &str) -> Result<String, String> {
 }
 
 /// Whether `out` was made from inputs with stamp `stamp`.
-fn fresh(out: &Path, stamp: &str) -> bool {
+pub fn fresh(out: &Path, stamp: &str) -> bool {
     out.exists()
         && std::fs::read_to_string(out.with_extension("stamp")).is_ok_and(|s| s.trim() == stamp)
 }
@@ -484,18 +481,9 @@ fn py_app(root: &Path, tools: &Path, change: Option<(&str, &str)>) -> Result<Vec
     std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))
 }
 
-/// The `componentize-js` workload: benches/programs/js-app, taken through
-/// componentize-js (installed with npm under `tools`) up to the step where
-/// it pre-initializes, and made into an un-initialized component here.
-///
-/// componentize-js splices the app's bindings into StarlingMonkey (a core
-/// module), runs Wizer on that core module with `componentize.wizer` as
-/// init, and only then makes the component with the WASI preview1
-/// adapter. `build.mjs` does the splicing and writes out what init reads;
-/// [`js_component`] makes the component, with the init export named
-/// `wizer-initialize`. Init reads its configuration from environment
-/// variables and app.js from a directory preopened as `/`, on both sides.
-fn js_app(root: &Path, tools: &Path) -> Result<(Vec<u8>, Setup), String> {
+/// componentize-js, installed with npm into `tools/npm` on first use;
+/// returns the package's directory.
+pub fn componentize_js(tools: &Path) -> Result<PathBuf, String> {
     let prefix = tools.join("npm");
     let package = prefix.join("node_modules/@bytecodealliance/componentize-js");
     let version = COMPONENTIZE_JS.replace("componentize-js ", "@bytecodealliance/componentize-js@");
@@ -516,6 +504,22 @@ fn js_app(root: &Path, tools: &Path) -> Result<(Vec<u8>, Setup), String> {
             &format!("npm install {version}"),
         )?;
     }
+    Ok(package)
+}
+
+/// The `componentize-js` workload: benches/programs/js-app, taken through
+/// componentize-js (installed with npm under `tools`) up to the step where
+/// it pre-initializes, and made into an un-initialized component here.
+///
+/// componentize-js splices the app's bindings into StarlingMonkey (a core
+/// module), runs Wizer on that core module with `componentize.wizer` as
+/// init, and only then makes the component with the WASI preview1
+/// adapter. `build.mjs` does the splicing and writes out what init reads;
+/// [`js_component`] makes the component, with the init export named
+/// `wizer-initialize`. Init reads its configuration from environment
+/// variables and app.js from a directory preopened as `/`, on both sides.
+fn js_app(root: &Path, tools: &Path) -> Result<(Vec<u8>, Setup), String> {
+    let package = componentize_js(tools)?;
     let sources = root.join("benches/programs/js-app");
     let files = [
         sources.join("app.js"),
