@@ -17,6 +17,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::support::{npm_ci, run_command as run};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use wasmtime::component::Val;
@@ -411,28 +413,13 @@ fn componentize_js_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/componentize-js")
 }
 
-fn run(command: &mut Command) {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Installs `tests/componentize-js`'s packages when they are missing.
 fn ensure_componentize_js() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let package = componentize_js_dir().join("node_modules/@bytecodealliance/componentize-js");
         if !package.join("package.json").exists() {
-            // `npm ci`: exactly the lock's packages, and the lock untouched
-            run(Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-                .arg(componentize_js_dir()));
+            npm_ci(&componentize_js_dir());
         }
     });
 }

@@ -9,30 +9,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::{npm_ci, run_command as run};
+
 fn jco_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jco")
-}
-
-fn run(command: &mut Command) {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 fn ensure_jco() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if !jco_dir().join("node_modules/.bin/jco").exists() {
-            // `npm ci`: exactly the lock's packages, and the lock untouched
-            run(Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-                .arg(jco_dir()));
+            npm_ci(&jco_dir());
         }
     });
 }

@@ -186,3 +186,26 @@ pub fn validate(component: &[u8]) {
         .validate_all(component)
         .expect("output validates");
 }
+
+/// Runs `command`, failing the test with its output unless it succeeds.
+pub fn run_command(command: &mut std::process::Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Installs the npm packages of `dir` with `npm ci`: exactly the lock's
+/// packages, and the lock untouched.
+pub fn npm_ci(dir: &std::path::Path) {
+    run_command(
+        std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(dir),
+    );
+}
