@@ -66,7 +66,7 @@ pub(crate) fn instrument_parsed(
     more: impl FnOnce(&mut Appender, &Plan, u32) -> Result<()>,
 ) -> Result<Instrumented> {
     let bytes = parsed.bytes;
-    let tree = AccessorTree::build(bytes, &parsed.root)?;
+    let tree = AccessorTree::build(parsed, &parsed.root)?;
     let plan = Plan {
         format: PLAN_FORMAT,
         input: InputId::of(bytes),
@@ -109,11 +109,17 @@ enum AccessorSource {
 }
 
 impl AccessorTree {
-    fn build(bytes: &[u8], info: &ComponentInfo) -> Result<AccessorTree> {
+    fn build(parsed: &parse::Parsed<'_>, info: &ComponentInfo) -> Result<AccessorTree> {
+        let bytes = parsed.bytes;
         let mut probed = BTreeMap::new();
         for instance in &info.instances {
             if let Entry::Vacant(entry) = probed.entry(instance.definition) {
                 let module = &info.modules[instance.definition];
+                // Validation saw every instruction: a module without one
+                // that probes instrument needs no scan of its own.
+                if !parsed.may_need_probes(module) {
+                    continue;
+                }
                 let found = probe::probe(
                     &bytes[module.range.clone()],
                     module.global_count,
@@ -140,7 +146,7 @@ impl AccessorTree {
             let child = match children.entry(instance.definition) {
                 Entry::Occupied(child) => child.into_mut(),
                 Entry::Vacant(entry) => {
-                    let child = AccessorTree::build(bytes, &info.components[instance.definition])?;
+                    let child = AccessorTree::build(parsed, &info.components[instance.definition])?;
                     if child.accessors.is_empty() {
                         continue;
                     }

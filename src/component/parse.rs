@@ -10,11 +10,13 @@
 //! at the moment the item is seen.
 
 use anyhow::{Context, Result, bail};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 use wasmparser::types::{Types, TypesRef};
 use wasmparser::{
-    ComponentExternalKind, Encoding, Instance, Parser, Payload, ValidPayload, Validator,
+    ComponentExternalKind, Encoding, FrameKind, FrameStack, FuncValidator, FunctionBody, Instance,
+    Parser, Payload, ValidPayload, Validator, ValidatorResources, VisitOperator,
+    WasmModuleResources,
 };
 
 use crate::component::names;
@@ -31,6 +33,21 @@ pub struct Parsed<'a> {
     pub root: ComponentInfo,
     /// The validator's types for the top level.
     pub types: Types,
+    /// When function bodies were validated ([`parse`]): the modules (by
+    /// the start of [`ModuleInfo::range`]) whose code holds an instruction
+    /// that [`crate::edit::probe`] instruments, seen while validating.
+    probed_code: Option<BTreeSet<usize>>,
+}
+
+impl Parsed<'_> {
+    /// Whether the code of `module` may hold an instruction that
+    /// [`crate::edit::probe::probe`] instruments: `false` only when the
+    /// validation of its bodies saw none (then `probe` finds none either).
+    pub fn may_need_probes(&self, module: &ModuleInfo) -> bool {
+        self.probed_code
+            .as_ref()
+            .is_none_or(|modules| modules.contains(&module.range.start))
+    }
 }
 
 /// One component: the top level or a nested component definition.
@@ -207,13 +224,18 @@ pub fn parse_validated_code(bytes: &[u8]) -> Result<Parsed<'_>> {
     Walker::default().walk(bytes, false)
 }
 
-/// Validates the functions in parallel, one thread per core.
-fn validate_bodies(
-    funcs: Vec<(
-        wasmparser::FuncToValidate<wasmparser::ValidatorResources>,
-        wasmparser::FunctionBody<'_>,
-    )>,
-) -> Result<()> {
+/// A function body to validate: the start of its module's range, and the
+/// validator and body wasmparser hands out.
+type FuncToCheck<'a> = (
+    usize,
+    wasmparser::FuncToValidate<ValidatorResources>,
+    FunctionBody<'a>,
+);
+
+/// Validates the functions in parallel, one thread per core; returns the
+/// modules (by the start of their range) whose code holds an instruction
+/// that [`crate::edit::probe`] instruments.
+fn validate_bodies(funcs: Vec<FuncToCheck<'_>>) -> Result<BTreeSet<usize>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(funcs.len().max(1));
@@ -225,26 +247,129 @@ fn validate_bodies(
         let handles: Vec<_> = chunks
             .into_iter()
             .map(|chunk| {
-                scope.spawn(move || -> Result<()> {
+                scope.spawn(move || -> Result<BTreeSet<usize>> {
                     let mut allocs = wasmparser::FuncValidatorAllocations::default();
-                    for (func, body) in chunk {
+                    let mut probed = BTreeSet::new();
+                    for (module, func, body) in chunk {
                         let mut v = func.into_validator(allocs);
-                        v.validate(&body)
-                            .context("input is not a valid component")?;
+                        if validate_body(&mut v, &body).context("input is not a valid component")? {
+                            probed.insert(module);
+                        }
                         allocs = v.into_allocations();
                     }
-                    Ok(())
+                    Ok(probed)
                 })
             })
             .collect();
+        let mut probed = BTreeSet::new();
         for handle in handles {
             match handle.join() {
-                Ok(result) => result?,
+                Ok(result) => probed.extend(result?),
                 Err(_) => bail!("function validation panicked"),
             }
         }
-        Ok(())
+        Ok(probed)
     })
+}
+
+/// Validates one function body as [`FuncValidator::validate`] does, and
+/// says whether it holds an instruction that [`crate::edit::probe`]
+/// instruments (seen in the same pass over its operators).
+fn validate_body(
+    validator: &mut FuncValidator<ValidatorResources>,
+    body: &FunctionBody<'_>,
+) -> wasmparser::Result<bool> {
+    let resources = validator.resources().clone();
+    let mut reader = body.get_binary_reader();
+    validator.read_locals(&mut reader)?;
+    reader.set_features(*validator.features());
+    let mut probed = false;
+    while !reader.eof() {
+        let offset = reader.original_position();
+        reader.visit_operator(&mut ProbeScan {
+            validator: validator.visitor(offset),
+            resources: &resources,
+            probed: &mut probed,
+        })??;
+    }
+    reader.finish_expression(&validator.visitor(reader.original_position()))?;
+    Ok(probed)
+}
+
+/// Hands each operator to the validator, noting the instructions that
+/// [`crate::edit::probe`] instruments: those that change tables or GC
+/// objects, writes of reference-typed globals, `data.drop` and `elem.drop`.
+/// A module none of whose bodies holds one needs no probe.
+struct ProbeScan<'s, V> {
+    validator: V,
+    resources: &'s ValidatorResources,
+    probed: &'s mut bool,
+}
+
+impl<V> ProbeScan<'_, V> {
+    fn note(&mut self) {
+        *self.probed = true;
+    }
+
+    /// `global.set` is probed for mutable reference-typed globals.
+    fn note_global_set(&mut self, global: u32) {
+        if self
+            .resources
+            .global_at(global)
+            .is_some_and(|g| g.content_type.is_reference_type())
+        {
+            self.note();
+        }
+    }
+}
+
+impl<V: FrameStack> FrameStack for ProbeScan<'_, V> {
+    fn current_frame(&self) -> Option<FrameKind> {
+        self.validator.current_frame()
+    }
+}
+
+macro_rules! probe_scan {
+    // The instructions `edit::probe` instruments (its `unsnapshottable`,
+    // `data.drop` and `elem.drop`); a test keeps the two lists the same.
+    (@note $self:ident TableSet $($arg:ident)*) => { $self.note() };
+    (@note $self:ident TableGrow $($arg:ident)*) => { $self.note() };
+    (@note $self:ident TableFill $($arg:ident)*) => { $self.note() };
+    (@note $self:ident TableCopy $($arg:ident)*) => { $self.note() };
+    (@note $self:ident TableInit $($arg:ident)*) => { $self.note() };
+    (@note $self:ident StructSet $($arg:ident)*) => { $self.note() };
+    (@note $self:ident StructAtomicSet $($arg:ident)*) => { $self.note() };
+    (@note $self:ident ArraySet $($arg:ident)*) => { $self.note() };
+    (@note $self:ident ArrayAtomicSet $($arg:ident)*) => { $self.note() };
+    (@note $self:ident ArrayFill $($arg:ident)*) => { $self.note() };
+    (@note $self:ident ArrayCopy $($arg:ident)*) => { $self.note() };
+    (@note $self:ident ArrayInitData $($arg:ident)*) => { $self.note() };
+    (@note $self:ident ArrayInitElem $($arg:ident)*) => { $self.note() };
+    (@note $self:ident DataDrop $($arg:ident)*) => { $self.note() };
+    (@note $self:ident ElemDrop $($arg:ident)*) => { $self.note() };
+    (@note $self:ident GlobalSet $global:ident) => { $self.note_global_set($global) };
+    (@note $self:ident $other:ident $($arg:ident)*) => {};
+    ($( @$proposal:ident $op:ident $({ $($arg:ident: $argty:ty),* })? => $visit:ident ($($ann:tt)*))*) => {
+        $(
+            fn $visit(&mut self $($(, $arg: $argty)*)?) -> Self::Output {
+                probe_scan!(@note self $op $($($arg)*)?);
+                self.validator.$visit($($($arg),*)?)
+            }
+        )*
+    };
+}
+
+impl<'a, V: VisitOperator<'a>> VisitOperator<'a> for ProbeScan<'_, V> {
+    type Output = V::Output;
+
+    // No SIMD instruction is probed.
+    fn simd_visitor(
+        &mut self,
+    ) -> Option<&mut dyn wasmparser::VisitSimdOperator<'a, Output = Self::Output>> {
+        self.validator.simd_visitor()
+    }
+
+    wasmparser::for_each_visit_operator!(probe_scan);
 }
 
 fn check_header(bytes: &[u8]) -> Result<()> {
@@ -307,14 +432,22 @@ impl Walker {
         let mut validator = Validator::new_with_features(features());
         let mut funcs = Vec::new();
         let mut types = None;
+        // The start of the range of the module being walked.
+        let mut module = 0;
         for payload in Parser::new(0).parse_all(bytes) {
             let payload = payload.context("failed to parse the component")?;
+            if let Payload::ModuleSection {
+                unchecked_range, ..
+            } = &payload
+            {
+                module = unchecked_range.start;
+            }
             self.visit_payload(&payload, &validator, bytes.len())?;
             match validator
                 .payload(&payload)
                 .context("input is not a valid component")?
             {
-                ValidPayload::Func(func, body) if bodies => funcs.push((func, body)),
+                ValidPayload::Func(func, body) if bodies => funcs.push((module, func, body)),
                 ValidPayload::End(t) if self.stack.is_empty() => types = Some(t),
                 _ => {}
             }
@@ -332,8 +465,17 @@ impl Walker {
         let (Some(types), Some(root)) = (types, self.root) else {
             bail!("input is truncated: the component ends early");
         };
-        validate_bodies(funcs)?;
-        Ok(Parsed { bytes, root, types })
+        let probed_code = if bodies {
+            Some(validate_bodies(funcs)?)
+        } else {
+            None
+        };
+        Ok(Parsed {
+            bytes,
+            root,
+            types,
+            probed_code,
+        })
     }
 
     fn component(&mut self) -> Option<&mut ComponentFrame> {
@@ -614,5 +756,153 @@ fn kind_slot(kind: ComponentExternalKind) -> usize {
         ComponentExternalKind::Type => 3,
         ComponentExternalKind::Instance => 4,
         ComponentExternalKind::Component => 5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edit::probe;
+
+    /// A component instantiating one module whose function `f` runs `body`,
+    /// with `decls` beside it.
+    fn component(decls: &str, body: &str) -> Vec<u8> {
+        wat::parse_str(format!(
+            r#"(component
+              (core module $m
+                (type $s (struct (field (mut i32))))
+                (type $a (array (mut i32)))
+                (type $fa (array (mut funcref)))
+                (memory 1)
+                (table $t 1 funcref)
+                (global $i (mut i32) (i32.const 0))
+                (global $r (mut externref) (ref.null extern))
+                (data $d "abcd")
+                (elem $e func $f)
+                {decls}
+                (func $f {body}))
+              (core instance (instantiate $m)))"#
+        ))
+        .unwrap()
+    }
+
+    /// Whether validation notes the module's code, and whether the probe
+    /// pass instruments it.
+    fn scanned_and_probed(bytes: &[u8]) -> (bool, bool) {
+        let parsed = parse(bytes).unwrap();
+        let module = &parsed.root.modules[0];
+        let found = probe::probe(
+            &bytes[module.range.clone()],
+            module.global_count,
+            module.imported_funcs,
+            &module.ref_globals,
+        )
+        .unwrap();
+        (parsed.may_need_probes(module), found.is_some())
+    }
+
+    /// Skipping the probe pass for a module whose validation saw no probed
+    /// instruction never changes an output: the scan notes every
+    /// instruction the probe pass instruments, and nothing else here.
+    #[test]
+    fn the_validating_scan_notes_what_probes_instrument() {
+        let probed = [
+            ("table.set", "(table.set $t (i32.const 0) (ref.null func))"),
+            (
+                "table.grow",
+                "(drop (table.grow $t (ref.null func) (i32.const 1)))",
+            ),
+            (
+                "table.fill",
+                "(table.fill $t (i32.const 0) (ref.null func) (i32.const 1))",
+            ),
+            (
+                "table.copy",
+                "(table.copy $t $t (i32.const 0) (i32.const 0) (i32.const 1))",
+            ),
+            (
+                "table.init",
+                "(table.init $t $e (i32.const 0) (i32.const 0) (i32.const 1))",
+            ),
+            (
+                "struct.set",
+                "(struct.set $s 0 (struct.new_default $s) (i32.const 1))",
+            ),
+            (
+                "array.set",
+                "(array.set $a (array.new_default $a (i32.const 1)) (i32.const 0) (i32.const 1))",
+            ),
+            (
+                "array.fill",
+                "(array.fill $a (array.new_default $a (i32.const 1)) (i32.const 0) (i32.const 1) \
+                 (i32.const 1))",
+            ),
+            (
+                "array.copy",
+                "(array.copy $a $a (array.new_default $a (i32.const 1)) (i32.const 0) \
+                 (array.new_default $a (i32.const 1)) (i32.const 0) (i32.const 1))",
+            ),
+            (
+                "array.init_data",
+                "(array.init_data $a $d (array.new_default $a (i32.const 1)) (i32.const 0) \
+                 (i32.const 0) (i32.const 1))",
+            ),
+            (
+                "array.init_elem",
+                "(array.init_elem $fa $e (array.new_default $fa (i32.const 1)) (i32.const 0) \
+                 (i32.const 0) (i32.const 1))",
+            ),
+            ("global.set", "(global.set $r (ref.null extern))"),
+            ("data.drop", "(data.drop $d)"),
+            ("elem.drop", "(elem.drop $e)"),
+        ];
+        // Every instruction the probe pass calls unsnapshottable is here.
+        for (name, _) in probe::UNSNAPSHOTTABLE {
+            assert!(probed.iter().any(|(n, _)| *n == name), "{name}");
+        }
+        for (name, body) in probed {
+            assert_eq!(
+                scanned_and_probed(&component("", body)),
+                (true, true),
+                "{name}"
+            );
+        }
+        for (name, body) in [
+            ("global.set of an i32", "(global.set $i (i32.const 1))"),
+            (
+                "memory.init",
+                "(memory.init $d (i32.const 0) (i32.const 0) (i32.const 1))",
+            ),
+            ("table.get", "(drop (table.get $t (i32.const 0)))"),
+            (
+                "struct.get",
+                "(drop (struct.get $s 0 (struct.new_default $s)))",
+            ),
+            ("v128", "(drop (i8x16.splat (i32.const 1)))"),
+        ] {
+            assert_eq!(
+                scanned_and_probed(&component("", body)),
+                (false, false),
+                "{name}"
+            );
+        }
+        // An imported mutable reference-typed global is probed too.
+        let imported = wat::parse_str(
+            r#"(component
+              (core module $g (global (export "r") (mut externref) (ref.null extern)))
+              (core instance $gi (instantiate $g))
+              (core module $m
+                (import "g" "r" (global $r (mut externref)))
+                (func (global.set $r (ref.null extern))))
+              (core instance (instantiate $m (with "g" (instance $gi)))))"#,
+        )
+        .unwrap();
+        let parsed = parse(&imported).unwrap();
+        assert!(parsed.may_need_probes(&parsed.root.modules[1]));
+        assert!(!parsed.may_need_probes(&parsed.root.modules[0]));
+        // Without validating bodies, every module may need probes.
+        let bytes = component("", "(global.set $i (i32.const 1))");
+        let parsed = parse_validated_code(&bytes).unwrap();
+        assert!(parsed.may_need_probes(&parsed.root.modules[0]));
     }
 }
