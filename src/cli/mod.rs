@@ -15,10 +15,10 @@ use crate::run::wasmtime::Compiler;
 mod split;
 mod wizer;
 
-use crate::component::snapshot;
+use crate::component::{instrument, snapshot};
 use crate::module::ModuleOptions;
 use crate::run::wasmtime as wasmtime_runtime;
-use crate::{InitFunc, InstrumentOptions, WasmtimeRuntime, instrument};
+use crate::{InitFunc, InstrumentOptions, Instrumented, WasmtimeRuntime};
 
 /// Pre-initialize a WebAssembly component or core module.
 ///
@@ -479,7 +479,9 @@ async fn pre_initialize(
     mut runtime: WasmtimeRuntime,
 ) -> Result<Vec<u8>> {
     let start = Instant::now();
-    let instrumented = instrument(input, options)?;
+    // The validated parse is kept for the rewrite, which then neither
+    // parses nor hashes the input again.
+    let (parsed, instrumented) = instrument::instrument_keeping_parse(input, options)?;
     let plan = &instrumented.plan;
     log::info!(
         "instrumented in {:.1?}: {} accessors, init function `{}`",
@@ -500,8 +502,10 @@ async fn pre_initialize(
     drop(runtime);
 
     let start = Instant::now();
-    // `instrument` validated `input` above: its code is not validated again.
-    let output = crate::component::rewrite::apply_to_validated(input, plan, &snapshot)?;
+    // The output goes into the instrumented component's buffer, about its
+    // size and already in memory.
+    let Instrumented { component, plan } = instrumented;
+    let output = crate::component::rewrite::apply_parsed(&parsed, &plan, &snapshot, component)?;
     log::info!(
         "rewrote in {:.1?}: {} bytes in, {} bytes out",
         start.elapsed(),

@@ -48,12 +48,35 @@ pub struct Instrumented {
 
 /// Instruments `bytes`, a component, for pre-initialization.
 pub fn instrument(bytes: &[u8], options: &InstrumentOptions) -> Result<Instrumented> {
-    let parsed = parse::parse(bytes)?;
+    instrument_keeping_parse(bytes, options).map(|(_, instrumented)| instrumented)
+}
+
+/// [`instrument`], also returning the validated parse of `bytes`, which
+/// the rewrite can take instead of parsing `bytes` again
+/// ([`crate::component::rewrite::apply_parsed`]).
+pub(crate) fn instrument_keeping_parse<'a>(
+    bytes: &'a [u8],
+    options: &InstrumentOptions,
+) -> Result<(parse::Parsed<'a>, Instrumented)> {
+    // The input's id (a hash of every byte, one at a time) is taken on
+    // another thread while this one walks the component; function bodies
+    // are validated after the walk.
+    let (parsed, input) = std::thread::scope(|scope| {
+        let input = scope.spawn(|| InputId::of(bytes));
+        let parsed = parse::parse(bytes);
+        (parsed, input.join())
+    });
+    let parsed = parsed?;
+    let input = input.map_err(|_| anyhow::anyhow!("hashing the input panicked"))?;
     let init = init_func::resolve(&parsed, options.init_func.as_ref())?;
     // An init function inside an exported interface stays: removing it
     // would break the interface the component claims to implement.
     let remove_init_export = !options.keep_init_func && init.export.is_some();
-    instrument_parsed(&parsed, init.func, remove_init_export, |_, _, _| Ok(()))
+    let instrumented =
+        instrument_parsed_as(&parsed, input, init.func, remove_init_export, |_, _, _| {
+            Ok(())
+        })?;
+    Ok((parsed, instrumented))
 }
 
 /// Instruments a parsed component; `init` is recorded in the plan. `more`
@@ -65,11 +88,23 @@ pub(crate) fn instrument_parsed(
     remove_init_export: bool,
     more: impl FnOnce(&mut Appender, &Plan, u32) -> Result<()>,
 ) -> Result<Instrumented> {
+    let input = InputId::of(parsed.bytes);
+    instrument_parsed_as(parsed, input, init, remove_init_export, more)
+}
+
+/// [`instrument_parsed`], with the input's id given.
+fn instrument_parsed_as(
+    parsed: &parse::Parsed<'_>,
+    input: InputId,
+    init: InitFunc,
+    remove_init_export: bool,
+    more: impl FnOnce(&mut Appender, &Plan, u32) -> Result<()>,
+) -> Result<Instrumented> {
     let bytes = parsed.bytes;
     let tree = AccessorTree::build(parsed, &parsed.root)?;
     let plan = Plan {
         format: PLAN_FORMAT,
-        input: InputId::of(bytes),
+        input,
         remove_init_export,
         init,
         interface: names::ACCESSOR_INSTANCE_EXPORT.to_string(),

@@ -49,6 +49,32 @@ fn apply_to(
     } else {
         parse::parse_validated_code(original)?
     };
+    rewrite(&parsed, plan, snapshot, Vec::new())
+}
+
+/// [`apply`] for the component `parsed`, which [`crate::component::instrument`]
+/// made `plan` from in this process (so `plan` is for it, and it is
+/// validated). The output is written into `buffer` (cleared first): a
+/// buffer of the size of the output whose pages are already in memory, such
+/// as the instrumented component's, saves faulting in fresh ones.
+pub(crate) fn apply_parsed(
+    parsed: &Parsed<'_>,
+    plan: &Plan,
+    snapshot: &Snapshot,
+    buffer: Vec<u8>,
+) -> Result<Vec<u8>> {
+    plan.check_snapshot(snapshot)?;
+    rewrite(parsed, plan, snapshot, buffer)
+}
+
+/// Rewrites `parsed` with `snapshot` into `out` (cleared first), and
+/// validates the result.
+fn rewrite(
+    parsed: &Parsed<'_>,
+    plan: &Plan,
+    snapshot: &Snapshot,
+    mut out: Vec<u8>,
+) -> Result<Vec<u8>> {
     let values: Vec<(&Accessor, &Value)> = plan.accessors.iter().zip(&snapshot.values).collect();
     let removed = if plan.remove_init_export {
         let Some(i) = parsed
@@ -63,8 +89,8 @@ fn apply_to(
     } else {
         None
     };
-    let mut out = Vec::new();
-    encode(&parsed, &parsed.root, &values, 0, removed, &mut out)?;
+    out.clear();
+    encode(parsed, &parsed.root, &values, 0, removed, &mut out)?;
     // Every function body of the output is, byte for byte, one of the
     // input's, which was validated, and nothing a body depends on (types,
     // imports, globals' types, memories' and tables' types, the data count,
