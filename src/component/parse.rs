@@ -224,6 +224,110 @@ pub fn parse_validated_code(bytes: &[u8]) -> Result<Parsed<'_>> {
     Walker::default().walk(bytes, false)
 }
 
+/// Validates `bytes`, a component whose function bodies are, byte for byte,
+/// ones validated already (the rewrite's output): everything but the
+/// bodies, as [`parse_validated_code`] does, without recording anything.
+///
+/// A module's data section whose segments are all passive or at an
+/// `i32.const`/`i64.const` offset of the memory's address type, as the
+/// rewrite writes them, is checked here, segment by segment, for what the
+/// validator checks of it (the count, each memory index and offset); any
+/// other goes to the validator. Either way a data section must be the last
+/// section of its module but custom ones.
+pub fn validate_without_code(bytes: &[u8]) -> Result<()> {
+    check_header(bytes)?;
+    let mut validator = Validator::new_with_features(features());
+    // Whether each memory of the module being read has 64-bit addresses.
+    let mut memories: Vec<bool> = Vec::new();
+    // Whether that module's data section was checked here.
+    let mut data_checked = false;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.context("failed to parse the component")?;
+        match &payload {
+            Payload::Version {
+                encoding: Encoding::Module,
+                ..
+            } => {
+                memories.clear();
+                data_checked = false;
+            }
+            Payload::ImportSection(imports) => {
+                for import in imports.clone().into_imports() {
+                    if let wasmparser::TypeRef::Memory(ty) =
+                        import.context("failed to parse an import")?.ty
+                    {
+                        memories.push(ty.memory64);
+                    }
+                }
+            }
+            Payload::MemorySection(section) => {
+                for memory in section.clone() {
+                    memories.push(memory.context("failed to parse a memory")?.memory64);
+                }
+            }
+            Payload::DataSection(section) if plain_data(&bytes[section.range()], &memories) => {
+                data_checked = true;
+                continue;
+            }
+            Payload::CustomSection(_) => {}
+            Payload::End(_) => data_checked = false,
+            other if data_checked && other.as_section().is_some() => {
+                bail!("a module has a section after its data section")
+            }
+            _ => {}
+        }
+        validator
+            .payload(&payload)
+            .context("the component is not valid")?;
+    }
+    Ok(())
+}
+
+/// Whether every segment of the data section `contents` is passive or
+/// active at an `i32.const` or `i64.const` offset, whichever the address
+/// type of its memory (`memories`: 64-bit or not, by index) is, and there
+/// are no more segments than the validator allows: then the validator
+/// would accept the section. Read as wasmparser reads a data section
+/// (flags, memory index, offset, bytes), without building its items.
+fn plain_data(contents: &[u8], memories: &[bool]) -> bool {
+    let mut reader = wasmparser::BinaryReader::new(contents, 0);
+    let segment = |reader: &mut wasmparser::BinaryReader<'_>| -> wasmparser::Result<bool> {
+        let memory = match reader.read_var_u32()? {
+            0 => 0,
+            1 => {
+                // passive: its bytes only
+                let len = reader.read_var_u32()?;
+                reader.read_bytes(len as usize)?;
+                return Ok(true);
+            }
+            2 => reader.read_var_u32()?,
+            _ => return Ok(false),
+        };
+        let Some(&memory64) = memories.get(memory as usize) else {
+            return Ok(false);
+        };
+        let offset = match (reader.read_u8()?, memory64) {
+            (0x41, false) => reader.read_var_i32().map(drop),
+            (0x42, true) => reader.read_var_i64().map(drop),
+            _ => return Ok(false),
+        };
+        // `end`
+        if offset.is_err() || reader.read_u8()? != 0x0b {
+            return Ok(false);
+        }
+        let len = reader.read_var_u32()?;
+        reader.read_bytes(len as usize)?;
+        Ok(true)
+    };
+    let Ok(count) = reader.read_var_u32() else {
+        return false;
+    };
+    if count as usize > crate::edit::segments::ENGINE_LIMIT {
+        return false;
+    }
+    (0..count).all(|_| segment(&mut reader).unwrap_or(false)) && reader.eof()
+}
+
 /// A function body to validate: the start of its module's range, and the
 /// validator and body wasmparser hands out.
 type FuncToCheck<'a> = (
@@ -904,5 +1008,143 @@ mod tests {
         let bytes = component("", "(global.set $i (i32.const 1))");
         let parsed = parse_validated_code(&bytes).unwrap();
         assert!(parsed.may_need_probes(&parsed.root.modules[0]));
+    }
+
+    /// A component around one module made of `sections` (id, contents).
+    fn with_module(sections: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut module = wasm_encoder::Module::new();
+        for (id, data) in sections {
+            module.section(&wasm_encoder::RawSection { id: *id, data });
+        }
+        let mut component = wasm_encoder::Component::new();
+        component.section(&wasm_encoder::ModuleSection(&module));
+        component.finish()
+    }
+
+    /// A section's contents, as `Encode` writes them after their size.
+    fn contents(section: &impl wasm_encoder::Encode) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        section.encode(&mut bytes);
+        let mut reader = wasmparser::BinaryReader::new(&bytes, 0);
+        let size = reader.read_var_u32().unwrap() as usize;
+        bytes[bytes.len() - size..].to_vec()
+    }
+
+    fn memories(memory64: bool) -> (u8, Vec<u8>) {
+        let mut section = wasm_encoder::MemorySection::new();
+        section.memory(wasm_encoder::MemoryType {
+            minimum: 1,
+            maximum: None,
+            memory64,
+            shared: false,
+            page_size_log2: None,
+        });
+        (5, contents(&section))
+    }
+
+    fn data(segments: &[(u32, wasm_encoder::ConstExpr)]) -> (u8, Vec<u8>) {
+        let mut section = wasm_encoder::DataSection::new();
+        for (memory, offset) in segments {
+            section.active(*memory, offset, b"ab".iter().copied());
+        }
+        section.passive(b"cd".iter().copied());
+        (11, contents(&section))
+    }
+
+    /// The rewrite's output check accepts and refuses data sections as the
+    /// validator does, whether it checks them itself or not.
+    #[test]
+    fn the_output_check_agrees_with_the_validator_on_data() {
+        use wasm_encoder::ConstExpr;
+        let global = {
+            let mut section = wasm_encoder::GlobalSection::new();
+            section.global(
+                wasm_encoder::GlobalType {
+                    val_type: wasm_encoder::ValType::I32,
+                    mutable: false,
+                    shared: false,
+                },
+                &ConstExpr::i32_const(8),
+            );
+            (6, contents(&section))
+        };
+        let custom = (0, b"\x04name".to_vec());
+        for (what, sections, valid) in [
+            (
+                "i32.const offsets",
+                vec![memories(false), data(&[(0, ConstExpr::i32_const(16))])],
+                true,
+            ),
+            (
+                "i64.const offsets of a 64-bit memory",
+                vec![memories(true), data(&[(0, ConstExpr::i64_const(16))])],
+                true,
+            ),
+            (
+                "a global.get offset",
+                vec![
+                    memories(false),
+                    global.clone(),
+                    data(&[(0, ConstExpr::global_get(0))]),
+                ],
+                true,
+            ),
+            (
+                "a custom section after the data",
+                vec![
+                    memories(false),
+                    data(&[(0, ConstExpr::i32_const(16))]),
+                    custom,
+                ],
+                true,
+            ),
+            (
+                "an i64.const offset of a 32-bit memory",
+                vec![memories(false), data(&[(0, ConstExpr::i64_const(16))])],
+                false,
+            ),
+            (
+                "an i32.const offset of a 64-bit memory",
+                vec![memories(true), data(&[(0, ConstExpr::i32_const(16))])],
+                false,
+            ),
+            (
+                "a memory index out of range",
+                vec![memories(false), data(&[(1, ConstExpr::i32_const(16))])],
+                false,
+            ),
+            (
+                "no memory",
+                vec![data(&[(0, ConstExpr::i32_const(16))])],
+                false,
+            ),
+            (
+                "two data sections",
+                vec![
+                    memories(false),
+                    data(&[(0, ConstExpr::i32_const(16))]),
+                    data(&[(0, ConstExpr::i32_const(32))]),
+                ],
+                false,
+            ),
+            (
+                "a global section after the data",
+                vec![
+                    memories(false),
+                    data(&[(0, ConstExpr::i32_const(16))]),
+                    global.clone(),
+                ],
+                false,
+            ),
+        ] {
+            let bytes = with_module(&sections);
+            let validator = parse_validated_code(&bytes).is_ok();
+            assert_eq!(validator, valid, "{what}: the validator");
+            assert_eq!(
+                validate_without_code(&bytes).is_ok(),
+                valid,
+                "{what}: the output check"
+            );
+        }
     }
 }

@@ -95,7 +95,7 @@ fn rewrite(
     // input's, which was validated, and nothing a body depends on (types,
     // imports, globals' types, memories' and tables' types, the data count,
     // which only grows) changes: validating the rest suffices.
-    parse::parse_validated_code(&out)
+    parse::validate_without_code(&out)
         .context("internal error: the rewritten component does not validate; please report this")?;
     Ok(out)
 }
