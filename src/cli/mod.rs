@@ -479,9 +479,10 @@ async fn pre_initialize(
     mut runtime: WasmtimeRuntime,
 ) -> Result<Vec<u8>> {
     let start = Instant::now();
-    // The validated parse is kept for the rewrite, which then neither
-    // parses nor hashes the input again.
-    let (parsed, instrumented) = instrument::instrument_keeping_parse(input, options)?;
+    // The parse is kept for the rewrite, which then neither parses nor
+    // hashes the input again. The input's function bodies are only read
+    // here (for the probes); they are validated below.
+    let (parsed, bodies, instrumented) = instrument::instrument_unchecked(input, options)?;
     let plan = &instrumented.plan;
     log::info!(
         "instrumented in {:.1?}: {} accessors, init function `{}`",
@@ -489,6 +490,25 @@ async fn pre_initialize(
         plan.accessors.len(),
         plan.init
     );
+
+    // Compiling the instrumented component (or loading it from the cache)
+    // takes one thread: the input's function bodies are validated, and the
+    // instrumented component checked against the plan's interface, on
+    // others meanwhile. Nothing runs before all three are done.
+    let start = Instant::now();
+    let (valid, checked, compiled) = std::thread::scope(|scope| {
+        let valid = scope.spawn(|| bodies.validate());
+        let checked = scope.spawn(|| instrument::check(&instrumented));
+        let compiled = runtime.precompile(&instrumented.component);
+        let join = |result: std::thread::Result<Result<()>>| {
+            result.unwrap_or_else(|_| Err(anyhow::anyhow!("a check of the input panicked")))
+        };
+        (join(valid.join()), join(checked.join()), compiled)
+    });
+    valid?;
+    checked?;
+    compiled.context("failed to instantiate the component")?;
+    log_compiled(&runtime, start.elapsed());
 
     let snapshot = snapshot::take(
         &mut runtime,
@@ -515,25 +535,26 @@ async fn pre_initialize(
     Ok(output)
 }
 
+/// Logs how the instrumented component was compiled (`-v`).
+fn log_compiled(runtime: &WasmtimeRuntime, took: std::time::Duration) {
+    if let Some(reason) = runtime.winch_fallback() {
+        log::info!("Winch cannot compile the component ({reason}); compiled it with Cranelift");
+    }
+    log::info!(
+        "compiled ({:?}{}) in {took:.1?}, validating the input's code meanwhile",
+        runtime.compiler().unwrap_or_default(),
+        match runtime.cache_hit() {
+            Some(true) => ", from the compilation cache",
+            Some(false) => ", stored in the compilation cache",
+            None => "",
+        },
+    );
+}
+
 /// Logs what a step of [`snapshot::take`] did (`-v`, `-vv`).
 fn log_step(plan: &crate::Plan, step: Step<'_>, runtime: &WasmtimeRuntime) {
     match step {
-        Step::Instantiated(took) => {
-            if let Some(reason) = runtime.winch_fallback() {
-                log::info!(
-                    "Winch cannot compile the component ({reason}); compiled it with Cranelift"
-                );
-            }
-            log::info!(
-                "compiled ({:?}{}) and instantiated in {took:.1?}",
-                runtime.compiled_with().unwrap_or_default(),
-                match runtime.cache_hit() {
-                    Some(true) => ", from the compilation cache",
-                    Some(false) => ", stored in the compilation cache",
-                    None => "",
-                },
-            );
-        }
+        Step::Instantiated(took) => log::info!("instantiated in {took:.1?}"),
         Step::InitReturned { took, ok } => {
             log_audit(runtime.audit());
             if !ok {

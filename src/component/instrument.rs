@@ -58,25 +58,62 @@ pub(crate) fn instrument_keeping_parse<'a>(
     bytes: &'a [u8],
     options: &InstrumentOptions,
 ) -> Result<(parse::Parsed<'a>, Instrumented)> {
-    // The input's id (a hash of every byte, one at a time) is taken on
-    // another thread while this one walks the component; function bodies
-    // are validated after the walk.
+    let (parsed, input) = parse_and_hash(bytes, parse::parse)?;
+    let instrumented = instrument_as(&parsed, input, options)?;
+    check(&instrumented)?;
+    Ok((parsed, instrumented))
+}
+
+/// [`instrument_keeping_parse`] with two checks left to the caller, which
+/// must make both ([`parse::Bodies::validate`] and [`check`]) before anything
+/// runs the instrumented component: that the input's function bodies are
+/// valid (they are only read here, for what the probes need), and that the
+/// instrumented component has the accessor interface the plan says. For a
+/// pipeline that makes them while it compiles the instrumented component.
+pub(crate) fn instrument_unchecked<'a>(
+    bytes: &'a [u8],
+    options: &InstrumentOptions,
+) -> Result<(parse::Parsed<'a>, parse::Bodies<'a>, Instrumented)> {
+    let ((parsed, bodies), input) = parse_and_hash(bytes, parse::parse_deferring_bodies)?;
+    let instrumented = instrument_as(&parsed, input, options)?;
+    Ok((parsed, bodies, instrumented))
+}
+
+/// Parses `bytes` with `parse` while another thread takes the input's id
+/// (a hash of every byte, one at a time).
+fn parse_and_hash<'a, T: Send>(
+    bytes: &'a [u8],
+    parse: impl FnOnce(&'a [u8]) -> Result<T>,
+) -> Result<(T, InputId)> {
     let (parsed, input) = std::thread::scope(|scope| {
         let input = scope.spawn(|| InputId::of(bytes));
-        let parsed = parse::parse(bytes);
+        let parsed = parse(bytes);
         (parsed, input.join())
     });
-    let parsed = parsed?;
     let input = input.map_err(|_| anyhow::anyhow!("hashing the input panicked"))?;
-    let init = init_func::resolve(&parsed, options.init_func.as_ref())?;
+    Ok((parsed?, input))
+}
+
+/// Instruments `parsed` with `options`, unchecked (see [`check`]).
+fn instrument_as(
+    parsed: &parse::Parsed<'_>,
+    input: InputId,
+    options: &InstrumentOptions,
+) -> Result<Instrumented> {
+    let init = init_func::resolve(parsed, options.init_func.as_ref())?;
     // An init function inside an exported interface stays: removing it
     // would break the interface the component claims to implement.
     let remove_init_export = !options.keep_init_func && init.export.is_some();
-    let instrumented =
-        instrument_parsed_as(&parsed, input, init.func, remove_init_export, |_, _, _| {
-            Ok(())
-        })?;
-    Ok((parsed, instrumented))
+    instrument_parsed_unchecked(parsed, input, init.func, remove_init_export, |_, _, _| {
+        Ok(())
+    })
+}
+
+/// Checks that `instrumented` has the accessor interface its plan says
+/// (against the WIT the plan gives).
+pub(crate) fn check(instrumented: &Instrumented) -> Result<()> {
+    wit::check(&instrumented.component, &instrumented.plan)
+        .context("instrumentation produced an ill-typed component")
 }
 
 /// Instruments a parsed component; `init` is recorded in the plan. `more`
@@ -89,11 +126,14 @@ pub(crate) fn instrument_parsed(
     more: impl FnOnce(&mut Appender, &Plan, u32) -> Result<()>,
 ) -> Result<Instrumented> {
     let input = InputId::of(parsed.bytes);
-    instrument_parsed_as(parsed, input, init, remove_init_export, more)
+    let instrumented = instrument_parsed_unchecked(parsed, input, init, remove_init_export, more)?;
+    check(&instrumented)?;
+    Ok(instrumented)
 }
 
-/// [`instrument_parsed`], with the input's id given.
-fn instrument_parsed_as(
+/// [`instrument_parsed`], with the input's id given, unchecked (see
+/// [`check`]).
+fn instrument_parsed_unchecked(
     parsed: &parse::Parsed<'_>,
     input: InputId,
     init: InitFunc,
@@ -114,7 +154,6 @@ fn instrument_parsed_as(
     let (mut app, accessor_instance) = append_accessors(parsed.root.counts, &parsed.root, &tree)?;
     more(&mut app, &plan, accessor_instance)?;
     component.extend(app.finish());
-    wit::check(&component, &plan).context("instrumentation produced an ill-typed component")?;
     Ok(Instrumented { component, plan })
 }
 

@@ -213,7 +213,38 @@ pub struct ExportInfo {
 /// (in parallel).
 pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
     check_header(bytes)?;
-    Walker::default().walk(bytes, true)
+    let (mut parsed, funcs) = Walker::default().walk(bytes, true)?;
+    parsed.probed_code = Some(validate_bodies(funcs)?);
+    Ok(parsed)
+}
+
+/// [`parse`], the function bodies only read for what the probe pass needs
+/// to know: returned unvalidated, for [`Bodies::validate`] later (which
+/// must succeed before anything runs them). For a pipeline that can
+/// validate them while it does other work.
+pub(crate) fn parse_deferring_bodies(bytes: &[u8]) -> Result<(Parsed<'_>, Bodies<'_>)> {
+    check_header(bytes)?;
+    let (mut parsed, funcs) = Walker::default().walk(bytes, true)?;
+    match scan_bodies(&funcs) {
+        Ok(probed) => parsed.probed_code = Some(probed),
+        // The validator's error, as `parse` gives it.
+        Err(_) => {
+            validate_bodies(funcs)?;
+            bail!("internal error: a function body that does not decode validates");
+        }
+    }
+    Ok((parsed, Bodies(funcs)))
+}
+
+/// The function bodies of a component [`parse_deferring_bodies`] read,
+/// still to validate.
+pub(crate) struct Bodies<'a>(Vec<FuncToCheck<'a>>);
+
+impl Bodies<'_> {
+    /// Validates the bodies (in parallel), as [`parse`] does.
+    pub(crate) fn validate(self) -> Result<()> {
+        validate_bodies(self.0).map(drop)
+    }
 }
 
 /// Parses `bytes` and validates everything but function bodies: for a
@@ -221,7 +252,9 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
 /// process), or whose bodies are byte for byte those of a validated one.
 pub fn parse_validated_code(bytes: &[u8]) -> Result<Parsed<'_>> {
     check_header(bytes)?;
-    Walker::default().walk(bytes, false)
+    Walker::default()
+        .walk(bytes, false)
+        .map(|(parsed, _)| parsed)
 }
 
 /// Validates `bytes`, a component whose function bodies are, byte for byte,
@@ -374,6 +407,86 @@ fn validate_bodies(funcs: Vec<FuncToCheck<'_>>) -> Result<BTreeSet<usize>> {
         }
         Ok(probed)
     })
+}
+
+/// Reads the functions, in parallel, one thread per core, without
+/// validating them; returns the modules (by the start of their range) whose
+/// code holds an instruction that [`crate::edit::probe`] instruments.
+fn scan_bodies(funcs: &[FuncToCheck<'_>]) -> wasmparser::Result<BTreeSet<usize>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(funcs.len().max(1));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|first| {
+                scope.spawn(move || -> wasmparser::Result<BTreeSet<usize>> {
+                    let mut probed = BTreeSet::new();
+                    for (module, func, body) in funcs.iter().skip(first).step_by(threads) {
+                        if !probed.contains(module) && scan_body(&func.resources, body)? {
+                            probed.insert(*module);
+                        }
+                    }
+                    Ok(probed)
+                })
+            })
+            .collect();
+        let mut probed = BTreeSet::new();
+        for handle in handles {
+            match handle.join() {
+                Ok(result) => probed.extend(result?),
+                Err(payload) => std::panic::resume_unwind(payload),
+            }
+        }
+        Ok(probed)
+    })
+}
+
+/// Whether one function body, read but not validated, holds an instruction
+/// that [`crate::edit::probe`] instruments.
+fn scan_body(resources: &ValidatorResources, body: &FunctionBody<'_>) -> wasmparser::Result<bool> {
+    let mut reader = body.get_binary_reader_for_operators()?;
+    reader.set_features(features());
+    let mut operators = wasmparser::OperatorsReader::new(reader);
+    let mut probed = false;
+    let mut scan = ProbeScan {
+        validator: Unvalidated,
+        resources,
+        probed: &mut probed,
+    };
+    while !operators.eof() {
+        operators.visit_operator(&mut scan)?;
+    }
+    operators.finish()?;
+    Ok(probed)
+}
+
+/// The validator's place in [`ProbeScan`] when a body is only read.
+struct Unvalidated;
+
+macro_rules! unvalidated {
+    ($( @$proposal:ident $op:ident $({ $($arg:ident: $argty:ty),* })? => $visit:ident ($($ann:tt)*))*) => {
+        $(
+            fn $visit(&mut self $($(, $arg: $argty)*)?) {
+                $($(let _ = $arg;)*)?
+            }
+        )*
+    };
+}
+
+impl<'a> VisitOperator<'a> for Unvalidated {
+    type Output = ();
+
+    fn simd_visitor(
+        &mut self,
+    ) -> Option<&mut dyn wasmparser::VisitSimdOperator<'a, Output = Self::Output>> {
+        Some(self)
+    }
+
+    wasmparser::for_each_visit_operator!(unvalidated);
+}
+
+impl<'a> wasmparser::VisitSimdOperator<'a> for Unvalidated {
+    wasmparser::for_each_visit_simd_operator!(unvalidated);
 }
 
 /// Validates one function body as [`FuncValidator::validate`] does, and
@@ -532,7 +645,9 @@ struct Walker {
 }
 
 impl Walker {
-    fn walk(mut self, bytes: &[u8], bodies: bool) -> Result<Parsed<'_>> {
+    /// Walks `bytes`, validating everything but function bodies; with
+    /// `bodies`, returns those to validate too.
+    fn walk(mut self, bytes: &[u8], bodies: bool) -> Result<(Parsed<'_>, Vec<FuncToCheck<'_>>)> {
         let mut validator = Validator::new_with_features(features());
         let mut funcs = Vec::new();
         let mut types = None;
@@ -569,17 +684,13 @@ impl Walker {
         let (Some(types), Some(root)) = (types, self.root) else {
             bail!("input is truncated: the component ends early");
         };
-        let probed_code = if bodies {
-            Some(validate_bodies(funcs)?)
-        } else {
-            None
-        };
-        Ok(Parsed {
+        let parsed = Parsed {
             bytes,
             root,
             types,
-            probed_code,
-        })
+            probed_code: None,
+        };
+        Ok((parsed, funcs))
     }
 
     fn component(&mut self) -> Option<&mut ComponentFrame> {
@@ -891,10 +1002,17 @@ mod tests {
     }
 
     /// Whether validation notes the module's code, and whether the probe
-    /// pass instruments it.
+    /// pass instruments it; reading the code without validating it notes
+    /// the same.
     fn scanned_and_probed(bytes: &[u8]) -> (bool, bool) {
         let parsed = parse(bytes).unwrap();
         let module = &parsed.root.modules[0];
+        let (read, bodies) = parse_deferring_bodies(bytes).unwrap();
+        bodies.validate().unwrap();
+        assert_eq!(
+            read.may_need_probes(&read.root.modules[0]),
+            parsed.may_need_probes(module)
+        );
         let found = probe::probe(
             &bytes[module.range.clone()],
             module.global_count,
@@ -1004,6 +1122,9 @@ mod tests {
         let parsed = parse(&imported).unwrap();
         assert!(parsed.may_need_probes(&parsed.root.modules[1]));
         assert!(!parsed.may_need_probes(&parsed.root.modules[0]));
+        let (read, _) = parse_deferring_bodies(&imported).unwrap();
+        assert!(read.may_need_probes(&read.root.modules[1]));
+        assert!(!read.may_need_probes(&read.root.modules[0]));
         // Without validating bodies, every module may need probes.
         let bytes = component("", "(global.set $i (i32.const 1))");
         let parsed = parse_validated_code(&bytes).unwrap();
@@ -1146,5 +1267,34 @@ mod tests {
                 "{what}: the output check"
             );
         }
+    }
+
+    /// Reading the code without validating it gives the validator's error
+    /// for a body that does not decode; one that decodes but does not
+    /// validate is refused by `Bodies::validate`.
+    #[test]
+    fn deferred_bodies_are_refused_as_parse_refuses_them() {
+        let ill_typed = component("", "(global.set $i (i64.const 1))");
+        let (_, bodies) = parse_deferring_bodies(&ill_typed).unwrap();
+        assert_eq!(
+            format!("{:#}", bodies.validate().unwrap_err()),
+            format!("{:#}", parse(&ill_typed).err().unwrap())
+        );
+        // an unknown opcode in place of the body's `nop`
+        let mut bad = component("", "(nop)");
+        let body = Parser::new(0)
+            .parse_all(&bad)
+            .find_map(|p| match p.unwrap() {
+                Payload::CodeSectionEntry(body) => Some(body.range()),
+                _ => None,
+            })
+            .unwrap();
+        // size, no locals, `nop`, `end`
+        assert_eq!(bad[body.clone()], [0x00, 0x01, 0x0b]);
+        bad[body.start + 1] = 0xff;
+        assert_eq!(
+            format!("{:#}", parse_deferring_bodies(&bad).err().unwrap()),
+            format!("{:#}", parse(&bad).err().unwrap())
+        );
     }
 }

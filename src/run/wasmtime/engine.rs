@@ -3,6 +3,7 @@
 //! cannot).
 
 use anyhow::Result;
+use std::cell::RefCell;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, Strategy};
 
@@ -69,9 +70,43 @@ impl WasmtimeRuntime {
         config
     }
 
+    /// Compiles `component` (or loads it from the compilation cache) now,
+    /// for [`Runtime::instantiate`](crate::Runtime::instantiate) of the same
+    /// bytes, which then takes it instead of compiling: the caller can do
+    /// other work meanwhile on other threads. The bytes must not change in
+    /// between.
+    pub(crate) fn precompile(&mut self, component: &[u8]) -> Result<()> {
+        let compiled = self.compile_now(component)?;
+        PRECOMPILED.set(Some(Precompiled {
+            at: component.as_ptr() as usize,
+            len: component.len(),
+            compiled,
+        }));
+        Ok(())
+    }
+
+    /// The compiler this runtime compiles with (`None` on an engine of the
+    /// caller's): once compiled, the one that compiled the component.
+    pub(crate) fn compiler(&self) -> Option<Compiler> {
+        self.compiler
+    }
+
+    /// Compiles `component`, or takes it as [`precompile`](Self::precompile)
+    /// compiled it.
+    pub(super) fn compile(&mut self, component: &[u8]) -> Result<Component> {
+        if let Some(precompiled) = PRECOMPILED.take()
+            && precompiled.at == component.as_ptr() as usize
+            && precompiled.len == component.len()
+            && Engine::same(precompiled.compiled.engine(), &self.engine)
+        {
+            return Ok(precompiled.compiled);
+        }
+        self.compile_now(component)
+    }
+
     /// Compiles `component`; when Winch cannot, starts over on a Cranelift
     /// engine (and a new store, before anything ran in the old one).
-    pub(super) fn compile(&mut self, component: &[u8]) -> Result<Component> {
+    fn compile_now(&mut self, component: &[u8]) -> Result<Component> {
         let winch_error = match Component::new(&self.engine, component) {
             Ok(compiled) => return Ok(compiled),
             Err(e) if self.compiler == Some(Compiler::Winch) => e,
@@ -96,4 +131,18 @@ impl WasmtimeRuntime {
         self.compiler = Some(Compiler::Cranelift);
         Ok(())
     }
+}
+
+/// A component [`WasmtimeRuntime::precompile`] compiled, and where the bytes
+/// it was compiled from are.
+struct Precompiled {
+    at: usize,
+    len: usize,
+    compiled: Component,
+}
+
+thread_local! {
+    /// What [`WasmtimeRuntime::precompile`] compiled on this thread, until
+    /// the next compile takes it (or drops it, for other bytes).
+    static PRECOMPILED: RefCell<Option<Precompiled>> = const { RefCell::new(None) };
 }
