@@ -59,20 +59,14 @@ fn leb_len(value: u64) -> u64 {
 /// `i32.const` (the offset as an `i32`) or, for a 64-bit memory, of the
 /// `i64.const`.
 fn offset_len(offset: u64, memory64: bool) -> u64 {
-    let mut v = if memory64 {
+    let v = if memory64 {
         offset as i64
     } else {
         i64::from(offset as u32 as i32)
     };
-    let mut n = 1;
-    loop {
-        let sign = v & 0x40;
-        v >>= 7;
-        if (v == 0 && sign == 0) || (v == -1 && sign != 0) {
-            return n;
-        }
-        n += 1;
-    }
+    // the bits that are not copies of the sign, and the sign bit
+    let bits = u64::from(64 - (v ^ (v >> 63)).leading_zeros()) + 1;
+    bits.div_ceil(7)
 }
 
 /// A piece of a run between stretches of zeros worth a segment boundary:
@@ -188,80 +182,105 @@ fn segment<'a>(runs: &[(u64, &'a [u8])], pieces: &[Piece<'a>]) -> (u64, Cow<'a, 
 /// non-zero byte) between its stretches of at least [`MIN_SPLIT`] zeros,
 /// in order.
 ///
-/// The scan goes a word at a time: each 8-byte word gives a mask of its zero
-/// bytes, and a stretch shows where a byte and the four before it (in this
-/// word or the one before) are zero; only there does it look at bytes.
+/// The scan goes 64 bytes at a time: each block gives a mask of its zero
+/// bytes (a comparison the compiler does 16 or 32 bytes at a time), and a
+/// stretch shows where a byte and the four before it (in this block or the
+/// one before) are zero; only there does it look further.
 fn split_at_zeros(bytes: &[u8], mut piece: impl FnMut(Range<usize>)) {
     const _: () = assert!(MIN_SPLIT == 5, "the scan finds stretches of 5");
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     let n = bytes.len();
-    // the word at `at`; bytes past the end count as non-zero
-    let load = |at: usize| match bytes.get(at..at + 8) {
-        Some(word) => u64::from_le_bytes(word.try_into().expect("8 bytes")),
-        None => {
-            let mut word = [0xffu8; 8];
-            word[..n - at].copy_from_slice(&bytes[at..]);
-            u64::from_le_bytes(word)
-        }
-    };
-    // bit 7 of each byte set when that byte is zero
-    let zeros = |w: u64| !(((w & LOW7) + LOW7) | w | LOW7);
-    // non-zero when some 16-bit lane is zero: each lane's bytes OR'd, minus
-    // one, borrows into bit 8 exactly when some lane is zero. A stretch of 5
-    // zeros holds such a lane (its pairs at even offsets lie in one word).
-    let zero_lanes = |w: u64| {
-        ((w | (w >> 8)) & 0x00ff_00ff_00ff_00ff).wrapping_sub(0x0001_0001_0001_0001)
-            & 0x0100_0100_0100_0100
-    };
     let mut from = 0;
-    // zero bytes of the word before `i`, and the first byte not yet looked at
-    let (mut before, mut i, mut first_unseen) = (0u64, 0usize, 0usize);
-    while i < n {
-        if i + 32 <= n && first_unseen <= i {
-            let (a, b, c, d) = (load(i), load(i + 8), load(i + 16), load(i + 24));
-            if zero_lanes(a) | zero_lanes(b) | zero_lanes(c) | zero_lanes(d) == 0 {
-                // no stretch of 5 ends in these words; one may start in the
-                // last (at its last byte)
-                before = zeros(d);
-                i += 32;
-                continue;
+    // zero bytes of the block before `i` (their bits at the top), those
+    // before `from` left out
+    let (mut before, mut i) = (0u64, 0usize);
+    'blocks: while i < n {
+        let z = zero_mask(bytes, i);
+        // bit k: byte i + k and the four before it are zero
+        let mut hits = z
+            & ((z << 1) | (before >> 63))
+            & ((z << 2) | (before >> 62))
+            & ((z << 3) | (before >> 61))
+            & ((z << 4) | (before >> 60));
+        while hits != 0 {
+            // the fifth zero of a stretch: find its ends
+            let fifth = i + hits.trailing_zeros() as usize;
+            let mut s = fifth - (MIN_SPLIT - 1);
+            while s > from && bytes[s - 1] == 0 {
+                s -= 1;
             }
+            let k = fifth - i + 1;
+            let mut e = fifth
+                + 1
+                + if k < 64 {
+                    (z >> k).trailing_ones() as usize
+                } else {
+                    0
+                };
+            if e >= i + 64 {
+                // the zeros reach past this block
+                loop {
+                    let zeros = zero_mask(bytes, e).trailing_ones() as usize;
+                    e += zeros;
+                    if zeros < 64 || e >= n {
+                        break;
+                    }
+                }
+            }
+            let e = e.min(n);
+            if s > from {
+                piece(from..s);
+            }
+            from = e;
+            if e >= i + 64 {
+                // go on at `e`, a non-zero byte: no stretch reaches back past it
+                before = 0;
+                i = e;
+                continue 'blocks;
+            }
+            // the stretches left in this block start after `e`, which is
+            // not zero
+            hits &= u64::MAX << (e - i);
         }
-        let z = zeros(load(i));
-        let wide = u128::from(before) | (u128::from(z) << 64);
-        let mut hits =
-            ((wide & (wide << 8) & (wide << 16) & (wide << 24) & (wide << 32)) >> 64) as u64;
-        if first_unseen > i {
-            // bytes before `first_unseen` are in a stretch already split off
-            hits &= u64::MAX << (8 * (first_unseen - i));
-        }
-        if hits == 0 {
-            before = z;
-            i += 8;
-            continue;
-        }
-        // the fifth zero of a stretch: find its ends
-        let fifth = i + hits.trailing_zeros() as usize / 8;
-        let mut s = fifth - (MIN_SPLIT - 1);
-        while s > from && bytes[s - 1] == 0 {
-            s -= 1;
-        }
-        let mut e = fifth + 1;
-        while e < n && bytes[e] == 0 {
-            e += 1;
-        }
-        if s > from {
-            piece(from..s);
-        }
-        from = e;
-        first_unseen = e;
-        // go on in the word holding `e`, the stretch forgotten
-        before = 0;
-        i = e - e % 8;
+        before = if from > i {
+            z & (u64::MAX << (from - i))
+        } else {
+            z
+        };
+        i += 64;
     }
     if from < n {
         piece(from..n);
     }
+}
+
+/// Bit k set when `bytes[at + k]` is zero, for the 64 bytes from `at`;
+/// bytes past the end count as non-zero.
+#[inline]
+fn zero_mask(bytes: &[u8], at: usize) -> u64 {
+    match bytes.get(at..at + 64) {
+        Some(block) => block_zero_mask(block.try_into().expect("64 bytes")),
+        None => {
+            let mut block = [0xffu8; 64];
+            let rest = bytes.get(at..).unwrap_or_default();
+            block[..rest.len()].copy_from_slice(rest);
+            block_zero_mask(&block)
+        }
+    }
+}
+
+/// Bit k set when `block[k]` is zero, a word at a time.
+#[inline]
+fn block_zero_mask(block: &[u8; 64]) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut mask = 0u64;
+    for (k, word) in block.chunks_exact(8).enumerate() {
+        let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        // bit 7 of each byte set when that byte is zero, gathered into
+        // the low 8 bits
+        let zeros = !(((w & LOW7) + LOW7) | w | LOW7) >> 7;
+        mask |= (zeros.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
+    }
+    mask
 }
 
 #[cfg(test)]
@@ -298,6 +317,34 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    /// The length of the signed LEB128 of `v`, one group at a time.
+    fn sleb_len(mut v: i64) -> u64 {
+        let mut n = 1;
+        loop {
+            let sign = v & 0x40;
+            v >>= 7;
+            if (v == 0 && sign == 0) || (v == -1 && sign != 0) {
+                return n;
+            }
+            n += 1;
+        }
+    }
+
+    #[test]
+    fn offset_lengths_are_those_of_the_encoding() {
+        let mut values = vec![0u64, u64::MAX];
+        for bit in 0..64 {
+            for delta in [-1i64, 0, 1] {
+                values.push((1u64 << bit).wrapping_add(delta as u64));
+            }
+        }
+        for v in values {
+            assert_eq!(offset_len(v, true), sleb_len(v as i64), "i64 {v}");
+            let v32 = i64::from(v as u32 as i32);
+            assert_eq!(offset_len(v, false), sleb_len(v32), "i32 {v}");
+        }
     }
 
     #[test]
@@ -571,6 +618,68 @@ mod tests {
                 };
                 assert_eq!(pieces, expected, "{len} zeros at {at}");
             }
+        }
+    }
+
+    /// The split as a plain loop over the bytes: the stretches of at least
+    /// `MIN_SPLIT` zeros, and what lies between them.
+    fn split_by_bytes(bytes: &[u8]) -> Vec<Range<usize>> {
+        let mut pieces = Vec::new();
+        let (mut from, mut i) = (0, 0);
+        while i < bytes.len() {
+            if bytes[i] != 0 {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < bytes.len() && bytes[i] == 0 {
+                i += 1;
+            }
+            if i - start >= MIN_SPLIT {
+                if start > from {
+                    pieces.push(from..start);
+                }
+                from = i;
+            }
+        }
+        if from < bytes.len() {
+            pieces.push(from..bytes.len());
+        }
+        pieces
+    }
+
+    #[test]
+    fn splitting_agrees_with_a_byte_by_byte_split() {
+        // Pseudo-random runs: zeros in stretches of 1 to 200, at every
+        // alignment, between non-zero bytes, lengths around the 64-byte
+        // blocks.
+        let mut x: u32 = 0x2545_f491;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for round in 0..3000 {
+            let len = 1 + (next() % 700) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| 1 + (next() % 255) as u8).collect();
+            let stretches = next() % 12;
+            for _ in 0..stretches {
+                let at = (next() as usize) % len;
+                let run = 1 + match next() % 3 {
+                    0 => next() % 6,
+                    1 => next() % 70,
+                    _ => next() % 200,
+                } as usize;
+                let end = (at + run).min(len);
+                bytes[at..end].fill(0);
+            }
+            // runs start and end with a non-zero byte
+            bytes[0] = 7;
+            bytes[len - 1] = 7;
+            let mut pieces = Vec::new();
+            split_at_zeros(&bytes, |r| pieces.push(r));
+            assert_eq!(pieces, split_by_bytes(&bytes), "round {round}: {bytes:?}");
         }
     }
 }
