@@ -272,6 +272,20 @@ fn zero_mask(bytes: &[u8], at: usize) -> u64 {
 #[inline]
 fn block_zero_mask(block: &[u8; 64]) -> u64 {
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let words = block
+        .chunks_exact(8)
+        .map(|word| u64::from_le_bytes(word.try_into().expect("8 bytes")));
+    // a block without a zero byte (a dense memory's) has no mask to build:
+    // bit 7 set where a byte is zero (or, after one, where it is 0x01)
+    if words
+        .clone()
+        .fold(0, |any, w| any | (w.wrapping_sub(ONES) & !w & HIGH))
+        == 0
+    {
+        return 0;
+    }
     let mut mask = 0u64;
     for (k, word) in block.chunks_exact(8).enumerate() {
         let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
