@@ -586,58 +586,20 @@ const SPARSE_WORDS: u32 = 1024;
 /// Init grows memory to `pages` and fills it with non-zero xorshift bytes;
 /// `probe` reads the first, a middle and the last word (0 before init).
 fn dense(pages: u32) -> String {
-    let bytes = u64::from(pages) << 16;
     format!(
-        r#"(module
-      (memory (export "memory") 1)
-      (func (export "wizer-initialize") (local $p i32) (local $x i64)
-        (drop (memory.grow (i32.const {grow})))
-        (local.set $x (i64.const 0x2545F4914F6CDD1D))
-        (loop $l
-          (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 13))))
-          (local.set $x (i64.xor (local.get $x) (i64.shr_u (local.get $x) (i64.const 7))))
-          (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 17))))
-          (i64.store (local.get $p) (i64.or (local.get $x) (i64.const 0x0101010101010101)))
-          (local.set $p (i32.add (local.get $p) (i32.const 8)))
-          (br_if $l (i32.lt_u (local.get $p) (i32.const {bytes})))))
-      (func (export "probe") (result i32)
-        (if (result i32) (i32.lt_u (memory.size) (i32.const {pages}))
-          (then (i32.const 0))
-          (else
-            (i32.xor (i32.xor (i32.load (i32.const 0)) (i32.load (i32.const {mid})))
-                     (i32.load (i32.const {last})))))))"#,
-        grow = pages - 1,
-        mid = bytes / 2 + 4,
-        last = bytes - 4,
+        "(module {})",
+        workloads::dense_fields(pages, "wizer-initialize")
     )
 }
 
 /// Init grows memory to `pages` and writes `words` non-zero 4-byte words
 /// evenly spread from 0; `probe` reads the first, a middle and the last.
 fn sparse(pages: u32, words: u32) -> String {
-    let bytes = u64::from(pages) << 16;
-    let stride = bytes / u64::from(words);
+    let stride = (u64::from(pages) << 16) / u64::from(words);
     let last = stride * u64::from(words - 1);
     let mid = stride * u64::from(words / 2);
-    format!(
-        r#"(module
-      (memory (export "memory") 1)
-      (func (export "wizer-initialize") (local $at i32)
-        (drop (memory.grow (i32.const {grow})))
-        (loop $l
-          (i32.store (local.get $at) (i32.or (local.get $at) (i32.const 0x0101)))
-          (local.set $at (i32.add (local.get $at) (i32.const {stride})))
-          (br_if $l (i32.lt_u (local.get $at) (i32.const {bytes})))))
-      (func (export "probe") (result i32)
-        (if (result i32) (i32.lt_u (memory.size) (i32.const {pages}))
-          (then (i32.const 0))
-          (else
-            (i32.xor (i32.xor (i32.load (i32.const 0)) (i32.load (i32.const {mid})))
-                     (i32.load (i32.const {last})))))))"#,
-        grow = pages - 1,
-        // (an i32 constant: 1 GiB fits)
-        bytes = bytes as u32,
-    )
+    let fields = workloads::strided_fields(pages, stride, mid, last, "wizer-initialize");
+    format!("(module {fields})")
 }
 
 /// The `core-js` workload: StarlingMonkey with the bindings of

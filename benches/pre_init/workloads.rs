@@ -785,12 +785,18 @@ fn large_code(funcs: usize) -> String {
 
 /// Init grows memory to `pages` and fills it with non-zero xorshift bytes.
 fn dense(pages: u32) -> String {
+    component_of(&dense_fields(pages, "init"))
+}
+
+/// The core module of the dense workloads, without `(module` around it:
+/// its init (exported as `init`) grows memory to `pages` and fills it with
+/// non-zero xorshift bytes; `probe` reads the first, a middle and the last
+/// word, 0 before init.
+pub fn dense_fields(pages: u32, init: &str) -> String {
     let bytes = u64::from(pages) << 16;
     format!(
-        r#"(component
-      (core module $m
-        (memory 1)
-        (func (export "init") (local $p i32) (local $x i64)
+        r#"(memory 1)
+        (func (export "{init}") (local $p i32) (local $x i64)
           (drop (memory.grow (i32.const {grow})))
           (local.set $x (i64.const 0x2545F4914F6CDD1D))
           (loop $l
@@ -800,19 +806,27 @@ fn dense(pages: u32) -> String {
             (i64.store (local.get $p) (i64.or (local.get $x) (i64.const 0x0101010101010101)))
             (local.set $p (i32.add (local.get $p) (i32.const 8)))
             (br_if $l (i32.lt_u (local.get $p) (i32.const {bytes})))))
-        ;; reads the first, a middle and the last word; 0 before init
         (func (export "probe") (result i32)
           (if (result i32) (i32.lt_u (memory.size) (i32.const {pages}))
             (then (i32.const 0))
             (else
               (i32.xor (i32.xor (i32.load (i32.const 0)) (i32.load (i32.const {mid})))
-                       (i32.load (i32.const {last})))))))
-      (core instance $i (instantiate $m))
-      (func (export "component-init") (canon lift (core func $i "init")))
-      (func (export "probe") (result u32) (canon lift (core func $i "probe"))))"#,
+                       (i32.load (i32.const {last}))))))"#,
         grow = pages - 1,
         mid = bytes / 2 + 4,
         last = bytes - 4,
+    )
+}
+
+/// A component of one instance of the core module `fields`, exporting its
+/// `init` as `component-init` and its `probe`.
+fn component_of(fields: &str) -> String {
+    format!(
+        r#"(component
+      (core module $m {fields})
+      (core instance $i (instantiate $m))
+      (func (export "component-init") (canon lift (core func $i "init")))
+      (func (export "probe") (result u32) (canon lift (core func $i "probe"))))"#
     )
 }
 
@@ -855,11 +869,18 @@ fn sparse_strided(pages: u32, stride: u32) -> String {
     let bytes = u64::from(pages) << 16;
     let last = (bytes - 1) / u64::from(stride) * u64::from(stride);
     let mid = last / 2 / u64::from(stride) * u64::from(stride);
+    component_of(&strided_fields(pages, u64::from(stride), mid, last, "init"))
+}
+
+/// The core module of the strided sparse workloads, without `(module`
+/// around it: its init (exported as `init`) grows memory to `pages` and
+/// writes a non-zero word every `stride` bytes from 0; `probe` reads the
+/// words at 0, `mid` and `last`, 0 before init.
+pub fn strided_fields(pages: u32, stride: u64, mid: u64, last: u64, init: &str) -> String {
+    let bytes = u64::from(pages) << 16;
     format!(
-        r#"(component
-      (core module $m
-        (memory 1)
-        (func (export "init") (local $at i32)
+        r#"(memory 1)
+        (func (export "{init}") (local $at i32)
           (drop (memory.grow (i32.const {grow})))
           (loop $l
             (i32.store (local.get $at) (i32.or (local.get $at) (i32.const 0x0101)))
@@ -870,10 +891,7 @@ fn sparse_strided(pages: u32, stride: u32) -> String {
             (then (i32.const 0))
             (else
               (i32.xor (i32.xor (i32.load (i32.const 0)) (i32.load (i32.const {mid})))
-                       (i32.load (i32.const {last})))))))
-      (core instance $i (instantiate $m))
-      (func (export "component-init") (canon lift (core func $i "init")))
-      (func (export "probe") (result u32) (canon lift (core func $i "probe"))))"#,
+                       (i32.load (i32.const {last}))))))"#,
         grow = pages - 1,
         // (an i32 constant: 1 GiB fits, as the store addresses do)
         bytes = bytes as u32,
