@@ -7,6 +7,7 @@ mod support;
 mod async_guests;
 mod async_model;
 mod basics;
+mod c_guests;
 mod cache;
 mod cli;
 mod compilers;
