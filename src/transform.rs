@@ -229,6 +229,12 @@ impl<'a> Reader<'a> {
                 ..
             } => Reader::V128(accessor),
             State::Global { .. } | State::Probe { .. } => Reader::Alias(accessor),
+            State::Table { .. } | State::RefGlobal { .. } => bail!(
+                "table code of core module {} can change tables during init; an invoker \
+                 cannot read tables yet; pre-initialize such components with \
+                 `component_init::initialize`",
+                accessor.module
+            ),
         })
     }
 

@@ -201,6 +201,8 @@ fn tamper(plan: &mut Plan, u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                     State::Memory { index: m, .. } => *m = index,
                     State::Global { index: g, .. } => *g = index,
                     State::Probe { index: p, .. } => *p = index,
+                    State::Table { index: t } => *t = index,
+                    State::RefGlobal { index: g } => *g = index,
                 }
             }
         }

@@ -107,6 +107,7 @@ impl Appender {
     ) -> Result<u32> {
         let space = match kind {
             ExportKind::Memory => &mut self.first_free.memories,
+            ExportKind::Table => &mut self.first_free.tables,
             ExportKind::Global => &mut self.first_free.globals,
             ExportKind::Func => &mut self.first_free.core_funcs,
             other => bail!("internal error: no index space kept for aliased core {other:?}s"),
@@ -283,7 +284,7 @@ mod tests {
     fn spaces_it_does_not_keep_are_an_internal_error() {
         let mut app = Appender::new(Counts::default());
         let err = app
-            .alias_core_export(0, ExportKind::Table, "t")
+            .alias_core_export(0, ExportKind::Tag, "t")
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("internal error"), "{err}");

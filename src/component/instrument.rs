@@ -21,8 +21,11 @@ use crate::component::init_func;
 use crate::component::names;
 use crate::component::parse::{self, ComponentInfo, Counts, SectionKind};
 use crate::component::readers;
+use crate::component::table_mode::LevelTables;
+use crate::component::table_reader;
 use crate::component::wit;
-use crate::edit::probe::{self, Probed};
+use crate::edit::identify;
+use crate::edit::probe::{self, Probe, Probed};
 use crate::edit::{self, CoreExport, ModuleEdit};
 use crate::plan::GlobalValue;
 use crate::plan::init_func::InitFunc;
@@ -163,6 +166,8 @@ struct AccessorTree {
     accessors: Vec<SourcedAccessor>,
     /// Probes of this component's modules, by index into `modules`.
     probed: BTreeMap<usize, Probed>,
+    /// The level's table mode, when its code can change tables.
+    tables: Option<LevelTables>,
     /// Accessor trees of the nested components that have state, by index into
     /// `components`.
     children: BTreeMap<usize, AccessorTree>,
@@ -194,7 +199,7 @@ impl AccessorTree {
                 if !parsed.may_need_probes(module) {
                     continue;
                 }
-                let found = probe::probe(
+                let found = probe::probe_carrying_tables(
                     &bytes[module.range.clone()],
                     module.global_count,
                     module.imported_funcs,
@@ -208,7 +213,8 @@ impl AccessorTree {
                 }
             }
         }
-        let mut accessors: Vec<SourcedAccessor> = local_accessors(info, &probed)?
+        let tables = LevelTables::of(bytes, info, &probed)?;
+        let mut accessors: Vec<SourcedAccessor> = local_accessors(info, &probed, tables.as_ref())?
             .into_iter()
             .map(|accessor| SourcedAccessor {
                 accessor,
@@ -239,24 +245,32 @@ impl AccessorTree {
                 });
             }
         }
-        // Memories, then globals, then probes; named in that order.
-        accessors.sort_by_key(|a| match a.accessor.state {
+        // Memories, then globals, then probes, then tables and
+        // reference-typed globals; named in that order.
+        let kind = |state: &State| match state {
             State::Memory { .. } => 0,
             State::Global { .. } => 1,
             State::Probe { .. } => 2,
-        });
-        let mut counts = [0usize; 3];
+            State::Table { .. } => 3,
+            State::RefGlobal { .. } => 4,
+        };
+        accessors.sort_by_key(|a| kind(&a.accessor.state));
+        let mut counts = [0usize; 5];
         for a in &mut accessors {
+            let n = post_increment(&mut counts[kind(&a.accessor.state)]);
             a.accessor.func = match a.accessor.state {
-                State::Memory { .. } => names::memory_accessor(post_increment(&mut counts[0])),
-                State::Global { .. } => names::global_accessor(post_increment(&mut counts[1])),
-                State::Probe { .. } => names::probe_accessor(post_increment(&mut counts[2])),
+                State::Memory { .. } => names::memory_accessor(n),
+                State::Global { .. } => names::global_accessor(n),
+                State::Probe { .. } => names::probe_accessor(n),
+                State::Table { .. } => names::table_accessor(n),
+                State::RefGlobal { .. } => names::ref_global_accessor(n),
             };
         }
         children.retain(|_, child| !child.accessors.is_empty());
         Ok(AccessorTree {
             accessors,
             probed,
+            tables,
             children,
         })
     }
@@ -280,6 +294,7 @@ fn post_increment(counter: &mut usize) -> usize {
 fn local_accessors(
     info: &ComponentInfo,
     probed: &BTreeMap<usize, Probed>,
+    tables: Option<&LevelTables>,
 ) -> Result<Vec<Accessor>> {
     let mut out = Vec::new();
     for instance in &info.instances {
@@ -320,6 +335,15 @@ fn local_accessors(
                     probe: *probe,
                 });
             }
+            if let Some(index) = found.tables_changed {
+                push(State::Probe {
+                    index,
+                    probe: Probe::TablesChanged,
+                });
+            }
+        }
+        for state in tables.map_or(Vec::new(), |t| t.states(instance.definition)) {
+            push(state);
         }
     }
     Ok(out)
@@ -342,7 +366,8 @@ fn encode_sections(bytes: &[u8], info: &ComponentInfo, tree: &AccessorTree) -> R
                     .collect();
                 exports.sort_by_key(|e| e.index);
                 exports.dedup();
-                if exports.is_empty() {
+                let prologued = tree.tables.as_ref().is_some_and(|t| t.prologued(m));
+                if exports.is_empty() && !prologued {
                     component.section(&RawSection {
                         id: section.id,
                         data,
@@ -350,16 +375,37 @@ fn encode_sections(bytes: &[u8], info: &ComponentInfo, tree: &AccessorTree) -> R
                     continue;
                 }
                 let found = tree.probed.get(&m);
+                let mut new_globals =
+                    found.map_or(Vec::new(), |f| vec![GlobalValue::I32(0); f.global_count()]);
+                // the prologues' `probing` and `found`, after the probes
+                let probing = module.global_count + new_globals.len() as u32;
+                if prologued {
+                    new_globals.extend([GlobalValue::I32(0), GlobalValue::I32(0)]);
+                    for (name, index) in [
+                        (edit::CORE_PROBING_EXPORT, probing),
+                        (edit::CORE_FOUND_EXPORT, probing + 1),
+                    ] {
+                        exports.push(CoreExport {
+                            name: name.to_string(),
+                            kind: ExportKind::Global,
+                            index,
+                        });
+                    }
+                }
                 let edit = ModuleEdit {
                     exports,
-                    new_globals: found
-                        .map_or(Vec::new(), |f| vec![GlobalValue::I32(0); f.probes.len()]),
+                    new_globals,
                     code: found.map(|f| f.code.clone()),
                     ..ModuleEdit::default()
                 };
-                let edited = edit::edit(data, edit).with_context(|| {
+                let mut edited = edit::edit(data, edit).with_context(|| {
                     format!("failed to instrument core module {}", module.index)
                 })?;
+                if prologued {
+                    edited = identify::add_prologues(&edited, probing, probing + 1).with_context(
+                        || format!("failed to instrument core module {}", module.index),
+                    )?;
+                }
                 component.section(&RawSection {
                     id: section.id,
                     data: &edited,
@@ -404,7 +450,7 @@ fn append_accessors(
     let mut lifted = if local.is_empty() {
         Vec::new()
     } else {
-        append_local_accessors(&mut app, info, &local)?
+        append_local_accessors(&mut app, info, tree.tables.as_ref(), &local)?
     }
     .into_iter();
 
@@ -479,6 +525,9 @@ enum CoreReader {
     /// A function of the accessor module, which returns lists in the
     /// accessor module's memory.
     Copying(u32),
+    /// A function of the table reader, which returns lists in the table
+    /// reader's memory.
+    Table { read: u32, memory: u32 },
     /// An in-place reader's `read`, which returns the guest memory's own
     /// bytes, and its post-return function.
     InPlace {
@@ -495,9 +544,10 @@ enum CoreReader {
 fn append_local_accessors(
     app: &mut Appender,
     info: &ComponentInfo,
+    tables: Option<&LevelTables>,
     local: &[&Accessor],
 ) -> Result<Vec<u32>> {
-    let readers = append_core_readers(app, info, local)?;
+    let readers = append_core_readers(app, info, tables, local)?;
     lift_accessors(app, local, &readers)
 }
 
@@ -514,13 +564,21 @@ struct CoreReaders {
 fn append_core_readers(
     app: &mut Appender,
     info: &ComponentInfo,
+    tables: Option<&LevelTables>,
     local: &[&Accessor],
 ) -> Result<CoreReaders> {
     let in_place: Vec<bool> = local.iter().map(|a| reads_in_place(info, a)).collect();
+    let by_table_reader: Vec<bool> = local.iter().map(|a| reads_a_table(a)).collect();
+    // neither in place nor by the table reader
+    let copying: Vec<bool> = in_place
+        .iter()
+        .zip(&by_table_reader)
+        .map(|(a, b)| !a && !b)
+        .collect();
     let copied: Vec<&Accessor> = local
         .iter()
-        .zip(&in_place)
-        .filter(|(_, in_place)| !**in_place)
+        .zip(&copying)
+        .filter(|(_, copying)| **copying)
         .map(|(a, _)| *a)
         .collect();
     let accessor_module = app.core_module(&readers::accessor_module(&copied)?);
@@ -547,8 +605,8 @@ fn append_core_readers(
     let bundled: Vec<CoreItem<'_>> = local
         .iter()
         .zip(&state)
-        .zip(&in_place)
-        .filter(|(_, in_place)| !**in_place)
+        .zip(&copying)
+        .filter(|(_, copying)| **copying)
         .zip(&import_names)
         .map(|(((a, index), _), name)| CoreItem {
             name,
@@ -570,11 +628,34 @@ fn append_core_readers(
         reader_instances.push((instance, memory));
     }
 
+    let table_reads: Vec<(&Accessor, u32)> = local
+        .iter()
+        .zip(&state)
+        .zip(&by_table_reader)
+        .filter(|(_, by)| **by)
+        .map(|((a, index), _)| (*a, *index))
+        .collect();
+    let mut table_funcs = match table_reads.is_empty() {
+        true => Vec::new(),
+        false => append_table_reader(
+            app,
+            info,
+            tables.context("internal error: a table accessor outside table mode")?,
+            &table_reads,
+        )?,
+    }
+    .into_iter();
+
     // Alias the reading functions and the accessor module's memory.
     let mut reader_instances = reader_instances.into_iter();
     let mut core_readers = Vec::with_capacity(local.len());
-    for (accessor, in_place) in local.iter().zip(&in_place) {
-        core_readers.push(if *in_place {
+    for ((accessor, in_place), by_table_reader) in local.iter().zip(&in_place).zip(&by_table_reader)
+    {
+        core_readers.push(if *by_table_reader {
+            table_funcs
+                .next()
+                .context("internal error: a table read was not aliased")?
+        } else if *in_place {
             let (instance, guest_memory) = reader_instances
                 .next()
                 .context("internal error: an in-place reader was not instantiated")?;
@@ -596,6 +677,71 @@ fn append_core_readers(
         funcs: core_readers,
         accessor_memory,
     })
+}
+
+/// Whether the table reader reads `accessor`.
+fn reads_a_table(accessor: &Accessor) -> bool {
+    matches!(
+        accessor.state,
+        State::Table { .. } | State::RefGlobal { .. }
+    )
+}
+
+/// Appends and instantiates the table reader of a level in table mode, for
+/// `reads` (each accessor with its state's index in the component's core
+/// index space); returns its functions, in the order of `reads`.
+fn append_table_reader(
+    app: &mut Appender,
+    info: &ComponentInfo,
+    tables: &LevelTables,
+    reads: &[(&Accessor, u32)],
+) -> Result<Vec<CoreReader>> {
+    let mut kinds = Vec::with_capacity(reads.len());
+    for (accessor, _) in reads {
+        let definition = info
+            .instances
+            .iter()
+            .find(|i| i.index == accessor.instance)
+            .context("internal error: an accessor of no core instance")?
+            .definition;
+        kinds.push(tables.read(definition, accessor.state)?);
+    }
+    let module = app.core_module(&table_reader::table_reader(
+        &tables.probed,
+        &kinds,
+        &tables.types,
+    )?);
+    let mut names = Vec::new();
+    let mut items = Vec::new();
+    for (k, &instance) in tables.probed.iter().enumerate() {
+        for (name, export) in [
+            (table_reader::probing_import(k), edit::CORE_PROBING_EXPORT),
+            (table_reader::found_import(k), edit::CORE_FOUND_EXPORT),
+        ] {
+            let index = app.alias_core_export(instance, ExportKind::Global, export)?;
+            names.push(name);
+            items.push((ExportKind::Global, index));
+        }
+    }
+    for (n, (accessor, index)) in reads.iter().enumerate() {
+        names.push(table_reader::read_import(n));
+        items.push((CoreExport::of(&accessor.state).kind, *index));
+    }
+    let bundled: Vec<CoreItem<'_>> = names
+        .iter()
+        .zip(&items)
+        .map(|(name, &(kind, index))| CoreItem { name, kind, index })
+        .collect();
+    let bundle = app.core_instance_of(&bundled);
+    let instance = app.core_instantiate(module, &[("state", bundle)]);
+    let memory = app.alias_core_export(instance, ExportKind::Memory, "memory")?;
+    let mut funcs = Vec::with_capacity(reads.len());
+    for n in 0..reads.len() {
+        let read =
+            app.alias_core_export(instance, ExportKind::Func, &table_reader::read_export(n))?;
+        funcs.push(CoreReader::Table { read, memory });
+    }
+    Ok(funcs)
 }
 
 /// Lifts the reading function of each of `local`; returns the component
@@ -625,6 +771,16 @@ fn lift_accessors(
                     CanonicalOption::PostReturn(restore),
                 ],
             ),
+            (
+                State::Table { .. } | State::RefGlobal { .. },
+                &CoreReader::Table { read, memory },
+            ) => app.lift(read, types.memory, &[CanonicalOption::Memory(memory)]),
+            (_, CoreReader::Table { .. }) => {
+                bail!("internal error: the table reader for state other than a table")
+            }
+            (State::Table { .. } | State::RefGlobal { .. }, CoreReader::Copying(_)) => {
+                bail!("internal error: a copying reader for a table")
+            }
             (_, CoreReader::InPlace { .. }) => {
                 bail!("internal error: an in-place reader for state other than a memory")
             }

@@ -11,4 +11,7 @@ pub mod readers;
 pub mod retarget;
 pub mod rewrite;
 pub mod snapshot;
+pub mod table_mode;
+pub mod table_reader;
+pub mod tables;
 pub mod wit;

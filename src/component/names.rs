@@ -39,6 +39,16 @@ pub fn global_accessor(n: usize) -> String {
     format!("get-global-{n}")
 }
 
+/// Accessor function for table number `n` of the plan.
+pub fn table_accessor(n: usize) -> String {
+    format!("get-table-{n}")
+}
+
+/// Accessor function for reference-typed global number `n` of the plan.
+pub fn ref_global_accessor(n: usize) -> String {
+    format!("get-ref-global-{n}")
+}
+
 /// Accessor function for probe number `n` of the plan.
 pub fn probe_accessor(n: usize) -> String {
     format!("get-probe-{n}")

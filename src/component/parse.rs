@@ -126,6 +126,8 @@ pub struct Counts {
     pub memories: u32,
     /// Core globals.
     pub globals: u32,
+    /// Core tables.
+    pub tables: u32,
     /// Core functions.
     pub core_funcs: u32,
     /// Component types.
@@ -144,6 +146,7 @@ impl Counts {
             core_instances: types.core_instance_count(),
             memories: types.memory_count(),
             globals: types.global_count(),
+            tables: types.table_count(),
             core_funcs: types.function_count(),
             types: types.component_type_count(),
             funcs: types.component_function_count(),
@@ -1013,7 +1016,7 @@ mod tests {
             read.may_need_probes(&read.root.modules[0]),
             parsed.may_need_probes(module)
         );
-        let found = probe::probe(
+        let found = probe::probe_carrying_tables(
             &bytes[module.range.clone()],
             module.global_count,
             module.imported_funcs,

@@ -41,6 +41,7 @@ pub(crate) struct ModuleBuilder {
     funcs: Space,
     memory_space: Space,
     global_space: Space,
+    table_space: Space,
 }
 
 /// An index space of a module: how many items are imported and defined.
@@ -101,6 +102,20 @@ impl ModuleBuilder {
         let index = self.global_space.import("global")?;
         self.imports
             .import("state", name, EntityType::Global(mutable(val_type)));
+        Ok(index)
+    }
+
+    /// Imports table `state.name` of type `ty`; returns its index.
+    pub(crate) fn import_table(&mut self, name: &str, ty: wasm_encoder::TableType) -> Result<u32> {
+        let index = self.table_space.import("table")?;
+        self.imports.import("state", name, EntityType::Table(ty));
+        Ok(index)
+    }
+
+    /// Imports global `state.name` of type `ty`; returns its index.
+    pub(crate) fn import_global_of_type(&mut self, name: &str, ty: GlobalType) -> Result<u32> {
+        let index = self.global_space.import("global")?;
+        self.imports.import("state", name, EntityType::Global(ty));
         Ok(index)
     }
 
@@ -228,6 +243,10 @@ pub(crate) fn accessor_module(accessors: &[&Accessor]) -> Result<wasm_encoder::M
             } => m.import_memory(&import, memory64, page_size_log2)?,
             State::Global { ty, .. } => m.import_global(&import, val_type(ty))?,
             State::Probe { .. } => m.import_global(&import, ValType::I32)?,
+            State::Table { .. } | State::RefGlobal { .. } => bail!(
+                "internal error: the accessor module cannot read `{}`, a table",
+                accessor.func
+            ),
         });
     }
     // Starts empty, so that it does not count against `--max-memory` during
@@ -262,6 +281,10 @@ pub(crate) fn accessor_module(accessors: &[&Accessor]) -> Result<wasm_encoder::M
             State::Probe { .. } => {
                 m.func(&[], &[ValType::I32], &[], &[I::GlobalGet(state), I::End])
             }
+            State::Table { .. } | State::RefGlobal { .. } => bail!(
+                "internal error: the accessor module cannot read `{}`, a table",
+                accessor.func
+            ),
         };
         m.export(&accessor.func, ExportKind::Func, func);
     }

@@ -157,6 +157,27 @@ fn check_unsnapshottable(plan: &Plan, snapshot: &Snapshot) -> Result<()> {
     for (accessor, value) in plan.accessors.iter().zip(&snapshot.values) {
         if let (
             State::Probe {
+                probe: Probe::TablesChanged,
+                ..
+            },
+            Value::Global(GlobalValue::I32(v)),
+        ) = (accessor.state, value)
+            && let Some(fired) = Fired::decode(*v)
+        {
+            bail!(
+                "`{}` ran during init, in function {} of core module {} (core instance {}{}) \
+                 of stage 1; staged pre-initialization does not carry tables to stage 2, so \
+                 init must not change them (pre-initialize the component itself to carry \
+                 them)",
+                fired.op,
+                fired.func,
+                accessor.module,
+                accessor.instance,
+                in_path(&accessor.path)
+            );
+        }
+        if let (
+            State::Probe {
                 probe: Probe::Unsnapshottable,
                 ..
             },
@@ -302,7 +323,7 @@ impl Retargeter<'_> {
                     page_size_log2,
                 }),
                 State::Global { index, ty } => Some(Slot::Global { index, ty }),
-                State::Probe { .. } => None,
+                State::Probe { .. } | State::Table { .. } | State::RefGlobal { .. } => None,
             })
             .collect();
         slots.sort_by_key(Slot::key);

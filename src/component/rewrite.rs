@@ -138,6 +138,10 @@ fn instance_states<'a>(
             ));
         }
     }
+    for instance in &info.instances {
+        by_instance.entry(instance.index).or_default();
+    }
+    crate::component::tables::carry(parsed.bytes, info, &mut by_instance)?;
     let mut by_module: BTreeMap<usize, Variants<InstanceState<'a>>> = BTreeMap::new();
     for instance in &info.instances {
         let state = by_instance.remove(&instance.index).unwrap_or_default();

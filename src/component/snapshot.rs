@@ -20,7 +20,7 @@ pub async fn read<R: Runtime>(runtime: &mut R, plan: &Plan) -> Result<Snapshot> 
     let mut values = Vec::with_capacity(plan.accessors.len());
     for accessor in &plan.accessors {
         let value = match accessor.state {
-            State::Memory { .. } => {
+            State::Memory { .. } | State::Table { .. } | State::RefGlobal { .. } => {
                 let mut memory = MemoryImage::new();
                 loop {
                     let n = runtime

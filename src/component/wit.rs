@@ -55,6 +55,34 @@ pub fn interface_source(plan: &Plan) -> String {
                 );
                 let _ = writeln!(wit, "  {}: func() -> s32;", accessor.func);
             }
+            State::Table { index } => {
+                let _ = writeln!(
+                    wit,
+                    "  /// Table {index} of core instance {} (core module {}): slots [offset / 8, \
+                     (offset + len) / 8), 8 bytes each (little-endian: 0 null, (instance + 1) \
+                     << 32 | function index, 2^64 - 1 a function without identity, 2^64 - 2 \
+                     another reference), cut short at the end of the table.",
+                    accessor.instance, accessor.module
+                );
+                let _ = writeln!(
+                    wit,
+                    "  {}: func(offset: u64, len: u32) -> list<u8>;",
+                    accessor.func
+                );
+            }
+            State::RefGlobal { index } => {
+                let _ = writeln!(
+                    wit,
+                    "  /// Reference-typed global {index} of core instance {} (core module {}), \
+                     read as a table of one slot.",
+                    accessor.instance, accessor.module
+                );
+                let _ = writeln!(
+                    wit,
+                    "  {}: func(offset: u64, len: u32) -> list<u8>;",
+                    accessor.func
+                );
+            }
         }
     }
     wit.push_str("}\n");
@@ -164,7 +192,9 @@ pub fn check(instrumented: &[u8], plan: &Plan) -> Result<()> {
 /// The WIT type of the accessor for `state`, as [`interface_source`] writes it.
 fn expected_signature(state: State) -> String {
     match state {
-        State::Memory { .. } => "func(offset: u64, len: u32) -> list<u8>".to_string(),
+        State::Memory { .. } | State::Table { .. } | State::RefGlobal { .. } => {
+            "func(offset: u64, len: u32) -> list<u8>".to_string()
+        }
         State::Global { ty, .. } => format!("func() -> {}", ty.wit()),
         State::Probe { .. } => "func() -> s32".to_string(),
     }

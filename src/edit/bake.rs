@@ -8,6 +8,7 @@ use wasmparser::Parser;
 
 use super::probe::{Fired, Probe};
 use super::segments;
+use super::tables::TableEdit;
 use super::{Edited, ModuleEdit, Segment};
 use crate::plan::image::MemoryImage;
 use crate::plan::{GlobalValue, State, Value};
@@ -23,6 +24,14 @@ pub struct InstanceState<'a> {
     pub dropped_data: Vec<u32>,
     /// Element segments dropped during init.
     pub dropped_elems: Vec<u32>,
+    /// Whether a table mutation or a write of a reference-typed global ran
+    /// in this instance ([`Probe::TablesChanged`]).
+    pub tables_changed: bool,
+    /// Tables and reference-typed globals as read (the component front end
+    /// resolves them across instances into `tables`, then clears this).
+    pub table_reads: Vec<(State, &'a MemoryImage)>,
+    /// Tables and reference-typed globals to set.
+    pub tables: Option<TableEdit>,
 }
 
 /// A memory of an instance, as the snapshot left it.
@@ -66,7 +75,11 @@ impl<'a> InstanceState<'a> {
                 Probe::Unsnapshottable => return Ok(Fired::decode(*v)),
                 Probe::DataDropped { segment } => self.dropped_data.push(segment),
                 Probe::ElemDropped { segment } => self.dropped_elems.push(segment),
+                Probe::TablesChanged => self.tables_changed = true,
             },
+            (State::Table { .. } | State::RefGlobal { .. }, Value::Memory(image)) => {
+                self.table_reads.push((what, image))
+            }
             _ => return Err(WrongKind),
         }
         Ok(None)
@@ -118,6 +131,7 @@ pub fn bake<'a>(
         empty_data: state.dropped_data.clone(),
         empty_elems: state.dropped_elems.clone(),
         data: Some(data),
+        tables: edit.tables.or_else(|| state.tables.clone()),
         ..edit
     };
     super::edit_lazily(bytes, edit)

@@ -7,6 +7,7 @@
 pub mod bake;
 pub mod codegen;
 pub mod facts;
+pub mod identify;
 pub mod probe;
 pub mod segments;
 pub mod tables;
@@ -86,6 +87,12 @@ pub fn core_func_export(index: u32) -> String {
     format!("{CORE_EXPORT_PREFIX}func-{index}")
 }
 
+/// Core exports that instrumentation adds to a module whose functions carry
+/// probe prologues ([`identify`]): its `probing` and `found` globals.
+pub const CORE_PROBING_EXPORT: &str = "component-init:probing";
+/// See [`CORE_PROBING_EXPORT`].
+pub const CORE_FOUND_EXPORT: &str = "component-init:found";
+
 /// Core export that instrumentation adds to a module for its global `index`.
 pub fn core_global_export(index: u32) -> String {
     format!("{CORE_EXPORT_PREFIX}global-{index}")
@@ -100,9 +107,16 @@ impl CoreExport {
                 kind: ExportKind::Memory,
                 index,
             },
-            State::Global { index, .. } | State::Probe { index, .. } => CoreExport {
+            State::Global { index, .. }
+            | State::Probe { index, .. }
+            | State::RefGlobal { index } => CoreExport {
                 name: core_global_export(index),
                 kind: ExportKind::Global,
+                index,
+            },
+            State::Table { index } => CoreExport {
+                name: core_table_export(index),
+                kind: ExportKind::Table,
                 index,
             },
         }

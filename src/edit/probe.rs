@@ -174,17 +174,7 @@ fn carried(code: u32) -> bool {
 /// `imported_funcs` the number of imported functions and `ref_globals` the
 /// module's mutable reference-typed globals (defined or imported).
 ///
-pub fn probe(
-    bytes: &[u8],
-    globals: u32,
-    imported_funcs: u32,
-    ref_globals: &[u32],
-) -> Result<Option<Probed>> {
-    probe_with(bytes, globals, imported_funcs, ref_globals, false)
-}
-
-/// [`probe`] for a front end that snapshots tables and reference-typed
-/// globals (core modules): table mutations and writes of those globals set
+/// Table mutations and writes of those globals set
 /// a probe global of their own ([`Probed::tables_changed`], encoded as
 /// [`Probe::Unsnapshottable`] is), and only GC mutations are unsnapshottable.
 pub fn probe_carrying_tables(

@@ -104,6 +104,70 @@ pub enum State {
         /// The global's type.
         ty: ScalarType,
     },
+    /// Table `index`, defined by the module, read as
+    /// `func(offset: u64, len: u32) -> list<u8>` over its slots, 8 bytes
+    /// (a little-endian [`RefId`]) each.
+    Table {
+        /// The module's table index.
+        index: u32,
+    },
+    /// Mutable reference-typed global `index`, defined by the module, read
+    /// as a one-slot [`State::Table`].
+    RefGlobal {
+        /// The module's global index.
+        index: u32,
+    },
+}
+
+/// What a slot of a table (or a reference-typed global) holds, as a
+/// [`State::Table`] accessor reads it: 8 bytes, little-endian.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefId {
+    /// Null.
+    Null,
+    /// Function `func` of core instance `instance` (of the same component),
+    /// by its index in that instance's module.
+    Func {
+        /// The core instance.
+        instance: u32,
+        /// The function's index in the instance's module.
+        func: u32,
+    },
+    /// A function none of the component's modules made (it has no identity
+    /// the reader could ask for).
+    Unknown,
+    /// A non-null reference that is not a function (an externref or a GC
+    /// object).
+    NotAFunction,
+}
+
+impl RefId {
+    /// The encoding of [`RefId::Unknown`].
+    pub const UNKNOWN: u64 = u64::MAX;
+    /// The encoding of [`RefId::NotAFunction`].
+    pub const NOT_A_FUNCTION: u64 = u64::MAX - 1;
+
+    /// Decodes the 8 bytes a reader wrote.
+    pub fn decode(bits: u64) -> RefId {
+        match bits {
+            0 => RefId::Null,
+            RefId::UNKNOWN => RefId::Unknown,
+            RefId::NOT_A_FUNCTION => RefId::NotAFunction,
+            _ => RefId::Func {
+                instance: ((bits >> 32) as u32).wrapping_sub(1),
+                func: bits as u32,
+            },
+        }
+    }
+
+    /// The slots of a table image (8 bytes each).
+    pub fn slots(image: &MemoryImage) -> Vec<RefId> {
+        let bytes = image.to_vec();
+        bytes
+            .chunks_exact(8)
+            .map(|c| RefId::decode(u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))))
+            .collect()
+    }
 }
 
 /// What a probe global records.
@@ -125,6 +189,10 @@ pub enum Probe {
         /// The element segment's index.
         segment: u32,
     },
+    /// Nonzero when a table mutation or a write of a reference-typed global
+    /// ran (encoded as [`Probe::Unsnapshottable`] is): the tables and
+    /// reference-typed globals of the component read after init are baked.
+    TablesChanged,
 }
 
 /// Value types of globals that accessors read.
@@ -223,7 +291,7 @@ impl State {
         match *self {
             State::Global { index, ty } => Some((index, ty)),
             State::Probe { index, .. } => Some((index, ScalarType::I32)),
-            State::Memory { .. } => None,
+            State::Memory { .. } | State::Table { .. } | State::RefGlobal { .. } => None,
         }
     }
 }
@@ -265,6 +333,15 @@ impl Plan {
                     }
                     if !memory64 && len > 1 << 32 {
                         bail!("snapshot of `{}` exceeds 4 GiB", accessor.func);
+                    }
+                }
+                (State::Table { .. } | State::RefGlobal { .. }, Value::Memory(image)) => {
+                    if !image.len().is_multiple_of(8) {
+                        bail!(
+                            "snapshot of `{}` is {} bytes, not a whole number of 8-byte slots",
+                            accessor.func,
+                            image.len()
+                        );
                     }
                 }
                 (State::Global { ty, .. }, Value::Global(v)) if v.ty() == ty => {}

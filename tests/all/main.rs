@@ -11,6 +11,7 @@ mod c_guests;
 mod cache;
 mod cli;
 mod compilers;
+mod component_tables;
 mod componentize_py;
 mod core_programs;
 mod differential;

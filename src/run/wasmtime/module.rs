@@ -262,6 +262,9 @@ impl WasmtimeRuntime {
                     image.push(memory.data(&self.store));
                     Value::Memory(image)
                 }
+                State::Table { .. } | State::RefGlobal { .. } => {
+                    bail!("internal error: a core module's plan reads `{name}` through an accessor")
+                }
                 State::Global { .. } | State::Probe { .. } => {
                     let global = instance
                         .get_global(&mut self.store, name)

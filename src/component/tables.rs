@@ -1,0 +1,362 @@
+//! The rewrite's side of tables: turning the tables and reference-typed
+//! globals read after init ([`RefId`]s, by the instance that defines them)
+//! into what each core instance of the output writes at instantiation.
+//!
+//! A slot holding function `f` of core instance `I` is written by an
+//! active element segment of `I` (which names `f` by its own index), on
+//! `I`'s index of that table: `I` defines the table or imports it, so it is
+//! instantiated after the table's owner. If `I` has no access to the table,
+//! no instance of the output can put `f` there, and that is an error naming
+//! the table, the slot and the function. Every active segment of the level
+//! is emptied (the slots they wrote are written again, as init left them),
+//! and each table's minimum is raised to its final size.
+
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use wasmparser::{ComponentAlias, ExternalKind, Instance, InstantiationArgKind, Parser, Payload};
+
+use crate::component::parse::{ComponentInfo, SectionKind};
+use crate::edit::bake::InstanceState;
+use crate::edit::tables::{TableEdit, TableImage};
+use crate::plan::{RefId, State};
+
+/// A table, by the core instance that defines it and its index there.
+type TableRef = (u32, u32);
+
+/// Sets `tables` of each instance's state from what the level's tables and
+/// reference-typed globals held after init (`table_reads`), when any
+/// instance changed one; clears what was read either way.
+pub(crate) fn carry(
+    bytes: &[u8],
+    info: &ComponentInfo,
+    states: &mut BTreeMap<u32, InstanceState<'_>>,
+) -> Result<()> {
+    let changed = states.values().any(|s| s.tables_changed);
+    let mut tables: BTreeMap<TableRef, Vec<RefId>> = BTreeMap::new();
+    let mut globals: Vec<(u32, u32, RefId)> = Vec::new();
+    for (&instance, state) in states.iter_mut() {
+        for (what, image) in std::mem::take(&mut state.table_reads) {
+            if !changed {
+                continue;
+            }
+            match what {
+                State::Table { index } => {
+                    tables.insert((instance, index), RefId::slots(image));
+                }
+                State::RefGlobal { index } => {
+                    let id = RefId::slots(image).first().copied().with_context(|| {
+                        format!(
+                            "the snapshot of global {index} of core instance {instance} is empty"
+                        )
+                    })?;
+                    globals.push((instance, index, id));
+                }
+                _ => bail!("internal error: {what:?} read as a table"),
+            }
+        }
+        state.tables_changed = false;
+    }
+    if !changed {
+        return Ok(());
+    }
+    let links = TableLinks::of(bytes, info)?;
+    let module_of = |instance: u32| {
+        info.instances
+            .iter()
+            .find(|i| i.index == instance)
+            .map_or_else(
+                || "?".to_string(),
+                |i| info.modules[i.definition].index.to_string(),
+            )
+    };
+    // every function slot is claimed by its own instance
+    for (&(owner, table), slots) in &tables {
+        for (slot, id) in slots.iter().enumerate() {
+            let place = || {
+                format!(
+                    "slot {slot} of table {table} of core instance {owner} (core module {})",
+                    module_of(owner)
+                )
+            };
+            match *id {
+                RefId::Null => {}
+                RefId::Func { instance, func } => {
+                    if !links.has(instance, (owner, table)) {
+                        bail!(
+                            "{} holds function {func} of core instance {instance} (core module \
+                             {}), which neither defines nor imports that table: no instance of \
+                             the output can put the function there",
+                            place(),
+                            module_of(instance)
+                        );
+                    }
+                }
+                RefId::Unknown => bail!(
+                    "{} holds a function that none of the component's core modules defines or \
+                     imports; no element segment can express it",
+                    place()
+                ),
+                RefId::NotAFunction => bail!(
+                    "{} holds a non-null reference that is not a function (an externref or a \
+                     GC object); no element segment can express it, so init must leave it null",
+                    place()
+                ),
+            }
+        }
+    }
+    for (&instance, state) in states.iter_mut() {
+        let mut edit = TableEdit::default();
+        for (index, origin) in links.space(instance).iter().enumerate() {
+            let slots = tables.get(origin).with_context(|| {
+                format!(
+                    "internal error: table {} of core instance {} was not read",
+                    origin.1, origin.0
+                )
+            })?;
+            let own: Vec<Option<u32>> = slots
+                .iter()
+                .map(|id| match *id {
+                    RefId::Func { instance: i, func } if i == instance => Some(func),
+                    _ => None,
+                })
+                .collect();
+            edit.tables.push(TableImage {
+                index: index as u32,
+                slots: own,
+            });
+        }
+        for &(_, index, id) in globals.iter().filter(|(i, _, _)| *i == instance) {
+            let value = match id {
+                RefId::Null => None,
+                RefId::Func { instance: i, func } if i == instance => Some(func),
+                RefId::Func { instance: i, func } => bail!(
+                    "global {index} of core instance {instance} (core module {}) holds function \
+                     {func} of core instance {i}; only functions of its own instance can \
+                     initialize a global",
+                    module_of(instance)
+                ),
+                RefId::Unknown | RefId::NotAFunction => bail!(
+                    "global {index} of core instance {instance} (core module {}) holds a \
+                     reference no initializer can express (a function no module of the \
+                     component has, an externref or a GC object)",
+                    module_of(instance)
+                ),
+            };
+            edit.globals.push((index, value));
+        }
+        if !edit.tables.is_empty() || !edit.globals.is_empty() {
+            state.tables = Some(edit);
+        }
+    }
+    Ok(())
+}
+
+/// The table index space of every core instance of a level that
+/// instantiates a module: each index resolved to the table it names.
+struct TableLinks {
+    spaces: BTreeMap<u32, Vec<TableRef>>,
+}
+
+/// A core instance of a level, as its section says.
+enum CoreInstance {
+    /// Module `module` (an index into `info.modules`) with its arguments.
+    Module {
+        definition: usize,
+        args: Vec<(String, u32)>,
+    },
+    /// A bundle of items: name, kind, index in the level's index space.
+    Bundle(Vec<(String, ExternalKind, u32)>),
+}
+
+/// The table imports (module, name) and exports (name, kind, index) of a
+/// module.
+#[derive(Default)]
+struct ModuleLinks {
+    table_imports: Vec<(String, String)>,
+    exports: Vec<(String, ExternalKind, u32)>,
+    defined_tables: u32,
+}
+
+impl ModuleLinks {
+    fn of(bytes: &[u8]) -> Result<ModuleLinks> {
+        let mut links = ModuleLinks::default();
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload? {
+                Payload::ImportSection(reader) => {
+                    for import in reader.into_imports() {
+                        let import = import?;
+                        if let wasmparser::TypeRef::Table(_) = import.ty {
+                            links
+                                .table_imports
+                                .push((import.module.to_string(), import.name.to_string()));
+                        }
+                    }
+                }
+                Payload::TableSection(reader) => links.defined_tables = reader.count(),
+                Payload::ExportSection(reader) => {
+                    for export in reader {
+                        let export = export?;
+                        links
+                            .exports
+                            .push((export.name.to_string(), export.kind, export.index));
+                    }
+                }
+                Payload::CodeSectionStart { .. } => break,
+                _ => {}
+            }
+        }
+        Ok(links)
+    }
+}
+
+impl TableLinks {
+    fn of(bytes: &[u8], info: &ComponentInfo) -> Result<TableLinks> {
+        let mut instances: Vec<CoreInstance> = Vec::new();
+        let mut tables: Vec<(u32, String)> = Vec::new();
+        let mut modules = BTreeMap::new();
+        for instance in &info.instances {
+            if let std::collections::btree_map::Entry::Vacant(e) =
+                modules.entry(instance.definition)
+            {
+                let range = info.modules[instance.definition].range.clone();
+                e.insert(ModuleLinks::of(&bytes[range])?);
+            }
+        }
+        for section in &info.sections {
+            if !matches!(section.kind, SectionKind::Other) {
+                continue;
+            }
+            let reader = wasmparser::BinaryReader::new(&bytes[section.range.clone()], 0);
+            match section.id {
+                2 => {
+                    for instance in wasmparser::InstanceSectionReader::new(reader)? {
+                        instances.push(match instance? {
+                            Instance::Instantiate { args, .. } => {
+                                let index = instances.len() as u32;
+                                let definition = info
+                                    .instances
+                                    .iter()
+                                    .find(|i| i.index == index)
+                                    .with_context(|| {
+                                        format!(
+                                            "internal error: core instance {index} was not parsed"
+                                        )
+                                    })?
+                                    .definition;
+                                let args = args
+                                    .iter()
+                                    .filter(|a| a.kind == InstantiationArgKind::Instance)
+                                    .map(|a| (a.name.to_string(), a.index))
+                                    .collect();
+                                CoreInstance::Module { definition, args }
+                            }
+                            Instance::FromExports(exports) => CoreInstance::Bundle(
+                                exports
+                                    .iter()
+                                    .map(|e| (e.name.to_string(), e.kind, e.index))
+                                    .collect(),
+                            ),
+                        });
+                    }
+                }
+                6 => {
+                    for alias in wasmparser::ComponentAliasSectionReader::new(reader)? {
+                        if let ComponentAlias::CoreInstanceExport {
+                            kind: ExternalKind::Table,
+                            instance_index,
+                            name,
+                        } = alias?
+                        {
+                            tables.push((instance_index, name.to_string()));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let resolver = Resolver {
+            instances: &instances,
+            tables: &tables,
+            modules: &modules,
+        };
+        let mut spaces = BTreeMap::new();
+        for (index, instance) in instances.iter().enumerate() {
+            let CoreInstance::Module { definition, .. } = instance else {
+                continue;
+            };
+            let links = &modules[definition];
+            let mut space = Vec::new();
+            for (module, name) in &links.table_imports {
+                space.push(
+                    resolver
+                        .import(index as u32, module, name, 0)
+                        .with_context(|| {
+                            format!(
+                                "cannot tell which table core instance {index} imports as \
+                                 `{module}` `{name}`"
+                            )
+                        })?,
+                );
+            }
+            let imported = links.table_imports.len() as u32;
+            for t in 0..links.defined_tables {
+                space.push((index as u32, imported + t));
+            }
+            spaces.insert(index as u32, space);
+        }
+        Ok(TableLinks { spaces })
+    }
+
+    fn space(&self, instance: u32) -> &[TableRef] {
+        self.spaces.get(&instance).map_or(&[], |s| s.as_slice())
+    }
+
+    /// Whether core instance `instance` has table `table` in its index space.
+    fn has(&self, instance: u32, table: TableRef) -> bool {
+        self.space(instance).contains(&table)
+    }
+}
+
+struct Resolver<'a> {
+    instances: &'a [CoreInstance],
+    tables: &'a [(u32, String)],
+    modules: &'a BTreeMap<usize, ModuleLinks>,
+}
+
+impl Resolver<'_> {
+    /// The table that instance `instance` imports as `module` `name`.
+    fn import(&self, instance: u32, module: &str, name: &str, depth: usize) -> Option<TableRef> {
+        let CoreInstance::Module { args, .. } = self.instances.get(instance as usize)? else {
+            return None;
+        };
+        let (_, arg) = args.iter().find(|(n, _)| n == module)?;
+        self.export(*arg, name, depth + 1)
+    }
+
+    /// The table that instance `instance` exports as `name`.
+    fn export(&self, instance: u32, name: &str, depth: usize) -> Option<TableRef> {
+        if depth > self.instances.len() + self.tables.len() {
+            return None;
+        }
+        match self.instances.get(instance as usize)? {
+            CoreInstance::Module { definition, .. } => {
+                let links = self.modules.get(definition)?;
+                let &(_, _, index) = links
+                    .exports
+                    .iter()
+                    .find(|(n, k, _)| n == name && *k == ExternalKind::Table)?;
+                match links.table_imports.get(index as usize) {
+                    Some((module, field)) => self.import(instance, module, field, depth + 1),
+                    None => Some((instance, index)),
+                }
+            }
+            CoreInstance::Bundle(items) => {
+                let &(_, _, index) = items
+                    .iter()
+                    .find(|(n, k, _)| n == name && *k == ExternalKind::Table)?;
+                let (from, export) = self.tables.get(index as usize)?;
+                self.export(*from, export, depth + 1)
+            }
+        }
+    }
+}
