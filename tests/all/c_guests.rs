@@ -8,8 +8,8 @@
 //! (`call_indirect`). Pre-initialized as a core module (`wizer.initialize`),
 //! the output starts with the table init left and answers as the instance
 //! initialized at run time did. The same program made a component (with
-//! `world.wit`, init exported as `init`) is the component case, ignored
-//! until components carry table changes (#21).
+//! `world.wit`, init exported as `init`) is the component case: the slots
+//! init fills are carried the same way.
 //!
 //! Zig (`ziglang` 0.17.1 on PyPI, clang 22) is installed with pip into a
 //! venv under `target/tools` when it is missing (once per test run; the
@@ -486,9 +486,8 @@ fn c_callbacks_module_pre_initialized_by_the_cli() {
 
 /// The same program as a component, pre-initialized by the CLI with
 /// `--init-func init`: the same answers as the component initialized at
-/// run time. Components refuse table changes until #21 carries them.
+/// run time.
 #[test]
-#[ignore = "components carry tables: #21"]
 fn c_callbacks_component_pre_initialized_by_the_cli() {
     let component = c_callbacks_component();
     let before = component_answers(&component, &[]);
