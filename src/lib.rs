@@ -53,7 +53,7 @@ pub use edit::probe::Probe;
 pub use module::ModuleOptions;
 pub use plan::image::MemoryImage;
 pub use plan::init_func::InitFunc;
-pub use plan::{Accessor, GlobalValue, InputId, Plan, ScalarType, Snapshot, State, Value};
+pub use plan::{Accessor, GlobalValue, InputId, Plan, RefId, ScalarType, Snapshot, State, Value};
 pub use run::Runtime;
 pub use run::limits::Limits;
 #[cfg(feature = "wasmtime")]

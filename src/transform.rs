@@ -32,6 +32,15 @@
 //!      `component-init-get-global-N-high: func() -> s64` (the low and high
 //!      64 bits).
 //!    - `component-init-get-probe-N: func() -> s32` (see [`crate::Probe`]).
+//!    - `component-init-get-table-N: func() -> list<u8>` and
+//!      `component-init-get-ref-global-N: func() -> list<u8>`, for a
+//!      component whose code can change tables: like a memory, the next
+//!      chunk of the table's slots (8 bytes each, see
+//!      [`RefId`](crate::RefId)), read front to back until a chunk comes
+//!      back empty; a reference-typed global reads as a table of one slot.
+//!      The instrumented component then reads slots with `ref.test` and
+//!      `call_ref`: the caller's runtime must support function references
+//!      and GC (Wasmtime does; Node 20 does not).
 //! 4. The values read become a [`Snapshot`](crate::Snapshot), which is baked
 //!    into the original component ([`Plan::apply`](crate::Plan::apply)), or,
 //!    staged, into stage 2 ([`Plan::retarget`](crate::Plan::retarget) first).
@@ -78,7 +87,7 @@ use wasm_encoder::{
 };
 
 use crate::component::append::{Appender, CoreItem};
-use crate::component::instrument::{self, Instrumented};
+use crate::component::instrument::{self, Cursors, Instrumented};
 use crate::component::names;
 pub use crate::component::names::{invoker_export, invoker_v128_exports};
 use crate::component::parse;
@@ -143,10 +152,20 @@ pub async fn initialize_staged(
         read: HashMap::new(),
         limits: memory_limits(&plan),
     };
+    let reads_tables = plan
+        .accessors
+        .iter()
+        .any(|a| matches!(a.state, State::Table { .. } | State::RefGlobal { .. }));
     runtime
         .instantiate(&instrumented)
         .await
-        .context("the `initialize` closure failed")?;
+        .context(if reads_tables {
+            "the `initialize` closure failed (the component's code can change tables, so the \
+             instrumented component reads them with `ref.test` and `call_ref`: the runtime \
+             must support function references and GC)"
+        } else {
+            "the `initialize` closure failed"
+        })?;
     let snapshot = snapshot::read(&mut runtime, &plan).await?;
     match component_stage2_and_map_module_index {
         None => plan.apply(component_stage1, &snapshot),
@@ -181,11 +200,15 @@ pub fn instrument_for_invoker(component: &[u8]) -> Result<(Vec<u8>, Plan)> {
         .iter()
         .map(|e| e.name.as_str())
         .collect();
-    let Instrumented { component, plan } =
-        instrument::instrument_parsed(&parsed, closure_init(), false, |app, plan, accessors| {
-            add_invoker_exports(app, plan, accessors, &taken)
+    let Instrumented { component, plan } = instrument::instrument_parsed(
+        &parsed,
+        closure_init(),
+        false,
+        |app, plan, accessors, cursors| {
+            add_invoker_exports(app, plan, accessors, cursors, &taken)
                 .context("failed to add the exports that the invoker calls")
-        })?;
+        },
+    )?;
     Ok((component, plan))
 }
 
@@ -197,6 +220,9 @@ enum Reader<'a> {
     Memory(&'a Accessor),
     /// Low and high halves of a top-level `v128` global.
     V128(&'a Accessor),
+    /// The table reader's cursor over a top-level table or
+    /// reference-typed global.
+    Table(&'a Accessor),
 }
 
 impl<'a> Reader<'a> {
@@ -229,19 +255,30 @@ impl<'a> Reader<'a> {
                 ..
             } => Reader::V128(accessor),
             State::Global { .. } | State::Probe { .. } => Reader::Alias(accessor),
-            State::Table { .. } | State::RefGlobal { .. } => bail!(
-                "table code of core module {} can change tables during init; an invoker \
-                 cannot read tables yet; pre-initialize such components with \
-                 `component_init::initialize`",
-                accessor.module
+            State::Table { index } | State::RefGlobal { index } if nested => bail!(
+                "{} {index} of core module {} is defined inside nested component instance \
+                 {}, whose code can change tables during init: an invoker cannot read it \
+                 (calls between component instances inside one top-level instance trap in \
+                 Wasmtime, and invoker functions take no arguments); pre-initialize such \
+                 components with `component_init::initialize`",
+                if matches!(accessor.state, State::Table { .. }) {
+                    "table"
+                } else {
+                    "reference-typed global"
+                },
+                accessor.module,
+                path_string(&accessor.path)
             ),
+            State::Table { .. } | State::RefGlobal { .. } => Reader::Table(accessor),
         })
     }
 
     /// The top-level exports the invoker calls.
     fn export_names(&self) -> Vec<String> {
         match self {
-            Reader::Alias(a) | Reader::Memory(a) => vec![invoker_export(&a.func)],
+            Reader::Alias(a) | Reader::Memory(a) | Reader::Table(a) => {
+                vec![invoker_export(&a.func)]
+            }
             Reader::V128(a) => invoker_v128_exports(&a.func).to_vec(),
         }
     }
@@ -254,6 +291,7 @@ fn add_invoker_exports(
     app: &mut Appender,
     plan: &Plan,
     accessor_instance: u32,
+    cursors: &Cursors,
     taken: &[&str],
 ) -> Result<()> {
     let readers = plan
@@ -300,6 +338,16 @@ fn add_invoker_exports(
             Reader::Memory(_) | Reader::V128(_) => chunked
                 .next()
                 .context("internal error: a chunk reader function was not lifted")?,
+            Reader::Table(a) => {
+                let &(_, cursor, memory) = cursors
+                    .0
+                    .iter()
+                    .find(|(name, _, _)| *name == a.func)
+                    .with_context(|| format!("internal error: no cursor for `{}`", a.func))?;
+                let list_u8 = app.list_u8_type();
+                let list_func = app.func_type(&[], Some(ComponentValType::Type(list_u8)));
+                vec![app.lift(cursor, list_func, &[CanonicalOption::Memory(memory)])]
+            }
         });
     }
     for (funcs, names) in reader_funcs.iter().zip(&export_names) {

@@ -107,9 +107,13 @@ fn instrument_as(
     // An init function inside an exported interface stays: removing it
     // would break the interface the component claims to implement.
     let remove_init_export = !options.keep_init_func && init.export.is_some();
-    instrument_parsed_unchecked(parsed, input, init.func, remove_init_export, |_, _, _| {
-        Ok(())
-    })
+    instrument_parsed_unchecked(
+        parsed,
+        input,
+        init.func,
+        remove_init_export,
+        |_, _, _, _| Ok(()),
+    )
 }
 
 /// Checks that `instrumented` has the accessor interface its plan says
@@ -126,7 +130,7 @@ pub(crate) fn instrument_parsed(
     parsed: &parse::Parsed<'_>,
     init: InitFunc,
     remove_init_export: bool,
-    more: impl FnOnce(&mut Appender, &Plan, u32) -> Result<()>,
+    more: impl FnOnce(&mut Appender, &Plan, u32, &Cursors) -> Result<()>,
 ) -> Result<Instrumented> {
     let input = InputId::of(parsed.bytes);
     let instrumented = instrument_parsed_unchecked(parsed, input, init, remove_init_export, more)?;
@@ -141,7 +145,7 @@ fn instrument_parsed_unchecked(
     input: InputId,
     init: InitFunc,
     remove_init_export: bool,
-    more: impl FnOnce(&mut Appender, &Plan, u32) -> Result<()>,
+    more: impl FnOnce(&mut Appender, &Plan, u32, &Cursors) -> Result<()>,
 ) -> Result<Instrumented> {
     let bytes = parsed.bytes;
     let tree = AccessorTree::build(parsed, &parsed.root)?;
@@ -154,11 +158,19 @@ fn instrument_parsed_unchecked(
         accessors: tree.accessors.iter().map(|a| a.accessor.clone()).collect(),
     };
     let mut component = encode_sections(bytes, &parsed.root, &tree)?;
-    let (mut app, accessor_instance) = append_accessors(parsed.root.counts, &parsed.root, &tree)?;
-    more(&mut app, &plan, accessor_instance)?;
+    let (mut app, accessor_instance, cursors) =
+        append_accessors(parsed.root.counts, &parsed.root, &tree)?;
+    more(&mut app, &plan, accessor_instance, &cursors)?;
     component.extend(app.finish());
     Ok(Instrumented { component, plan })
 }
+
+/// The table reader's cursor functions of the top level, for invokers
+/// (whose functions take no arguments): for each table accessor, by its
+/// name, a core function `() -> retptr` that returns the next chunk of the
+/// table's slots, and the core memory the list is in.
+#[derive(Default)]
+pub(crate) struct Cursors(pub Vec<(String, u32, u32)>);
 
 /// The accessors of one component (the top level or a nested one): those of
 /// its own core instances and those of the component instances in it.
@@ -438,21 +450,21 @@ fn encode_sections(bytes: &[u8], info: &ComponentInfo, tree: &AccessorTree) -> R
 
 /// Appends, to a component whose index spaces hold `counts` items, the
 /// accessor module, its instantiation, the lifted accessors and the
-/// exported accessor instance; returns the appender, for more, and the
-/// accessor instance's index.
+/// exported accessor instance; returns the appender, for more, the
+/// accessor instance's index and the table reader's cursors.
 fn append_accessors(
     counts: Counts,
     info: &ComponentInfo,
     tree: &AccessorTree,
-) -> Result<(Appender, u32)> {
+) -> Result<(Appender, u32, Cursors)> {
     let mut app = Appender::new(counts);
     let local: Vec<&Accessor> = tree.local().collect();
-    let mut lifted = if local.is_empty() {
-        Vec::new()
+    let (lifted, cursors) = if local.is_empty() {
+        (Vec::new(), Cursors::default())
     } else {
         append_local_accessors(&mut app, info, tree.tables.as_ref(), &local)?
-    }
-    .into_iter();
+    };
+    let mut lifted = lifted.into_iter();
 
     // The accessor instance of each nested component instance, aliased once.
     let mut nested_instances: Vec<(u32, u32)> = Vec::new();
@@ -493,7 +505,7 @@ fn append_accessors(
         ComponentExportKind::Instance,
         instance,
     )?;
-    Ok((app, instance))
+    Ok((app, instance, cursors))
 }
 
 /// Whether `accessor` reads a 32-bit memory in place, with a reader module
@@ -527,7 +539,7 @@ enum CoreReader {
     Copying(u32),
     /// A function of the table reader, which returns lists in the table
     /// reader's memory.
-    Table { read: u32, memory: u32 },
+    Table { read: u32, cursor: u32, memory: u32 },
     /// An in-place reader's `read`, which returns the guest memory's own
     /// bytes, and its post-return function.
     InPlace {
@@ -546,9 +558,17 @@ fn append_local_accessors(
     info: &ComponentInfo,
     tables: Option<&LevelTables>,
     local: &[&Accessor],
-) -> Result<Vec<u32>> {
+) -> Result<(Vec<u32>, Cursors)> {
     let readers = append_core_readers(app, info, tables, local)?;
-    lift_accessors(app, local, &readers)
+    let cursors = local
+        .iter()
+        .zip(&readers.funcs)
+        .filter_map(|(a, r)| match *r {
+            CoreReader::Table { cursor, memory, .. } => Some((a.func.clone(), cursor, memory)),
+            _ => None,
+        })
+        .collect();
+    Ok((lift_accessors(app, local, &readers)?, Cursors(cursors)))
 }
 
 /// The core functions that read this component's local state: one per
@@ -739,7 +759,13 @@ fn append_table_reader(
     for n in 0..reads.len() {
         let read =
             app.alias_core_export(instance, ExportKind::Func, &table_reader::read_export(n))?;
-        funcs.push(CoreReader::Table { read, memory });
+        let cursor =
+            app.alias_core_export(instance, ExportKind::Func, &table_reader::cursor_export(n))?;
+        funcs.push(CoreReader::Table {
+            read,
+            cursor,
+            memory,
+        });
     }
     Ok(funcs)
 }
@@ -773,7 +799,7 @@ fn lift_accessors(
             ),
             (
                 State::Table { .. } | State::RefGlobal { .. },
-                &CoreReader::Table { read, memory },
+                &CoreReader::Table { read, memory, .. },
             ) => app.lift(read, types.memory, &[CanonicalOption::Memory(memory)]),
             (_, CoreReader::Table { .. }) => {
                 bail!("internal error: the table reader for state other than a table")

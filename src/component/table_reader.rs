@@ -18,6 +18,7 @@ use wasm_encoder::{
 };
 
 use crate::component::readers::ModuleBuilder;
+use crate::component::snapshot::CHUNK;
 use crate::edit::codegen;
 use crate::plan::RefId;
 
@@ -52,6 +53,14 @@ pub(crate) fn read_import(n: usize) -> String {
 /// retptr`, a `list<u8>` of 8 bytes per slot.
 pub(crate) fn read_export(n: usize) -> String {
     format!("read-{n}")
+}
+
+/// Export name of the cursor function for read `n`: `() -> retptr`, the
+/// next chunk ([`CHUNK`] bytes at most) of what read `n` reads, front to
+/// back; an empty list at the end. For invokers, whose functions take no
+/// arguments.
+pub(crate) fn cursor_export(n: usize) -> String {
+    format!("next-{n}")
 }
 
 /// The table reader of a level whose probed instances are `instances` (core
@@ -112,6 +121,7 @@ pub(crate) fn table_reader(
             I::End,
         ],
     );
+    let mut reads_funcs = Vec::with_capacity(reads.len());
     for (n, (read, &index)) in reads.iter().zip(&imported).enumerate() {
         let element = match *read {
             Read::Table(ty) => ty.element_type,
@@ -137,6 +147,34 @@ pub(crate) fn table_reader(
             &body,
         );
         m.export(&read_export(n), ExportKind::Func, func);
+        reads_funcs.push(func);
+    }
+    // the cursors, after every read function: cursor = cursor + the length
+    // read returned (own[4..8])
+    for (n, &read) in reads_funcs.iter().enumerate() {
+        let cursor = m.global(ValType::I64, &wasm_encoder::ConstExpr::i64_const(0));
+        let func = m.func(
+            &[],
+            &[ValType::I32],
+            &[],
+            &[
+                I::GlobalGet(cursor),
+                I::I32Const(CHUNK as i32),
+                I::Call(read),
+                I::GlobalGet(cursor),
+                I::I32Const(0),
+                I::I32Load(MemArg {
+                    offset: 4,
+                    align: 2,
+                    memory_index: own,
+                }),
+                I::I64ExtendI32U,
+                I::I64Add,
+                I::GlobalSet(cursor),
+                I::End,
+            ],
+        );
+        m.export(&cursor_export(n), ExportKind::Func, func);
     }
     m.export("memory", ExportKind::Memory, own);
     Ok(m.finish())

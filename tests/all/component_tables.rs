@@ -92,7 +92,7 @@ fn every_table_instruction_and_a_funcref_global_are_carried() {
 /// A table defined by one core instance and imported by another, which
 /// grows it with its own functions and with a function it imports from
 /// the first; the first instance calls through it.
-const SHARED: &str = r#"
+pub(crate) const SHARED: &str = r#"
 (component
   (core module $owner
     (type $ii (func (param i32) (result i32)))

@@ -211,3 +211,46 @@ fn jco_async_init_equals_wasmtimes_with_jspi_else_fails_in_one_line() {
     );
     assert!(!d("snapshot.bin").exists());
 }
+
+/// A component whose init grows a table shared by two instances: the
+/// instrumented component reads slots with `ref.test` and `call_ref`. In a
+/// Node with Wasm GC the output equals Wasmtime's; in one without (Node
+/// 20), the driver fails with a one-line error that says so and writes no
+/// snapshot. Which property this checks depends on the host's Node.
+#[test]
+fn jco_tables_equal_wasmtimes_with_wasm_gc_else_fail_in_one_line() {
+    ensure_jco();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name);
+    std::fs::write(d("app.wat"), crate::component_tables::SHARED).unwrap();
+    let has_gc = Command::new("node")
+        .args([
+            "-e",
+            "process.exit(WebAssembly.validate(new Uint8Array([0,97,115,109,1,0,0,0,1,9,2,96,0,0,\
+             96,1,112,1,127,3,2,1,1,10,9,1,7,0,32,0,251,20,0,11])) ? 0 : 1)",
+        ])
+        .status()
+        .unwrap()
+        .success();
+    if has_gc {
+        let (jco, wasmtime) = through_jco(&d("app.wat"));
+        assert!(jco == wasmtime, "outputs differ");
+        return;
+    }
+    instrument_and_transpile(&d("app.wat"), dir.path());
+    let output = Command::new("node")
+        .arg(jco_dir().join("driver.mjs"))
+        .arg(d("js/inst.js"))
+        .arg(d("plan.json"))
+        .arg(d("snapshot.bin"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: the instrumented component reads its tables with ref.test"),
+        "{stderr}"
+    );
+    assert!(!d("snapshot.bin").exists());
+}

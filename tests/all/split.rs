@@ -97,6 +97,32 @@ fn instrument_snapshot_apply_equals_the_one_step_output() {
     assert_eq!(funcs, ["get-memory-0", "get-global-0", "get-global-1"]);
 }
 
+/// A table shared by two instances, grown by init: the split pipeline
+/// carries it as the one-step command does, and `wit` describes the table
+/// accessors.
+#[test]
+fn the_split_pipeline_carries_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name);
+    let input = crate::component_tables::SHARED;
+    let (split, direct) = split_and_direct(dir.path(), input);
+    assert_eq!(split, direct);
+    let slot = |s: u32| ("call", vec![Val::U32(s), Val::S32(3)]);
+    let calls: Vec<(&str, Vec<Val>)> = (0..4).map(slot).collect();
+    let calls: Vec<(&str, &[Val])> = calls.iter().map(|(n, a)| (*n, &a[..])).collect();
+    let mut with_init = vec![("component-init", &[][..])];
+    with_init.extend_from_slice(&calls);
+    let mut before = run(&wat(input), &with_init).unwrap();
+    before.remove(0);
+    assert_eq!(before, run(&split, &calls).unwrap());
+    let wit = ok(cli(&[&"wit", &d("app.wat")])).stdout;
+    let wit = String::from_utf8(wit).unwrap();
+    assert!(
+        wit.contains("get-table-0: func(offset: u64, len: u32) -> list<u8>;"),
+        "{wit}"
+    );
+}
+
 /// An init lifted `async` (callback form) that yields once, next to a sync
 /// export: the split pipeline runs it to its `task.return` as the one-step
 /// command does.

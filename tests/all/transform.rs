@@ -757,3 +757,69 @@ fn an_async_init_runs_in_a_callers_engine_with_the_async_features() {
         [wasmtime::component::Val::S32(84)]
     );
 }
+
+/// A component whose init grows its table and writes a funcref global,
+/// read through the invoker (`component-init-get-table-0`, a cursor over
+/// the slots) and baked in: the output, without init, calls the same
+/// functions through the same slots.
+#[test]
+fn tables_that_init_changes_are_read_through_the_invoker() {
+    let input = wat(r#"
+(component
+  (core module $m
+    (type $ii (func (param i32) (result i32)))
+    (table $t 1 funcref)
+    (global $g (mut funcref) (ref.null func))
+    (func $double (type $ii) (i32.mul (local.get 0) (i32.const 2)))
+    (func $square (type $ii) (i32.mul (local.get 0) (local.get 0)))
+    (elem declare func $double $square)
+    (func (export "init")
+      (drop (table.grow (ref.func $square) (i32.const 2)))
+      (table.set (i32.const 0) (ref.func $double))
+      (global.set $g (ref.func $square)))
+    (func (export "get") (result i32)
+      (i32.add
+        (i32.add
+          (call_indirect (type $ii) (i32.const 3) (i32.const 0))
+          (call_indirect (type $ii) (i32.const 3) (i32.const 2)))
+        (i32.mul (table.size) (i32.const 1000)))))
+  (core instance $i (instantiate $m))
+  (func (export "init") (canon lift (core func $i "init")))
+  (func (export "get") (result s32) (canon lift (core func $i "get"))))"#);
+    let called = Arc::new(Mutex::new(Vec::new()));
+    let logged = called.clone();
+    let output = block_on(initialize(&input, move |instrumented| -> InitFuture {
+        Box::pin(async move {
+            let engine = engine();
+            let component = Component::new(&engine, &instrumented)?;
+            let mut store = Store::new(&engine, Host::default());
+            let instance = Linker::<Host>::new(&engine)
+                .instantiate_async(&mut store, &component)
+                .await?;
+            let init = instance.get_typed_func::<(), ()>(&mut store, "init")?;
+            init.call_async(&mut store, ()).await?;
+            Ok(Box::new(WasmtimeInvoker {
+                store,
+                instance,
+                called: logged,
+            }) as Box<dyn Invoker>)
+        })
+    }))
+    .unwrap();
+    validate(&output);
+    // 2 * 3 + 3 * 3, three slots
+    let get = |component: &[u8], calls: &[&str]| call1(component, calls).unwrap();
+    assert_eq!(get(&input, &["init", "get"]), get(&output, &["get"]));
+    assert_eq!(get(&output, &["get"]), wasmtime::component::Val::S32(3015));
+    let called = called.lock().unwrap();
+    assert!(
+        called.iter().any(|c| c == "component-init-get-table-0"),
+        "{called:?}"
+    );
+    assert!(
+        called
+            .iter()
+            .any(|c| c == "component-init-get-ref-global-0"),
+        "{called:?}"
+    );
+}

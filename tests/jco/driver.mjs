@@ -22,6 +22,23 @@ if (!snapshotPath) {
 }
 
 const plan = JSON.parse(await readFile(planPath, "utf8"));
+// A component whose code can change tables is read with `ref.test` and
+// `call_ref` (function references and GC), which this Node may not have:
+// `(module (type (func)) (func (param funcref) (result i32) (ref.test (ref 0) (local.get 0))))`
+const tables = plan.accessors.some((a) => a.state.kind === "table" || a.state.kind === "ref-global");
+const gc = WebAssembly.validate(new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 9, 2, 96, 0, 0, 96, 1, 112, 1, 127, 3, 2, 1, 1,
+  10, 9, 1, 7, 0, 32, 0, 251, 20, 0, 11,
+]));
+if (tables && !gc) {
+  console.error(
+    `error: the instrumented component reads its tables with ref.test and call_ref ` +
+      `(Wasm function references and GC), which Node ${process.version} does not ` +
+      `provide; run the snapshot step in Wasmtime (\`component-init snapshot\`) or ` +
+      `in a Node with Wasm GC (22 or later)`,
+  );
+  process.exit(1);
+}
 let component;
 try {
   component = await import(pathToFileURL(resolve(modulePath)).href);
@@ -70,7 +87,8 @@ const parts = [Buffer.from("CISNAP\0\x02", "latin1"), u32(plan.accessors.length)
 for (const accessor of plan.accessors) {
   const f = func(accessors, accessor.func, "accessor");
   const state = accessor.state;
-  if (state.kind === "memory") {
+  // tables and reference-typed globals read as memories of 8-byte slots
+  if (state.kind === "memory" || state.kind === "table" || state.kind === "ref-global") {
     // only the non-zero runs are kept
     const runs = [];
     let length = 0n;
