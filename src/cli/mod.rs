@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::component::snapshot::Step;
-use crate::plan::{State, Value};
+use crate::plan::{RefId, State, Value};
 use crate::run::wasi::{self, PreopenDir, WasiOptions};
 use crate::run::wasmtime::Compiler;
 
@@ -583,6 +583,14 @@ fn log_step(plan: &crate::Plan, step: Step<'_>, runtime: &WasmtimeRuntime) {
                     }
                     (State::Probe { probe, .. }, Value::Global(v)) => {
                         format!("probe {probe:?}: {v:?}")
+                    }
+                    (State::Table { index }, Value::Memory(image)) => {
+                        let slots = RefId::slots(image);
+                        let null = slots.iter().filter(|s| **s == RefId::Null).count();
+                        format!("table {index}: {} slots, {null} null", slots.len())
+                    }
+                    (State::RefGlobal { index }, Value::Memory(image)) => {
+                        format!("reference-typed global {index}: {:?}", RefId::slots(image))
                     }
                     _ => continue,
                 };
