@@ -23,6 +23,10 @@ use crate::plan::{RefId, State};
 /// A table, by the core instance that defines it and its index there.
 type TableRef = (u32, u32);
 
+/// The most slots a table snapshot may have (a snapshot file claiming more
+/// is refused before anything is allocated for it).
+const MAX_SLOTS: u64 = 1 << 26;
+
 /// Sets `tables` of each instance's state from what the level's tables and
 /// reference-typed globals held after init (`table_reads`), when any
 /// instance changed one; clears what was read either way.
@@ -41,9 +45,23 @@ pub(crate) fn carry(
             }
             match what {
                 State::Table { index } => {
+                    let slots = image.len() / 8;
+                    if slots > MAX_SLOTS {
+                        bail!(
+                            "the snapshot of table {index} of core instance {instance} has \
+                             {slots} slots, more than the {MAX_SLOTS} this tool carries"
+                        );
+                    }
                     tables.insert((instance, index), RefId::slots(image));
                 }
                 State::RefGlobal { index } => {
+                    if image.len() != 8 {
+                        bail!(
+                            "the snapshot of global {index} of core instance {instance} is {} \
+                             bytes, not one 8-byte slot",
+                            image.len()
+                        );
+                    }
                     let id = RefId::slots(image).first().copied().with_context(|| {
                         format!(
                             "the snapshot of global {index} of core instance {instance} is empty"
@@ -81,6 +99,13 @@ pub(crate) fn carry(
             match *id {
                 RefId::Null => {}
                 RefId::Func { instance, func } => {
+                    if func >= links.funcs(instance) {
+                        bail!(
+                            "{} holds function {func} of core instance {instance}, which has \
+                             no such function",
+                            place()
+                        );
+                    }
                     if !links.has(instance, (owner, table)) {
                         bail!(
                             "{} holds function {func} of core instance {instance} (core module \
@@ -128,12 +153,15 @@ pub(crate) fn carry(
         for &(_, index, id) in globals.iter().filter(|(i, _, _)| *i == instance) {
             let value = match id {
                 RefId::Null => None,
-                RefId::Func { instance: i, func } if i == instance => Some(func),
+                RefId::Func { instance: i, func } if i == instance && func < links.funcs(i) => {
+                    Some(func)
+                }
                 RefId::Func { instance: i, func } => bail!(
                     "global {index} of core instance {instance} (core module {}) holds function \
-                     {func} of core instance {i}; only functions of its own instance can \
-                     initialize a global",
-                    module_of(instance)
+                     {func} of core instance {i}; only functions of its own instance (which has \
+                     {} functions) can initialize a global",
+                    module_of(instance),
+                    links.funcs(instance)
                 ),
                 RefId::Unknown | RefId::NotAFunction => bail!(
                     "global {index} of core instance {instance} (core module {}) holds a \
@@ -155,6 +183,8 @@ pub(crate) fn carry(
 /// instantiates a module: each index resolved to the table it names.
 struct TableLinks {
     spaces: BTreeMap<u32, Vec<TableRef>>,
+    /// The number of functions of each instance's module.
+    funcs: BTreeMap<u32, u32>,
 }
 
 /// A core instance of a level, as its section says.
@@ -175,6 +205,8 @@ struct ModuleLinks {
     table_imports: Vec<(String, String)>,
     exports: Vec<(String, ExternalKind, u32)>,
     defined_tables: u32,
+    /// Functions, imported and defined.
+    funcs: u32,
 }
 
 impl ModuleLinks {
@@ -185,14 +217,17 @@ impl ModuleLinks {
                 Payload::ImportSection(reader) => {
                     for import in reader.into_imports() {
                         let import = import?;
-                        if let wasmparser::TypeRef::Table(_) = import.ty {
-                            links
+                        match import.ty {
+                            wasmparser::TypeRef::Table(_) => links
                                 .table_imports
-                                .push((import.module.to_string(), import.name.to_string()));
+                                .push((import.module.to_string(), import.name.to_string())),
+                            wasmparser::TypeRef::Func(_) => links.funcs += 1,
+                            _ => {}
                         }
                     }
                 }
                 Payload::TableSection(reader) => links.defined_tables = reader.count(),
+                Payload::FunctionSection(reader) => links.funcs += reader.count(),
                 Payload::ExportSection(reader) => {
                     for export in reader {
                         let export = export?;
@@ -280,11 +315,13 @@ impl TableLinks {
             modules: &modules,
         };
         let mut spaces = BTreeMap::new();
+        let mut funcs = BTreeMap::new();
         for (index, instance) in instances.iter().enumerate() {
             let CoreInstance::Module { definition, .. } = instance else {
                 continue;
             };
             let links = &modules[definition];
+            funcs.insert(index as u32, links.funcs);
             let mut space = Vec::new();
             for (module, name) in &links.table_imports {
                 space.push(
@@ -304,7 +341,13 @@ impl TableLinks {
             }
             spaces.insert(index as u32, space);
         }
-        Ok(TableLinks { spaces })
+        Ok(TableLinks { spaces, funcs })
+    }
+
+    /// The number of functions of core instance `instance`'s module (0 for
+    /// an instance that is not a module's).
+    fn funcs(&self, instance: u32) -> u32 {
+        self.funcs.get(&instance).copied().unwrap_or(0)
     }
 
     fn space(&self, instance: u32) -> &[TableRef] {

@@ -398,3 +398,48 @@ fn an_init_that_changes_no_table_leaves_tables_and_segments_as_they_are() {
         slots(&quiet, &["component-init"], 1, 3)
     );
 }
+
+/// Snapshots that do not fit the component (a function index past the
+/// instance's functions, a global image of another size, a table of more
+/// slots than the tool carries) are refused with an error, not a panic or
+/// an invalid output.
+#[test]
+fn tampered_table_snapshots_are_refused() {
+    use component_init::{InstrumentOptions, MemoryImage, State, Value, WasmtimeRuntime};
+    let input = wat(ONE_INSTANCE);
+    let instrumented = component_init::instrument(&input, &InstrumentOptions::default()).unwrap();
+    let snapshot = WasmtimeRuntime::new()
+        .unwrap()
+        .take_snapshot(&instrumented)
+        .unwrap();
+    let plan = &instrumented.plan;
+    let position =
+        |want: fn(&State) -> bool| plan.accessors.iter().position(|a| want(&a.state)).unwrap();
+    let table = position(|s| matches!(s, State::Table { .. }));
+    let global = position(|s| matches!(s, State::RefGlobal { .. }));
+    assert!(plan.apply(&input, &snapshot).is_ok());
+    let tampered = |at: usize, image: MemoryImage| {
+        let mut snapshot = snapshot.clone();
+        snapshot.values[at] = Value::Memory(image);
+        format!("{:#}", plan.apply(&input, &snapshot).unwrap_err())
+    };
+    // slot 0: function 99 of core instance 0
+    let mut image = MemoryImage::new();
+    image.push(&((1u64 << 32) | 99).to_le_bytes());
+    let err = tampered(table, image);
+    assert!(
+        err.contains("holds function 99 of core instance 0, which has no such function"),
+        "{err}"
+    );
+    let mut image = MemoryImage::new();
+    image.push(&[0; 16]);
+    let err = tampered(global, image);
+    assert!(err.contains("is 16 bytes, not one 8-byte slot"), "{err}");
+    let mut image = MemoryImage::new();
+    image.push_zeros(8 << 27);
+    let err = tampered(table, image);
+    assert!(
+        err.contains("more than the 67108864 this tool carries"),
+        "{err}"
+    );
+}
