@@ -117,8 +117,9 @@ pub(crate) fn carry(
                     }
                 }
                 RefId::Unknown => bail!(
-                    "{} holds a function that none of the component's core modules defines or \
-                     imports; no element segment can express it",
+                    "{} holds a function the table reader could not identify (a function \
+                     whose parameters or results refer to its module's own types, or have no \
+                     default value, cannot answer a probe); pre-initialization cannot carry it",
                     place()
                 ),
                 RefId::NotAFunction => bail!(

@@ -443,3 +443,29 @@ fn tampered_table_snapshots_are_refused() {
         "{err}"
     );
 }
+
+/// A function whose parameter is a reference to its module's own struct
+/// type cannot answer the table reader's probe (the reader does not have
+/// the type): a slot holding it is refused, naming the slot.
+#[test]
+fn a_slot_the_reader_cannot_identify_is_refused() {
+    let input = wat(r#"
+(component
+  (core module $m
+    (type $s (struct (field i32)))
+    (type $f (func (param (ref null $s)) (result i32)))
+    (table $t 1 funcref)
+    (func $get (type $f) (struct.get $s 0 (local.get 0)))
+    (elem declare func $get)
+    (func (export "init") (table.set (i32.const 0) (ref.func $get))))
+  (core instance $i (instantiate $m))
+  (func (export "component-init") (canon lift (core func $i "init"))))"#);
+    let err = format!("{:#}", pre_init(&input).unwrap_err());
+    assert!(
+        err.contains(
+            "slot 0 of table 0 of core instance 0 (core module 0) holds a function the table \
+             reader could not identify"
+        ),
+        "{err}"
+    );
+}
