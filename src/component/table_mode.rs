@@ -51,29 +51,19 @@ impl LevelTables {
             let module = &info.modules[instance.definition];
             let facts = FuncFacts::of(&bytes[module.range.clone()])
                 .with_context(|| format!("failed to read core module {}", module.index))?;
-            for &(index, ty) in &facts.tables {
-                if let wasmparser::HeapType::Concrete(_) | wasmparser::HeapType::Exact(_) =
-                    ty.element_type.heap_type()
-                {
-                    bail!(
-                        "table {index} of core module {} holds typed function references; in \
-                         a component whose init can change tables, only tables of abstract \
-                         reference types (funcref, externref, ...) are carried",
-                        module.index
-                    );
-                }
-            }
-            for &(index, ty) in &facts.ref_globals {
-                if let wasmparser::HeapType::Concrete(_) | wasmparser::HeapType::Exact(_) =
-                    ty.heap_type()
-                {
-                    bail!(
-                        "global {index} of core module {} holds typed references; in a \
-                         component whose init can change tables, only globals of abstract \
-                         reference types (funcref, externref, ...) are carried",
-                        module.index
-                    );
-                }
+            // a level with tables or globals of typed references is not
+            // read (the reader would need their types); a table change
+            // there is refused by the rewrite, as before tables were carried
+            let typed = |ty: wasmparser::RefType| {
+                matches!(
+                    ty.heap_type(),
+                    wasmparser::HeapType::Concrete(_) | wasmparser::HeapType::Exact(_)
+                )
+            };
+            if facts.tables.iter().any(|&(_, t)| typed(t.element_type))
+                || facts.ref_globals.iter().any(|&(_, t)| typed(t))
+            {
+                return Ok(None);
             }
             modules.insert(instance.definition, facts);
         }

@@ -35,7 +35,28 @@ pub(crate) fn carry(
     info: &ComponentInfo,
     states: &mut BTreeMap<u32, InstanceState<'_>>,
 ) -> Result<()> {
-    let changed = states.values().any(|s| s.tables_changed);
+    let changed = states
+        .iter()
+        .find_map(|(&instance, s)| s.tables_changed.map(|fired| (instance, fired)));
+    let read = states.values().any(|s| !s.table_reads.is_empty());
+    if let (Some((instance, fired)), false) = (changed, read) {
+        let module = info
+            .instances
+            .iter()
+            .find(|i| i.index == instance)
+            .map(|i| &info.modules[i.definition])
+            .context("internal error: a probe of no core instance")?;
+        let name = crate::edit::probe::function_name(&bytes[module.range.clone()], fired.func);
+        return Err(fired.during_init(
+            module.index,
+            instance,
+            name.as_deref(),
+            "",
+            ", in a component level with a table or global of typed references, whose tables \
+             component-init does not read",
+        ));
+    }
+    let changed = changed.is_some();
     let mut tables: BTreeMap<TableRef, Vec<RefId>> = BTreeMap::new();
     let mut globals: Vec<(u32, u32, RefId)> = Vec::new();
     for (&instance, state) in states.iter_mut() {
@@ -72,7 +93,7 @@ pub(crate) fn carry(
                 _ => bail!("internal error: {what:?} read as a table"),
             }
         }
-        state.tables_changed = false;
+        state.tables_changed = None;
     }
     if !changed {
         return Ok(());

@@ -24,9 +24,9 @@ pub struct InstanceState<'a> {
     pub dropped_data: Vec<u32>,
     /// Element segments dropped during init.
     pub dropped_elems: Vec<u32>,
-    /// Whether a table mutation or a write of a reference-typed global ran
-    /// in this instance ([`Probe::TablesChanged`]).
-    pub tables_changed: bool,
+    /// The last table mutation or write of a reference-typed global that
+    /// ran in this instance ([`Probe::TablesChanged`]), if any.
+    pub tables_changed: Option<Fired>,
     /// Tables and reference-typed globals as read (the component front end
     /// resolves them across instances into `tables`, then clears this).
     pub table_reads: Vec<(State, &'a MemoryImage)>,
@@ -75,7 +75,7 @@ impl<'a> InstanceState<'a> {
                 Probe::Unsnapshottable => return Ok(Fired::decode(*v)),
                 Probe::DataDropped { segment } => self.dropped_data.push(segment),
                 Probe::ElemDropped { segment } => self.dropped_elems.push(segment),
-                Probe::TablesChanged => self.tables_changed = true,
+                Probe::TablesChanged => self.tables_changed = Fired::decode(*v),
             },
             (State::Table { .. } | State::RefGlobal { .. }, Value::Memory(image)) => {
                 self.table_reads.push((what, image))
