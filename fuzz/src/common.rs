@@ -537,29 +537,76 @@ pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
+/// A documented limitation a pre-initialization error reports: tables and
+/// reference-typed globals were refused whenever init changed them, and
+/// still are when a start function does (the output drops start
+/// functions); mutable globals of some types are rejected outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limitation {
+    /// A mutable global of a type component-init cannot snapshot yet.
+    UnsupportedGlobal,
+    /// A start function (instantiation) changes a table, a
+    /// reference-typed global or a GC object.
+    AtInstantiation,
+    /// Init changes a table (`tables cannot be snapshotted`).
+    InitChangesTable,
+    /// Init changes a reference-typed global.
+    InitChangesRefGlobal,
+    /// Init changes other unsnapshottable state (GC objects, ...).
+    InitChangesOther,
+}
+
+/// The [`Limitation`] a pre-initialization error reports, if any.
+pub fn limitation(msg: &str) -> Option<Limitation> {
+    let during_init = msg.contains("so init must not change them");
+    let at_instantiation = msg.contains("so instantiation must not change them");
+    Some(if msg.contains("cannot snapshot yet") {
+        Limitation::UnsupportedGlobal
+    } else if at_instantiation {
+        Limitation::AtInstantiation
+    } else if during_init && msg.contains("tables cannot be snapshotted") {
+        Limitation::InitChangesTable
+    } else if during_init && msg.contains("reference-typed globals cannot be snapshotted") {
+        Limitation::InitChangesRefGlobal
+    } else if during_init {
+        Limitation::InitChangesOther
+    } else {
+        return None;
+    })
+}
+
 /// The documented limitation a pre-initialization error reports, if any,
-/// named by `names`: tables and reference-typed globals cannot be
-/// snapshotted, so neither init nor a start function may change them;
-/// mutable globals of some types are rejected outright. `names`: a mutable
+/// named by `names`, in the order of [`Limitation`]'s variants: a mutable
 /// global of an unsupported type, a start function changing a table or
 /// reference-typed global, init changing a table, a reference-typed global,
 /// other unsnapshottable state.
 pub fn documented_limitation(msg: &str, names: &[&'static str; 5]) -> Option<&'static str> {
-    let during_init = msg.contains("so init must not change them");
-    let at_instantiation = msg.contains("so instantiation must not change them");
-    Some(if msg.contains("cannot snapshot yet") {
-        names[0]
-    } else if at_instantiation {
-        names[1]
-    } else if during_init && msg.contains("tables cannot be snapshotted") {
-        names[2]
-    } else if during_init && msg.contains("reference-typed globals cannot be snapshotted") {
-        names[3]
-    } else if during_init {
-        names[4]
-    } else {
-        return None;
-    })
+    limitation(msg).map(|l| names[l as usize])
+}
+
+/// Why a pre-initializer that carries tables and funcref globals may still
+/// refuse what init left in them, if `msg` says so: a value no element
+/// segment or initializer can express (a non-null `externref` or GC
+/// object), a slot holding a function of an instance that cannot reach the
+/// table, typed function references (the carried tables and globals are
+/// of abstract reference types). Any other refusal of a table or
+/// reference-typed global that init changed is a bug.
+pub fn uncarried_reference(msg: &str) -> Option<&'static str> {
+    Some(
+        if msg.contains("holds a non-null reference that is not a function") {
+            "a table slot holds a non-null reference that is not a function (documented)"
+        } else if msg.contains("holds a reference no initializer can express") {
+            "a reference-typed global holds a reference no initializer can express (documented)"
+        } else if msg.contains("neither defines nor imports that table") {
+            "a table slot holds a function of an instance that cannot reach the table (documented)"
+        } else if msg.contains("holds typed function references")
+            || msg.contains("holds typed references")
+        {
+            "a table or global holds typed references (documented)"
+        } else {
+            return None;
+        },
+    )
 }
 
 pub fn is_out_of_fuel(e: &wasmtime::Error) -> bool {

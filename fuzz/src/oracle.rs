@@ -9,21 +9,37 @@
 //! The generated component:
 //!
 //! - core module 0, from wasm-smith: no imports, every item exported;
-//! - core module 1, the *observer*: imports the memories and mutable globals
-//!   module 0 exports and reads them (a whole memory as `list<u8>`, a global
-//!   as `s32`/`s64` holding its bits, so NaN payloads are compared exactly);
+//!   reference types (so table instructions and funcref globals) half the
+//!   time;
+//! - core module 1, the *observer*: imports the memories, mutable globals
+//!   and tables module 0 exports and reads them (a whole memory as
+//!   `list<u8>`, a global as `s32`/`s64` holding its bits, so NaN payloads
+//!   are compared exactly; the tables and reference-typed globals as
+//!   `list<u8>`: each table's size and, for each slot and global, null or
+//!   which function type it holds; and a call of every function in them,
+//!   through `call_indirect` or `call_ref`, folded into an `s64`: see
+//!   `RefReads`);
 //! - core module 2, the *glue*: imports functions and state of every
 //!   instance of module 0, and exports `init`, which on every instance (they
 //!   end init in the same state) or on the first only (they end in different
 //!   states) calls a chain of one to three of the module's functions with
 //!   fixed arguments, folds their results into a global of its own (`acc`),
 //!   and writes that value into one of the instance's mutable globals and
-//!   one of its memories (growing it when the offset is past its end);
+//!   one of its memories (growing it when the offset is past its end); and,
+//!   three times in four when module 0 exports a funcref table or global,
+//!   writes them (`table.set/grow/fill/copy`, `global.set`; `RefWrite`)
+//!   with null, the instance's functions (imported by the glue) or what a
+//!   slot holds;
 //! - module 0 instantiated once or twice, the observer once per instance of
 //!   module 0, the glue once;
 //! - exports: `component-init` (the glue's `init`), `iN-fK` for every function
 //!   of instance N whose signature can be lifted, `iN-mK`, `iN-gK`
-//!   (`iN-gK-lo`/`-hi` for `v128`) for the observers, and `glue-acc`.
+//!   (`iN-gK-lo`/`-hi` for `v128`), `iN-refs` and `iN-ref-calls` for the
+//!   observers, and `glue-acc`.
+//!
+//! After init, on both sides: the observations (memories, globals, tables),
+//! the `iN-ref-calls` (calls of what init left in the tables), every
+//! `iN-fK`, the observations again.
 //!
 //! Init and some of the `iN-fK` are lifted with the component model's async
 //! ABI (see [`Lift`]): `async` with a callback, returning EXIT at once or
@@ -45,6 +61,12 @@
 //! Every call runs with the same fuel budget on both sides, so loops in
 //! generated code end the same way in both; observations (harness code
 //! only) get a larger one ([`OBSERVATION_FUEL`]).
+//!
+//! component-init carries the tables and funcref globals init changes, so
+//! a refusal of them is a bug, but for what no segment or initializer can
+//! express ([`common::uncarried_reference`]: a non-null `externref`, a
+//! function of an instance that cannot reach the table, typed references)
+//! and the limitations it documents (`documented`).
 
 use anyhow::Result;
 use arbitrary::Unstructured;
@@ -122,6 +144,13 @@ pub enum Verdict {
         /// Init changed state of the wasm-smith instances (their memories
         /// and mutable globals), not only the glue's.
         module_state_changed: bool,
+        /// Init changed what the observers see of tables and
+        /// reference-typed globals (a size, a slot's or global's null-ness
+        /// or function type).
+        tables_changed: bool,
+        /// Calls of the functions in tables and reference-typed globals
+        /// (`RefReads::calls`) compared.
+        ref_calls: usize,
         /// How init is lifted ([`Lift::name`]).
         init_lift: &'static str,
         /// Calls of async-lifted exports compared (init not counted).
@@ -161,6 +190,12 @@ pub struct Stats {
     pub changed: usize,
     /// Compared cases in which init changed the wasm-smith instances' state.
     pub changed_module: usize,
+    /// Compared cases in which init changed a table or reference-typed
+    /// global, as the observers see them.
+    pub tables_changed: usize,
+    /// Calls of every function in the tables and reference-typed globals
+    /// of an instance compared (one a step).
+    pub ref_calls: usize,
     /// Calls (and observations) compared over all compared cases.
     pub steps: usize,
     /// Calls of async-lifted exports among them.
@@ -181,12 +216,16 @@ impl Stats {
             Verdict::Compared {
                 init_changed_state,
                 module_state_changed,
+                tables_changed,
+                ref_calls,
                 init_lift,
                 async_calls,
             } => {
                 self.compared += 1;
                 self.changed += usize::from(*init_changed_state);
                 self.changed_module += usize::from(*module_state_changed);
+                self.tables_changed += usize::from(*tables_changed);
+                self.ref_calls += ref_calls;
                 self.steps += steps;
                 self.async_calls += async_calls;
                 *self.init_lifts.entry(init_lift).or_default() += 1;
@@ -202,6 +241,8 @@ impl Stats {
         self.compared += other.compared;
         self.changed += other.changed;
         self.changed_module += other.changed_module;
+        self.tables_changed += other.tables_changed;
+        self.ref_calls += other.ref_calls;
         self.steps += other.steps;
         self.async_calls += other.async_calls;
         common::merge_counts(&mut self.init_lifts, other.init_lifts);
@@ -215,14 +256,18 @@ impl fmt::Display for Stats {
         writeln!(
             f,
             "{} cases: {} compared (init changed state in {}, the wasm-smith instances' \
-             state in {}; {} calls and observations, {} of them calls of async-lifted \
-             exports), {} error-checked, {} skipped",
+             state in {}, their tables or reference-typed globals in {}; {} calls and \
+             observations, {} of them calls of async-lifted exports, {} calls of every \
+             function in an instance's tables and reference-typed globals), {} \
+             error-checked, {} skipped",
             self.cases,
             self.compared,
             self.changed,
             self.changed_module,
+            self.tables_changed,
             self.steps,
             self.async_calls,
+            self.ref_calls,
             self.error_checked.values().sum::<usize>(),
             self.skipped.values().sum::<usize>()
         )?;
@@ -251,10 +296,17 @@ struct GlobalExport {
     ty: wp::ValType,
 }
 
+/// An exported table of the generated module.
+struct TableExport {
+    name: String,
+    ty: wp::TableType,
+}
+
 struct ModuleExports {
     funcs: Vec<FuncExport>,
     memories: Vec<MemoryExport>,
     globals: Vec<GlobalExport>,
+    tables: Vec<TableExport>,
 }
 
 fn module_exports(module: &[u8]) -> Result<ModuleExports> {
@@ -264,6 +316,7 @@ fn module_exports(module: &[u8]) -> Result<ModuleExports> {
         funcs: Vec::new(),
         memories: Vec::new(),
         globals: Vec::new(),
+        tables: Vec::new(),
     };
     for payload in wp::Parser::new(0).parse_all(module) {
         let wp::Payload::ExportSection(section) = payload? else {
@@ -284,6 +337,10 @@ fn module_exports(module: &[u8]) -> Result<ModuleExports> {
                 wp::ExternalKind::Memory => exports.memories.push(MemoryExport {
                     name,
                     ty: types.memory_at(export.index),
+                }),
+                wp::ExternalKind::Table => exports.tables.push(TableExport {
+                    name,
+                    ty: types.table_at(export.index),
                 }),
                 wp::ExternalKind::Global => {
                     let ty = types.global_at(export.index);
@@ -332,6 +389,18 @@ fn callable_by_glue(f: &FuncExport) -> bool {
     })
 }
 
+/// How a module that uses table `t` of the generated module imports it.
+fn table_import(t: &TableExport) -> Result<enc::TableType> {
+    use enc::reencode::Reencode;
+    Ok(enc::TableType {
+        element_type: enc::reencode::RoundtripReencoder.ref_type(t.ty.element_type)?,
+        table64: t.ty.table64,
+        minimum: 0,
+        maximum: None,
+        shared: false,
+    })
+}
+
 fn enc_val(ty: wp::ValType) -> Result<enc::ValType> {
     use enc::reencode::Reencode;
     Ok(enc::reencode::RoundtripReencoder.val_type(ty)?)
@@ -359,12 +428,18 @@ pub enum Step {
     Memory(String),
     /// Read a global's bits through an observer (`s32` or `s64`).
     Global(String, bool),
+    /// Read an instance's tables and reference-typed globals through an
+    /// observer (`list<u8>`, see `RefReads`).
+    Refs(String),
 }
 
 impl Step {
     fn name(&self) -> &str {
         match self {
-            Step::Call(name, ..) | Step::Memory(name) | Step::Global(name, _) => name,
+            Step::Call(name, ..)
+            | Step::Memory(name)
+            | Step::Global(name, _)
+            | Step::Refs(name) => name,
         }
     }
 }
@@ -453,9 +528,9 @@ impl Generated {
     /// Generates a module from `u`; `None` when wasm-smith cannot.
     pub fn new(u: &mut Unstructured<'_>) -> Result<Option<Generated>> {
         // Modules without imports that export everything (the shared
-        // configuration). Reference types are on in half of the cases;
-        // their mutable globals are a documented limitation and counted as
-        // skipped.
+        // configuration). Reference types are on in half of the cases:
+        // their tables and mutable funcref globals are carried, and
+        // compared.
         let config = common::smith_config(u, false)?;
         let module = match wasm_smith::Module::new(config, u) {
             Ok(m) => m.to_bytes(),
@@ -644,7 +719,213 @@ impl CoreTypes {
 struct Writes {
     global: Option<usize>,
     memory: Option<(usize, u64)>,
+    /// Then these, in order.
+    refs: Vec<RefWrite>,
 }
+
+/// A reference the glue writes into an instance's table or global.
+#[derive(Debug, Clone, Copy)]
+enum RefValue {
+    Null,
+    /// A function of the instance (by place in [`ModuleExports::funcs`]):
+    /// `ref.func` of the glue's import of it.
+    Func(usize),
+    /// What slot `slot` of a table (by place in [`ModuleExports::tables`])
+    /// of the instance holds, or with `other` of the other instance
+    /// (`table.get` when in bounds, else null).
+    Slot {
+        table: usize,
+        slot: u64,
+        other: bool,
+    },
+}
+
+/// A write of a table (by place in [`ModuleExports::tables`]) or funcref
+/// global (in [`ModuleExports::globals`]) that the glue makes during init,
+/// after the chain, on each instance it initializes. Writes out of bounds
+/// are skipped (they would trap).
+#[derive(Debug, Clone, Copy)]
+enum RefWrite {
+    Set {
+        table: usize,
+        slot: u64,
+        value: RefValue,
+    },
+    Grow {
+        table: usize,
+        n: u64,
+        value: RefValue,
+    },
+    Fill {
+        table: usize,
+        slot: u64,
+        n: u64,
+        value: RefValue,
+    },
+    Copy {
+        table: usize,
+        dst: u64,
+        src: u64,
+        n: u64,
+    },
+    Global {
+        global: usize,
+        value: RefValue,
+    },
+}
+
+impl RefWrite {
+    /// Three times in four, when the module exports a funcref table or
+    /// mutable funcref global: one to three writes of them, to slots mostly
+    /// in bounds.
+    ///
+    /// A global is written first, and never with a function the glue names
+    /// (its own import of the module's function): component-init identifies
+    /// such a function as the glue's and refuses it in the module's global
+    /// ("only functions of its own instance can initialize a global"),
+    /// although the module could name it itself (in a table the glue can
+    /// reach, it is carried).
+    fn draw(
+        exports: &ModuleExports,
+        instances: u32,
+        u: &mut Unstructured<'_>,
+    ) -> arbitrary::Result<Vec<RefWrite>> {
+        let tables = RefWrite::func_tables(exports);
+        let globals: Vec<usize> = (exports.globals.iter().enumerate())
+            .filter(|(_, g)| match g.ty {
+                wp::ValType::Ref(r) => r.is_nullable() && RefKind::of(r) == Some(RefKind::Func),
+                _ => false,
+            })
+            .map(|(k, _)| k)
+            .collect();
+        if (tables.is_empty() && globals.is_empty()) || u.ratio(1, 4)? {
+            return Ok(Vec::new());
+        }
+        // Tables have 16 slots at most, mostly fewer.
+        let slot = |u: &mut Unstructured<'_>| {
+            let last = if u.ratio(3, 4)? { 3 } else { 17 };
+            u.int_in_range(0..=last)
+        };
+        let n = |u: &mut Unstructured<'_>| u.int_in_range(0..=3u64);
+        let value = |u: &mut Unstructured<'_>, global: bool| -> arbitrary::Result<RefValue> {
+            Ok(match u.int_in_range(0..=3)? {
+                0 => RefValue::Null,
+                1 | 2 if global && !tables.is_empty() => RefValue::Slot {
+                    table: *u.choose(&tables)?,
+                    slot: slot(u)?,
+                    other: false,
+                },
+                1 if !tables.is_empty() => RefValue::Slot {
+                    table: *u.choose(&tables)?,
+                    slot: slot(u)?,
+                    // A function of the other instance: no instance of the
+                    // output can put it in this one's table (a documented
+                    // refusal).
+                    other: instances == 2 && u.ratio(1, 8)?,
+                },
+                _ if global => RefValue::Null,
+                _ => RefValue::Func(u.choose_index(exports.funcs.len())?),
+            })
+        };
+        let mut writes = Vec::new();
+        for _ in 0..u.int_in_range(1..=3)? {
+            let kind = u.int_in_range(0..=4)?;
+            writes.push(if tables.is_empty() || (kind == 4 && !globals.is_empty()) {
+                RefWrite::Global {
+                    global: *u.choose(&globals)?,
+                    value: value(u, true)?,
+                }
+            } else {
+                let table = *u.choose(&tables)?;
+                match kind {
+                    0 => RefWrite::Grow {
+                        table,
+                        n: n(u)?,
+                        value: value(u, false)?,
+                    },
+                    1 => RefWrite::Fill {
+                        table,
+                        slot: slot(u)?,
+                        n: n(u)?,
+                        value: value(u, false)?,
+                    },
+                    2 => RefWrite::Copy {
+                        table,
+                        dst: slot(u)?,
+                        src: slot(u)?,
+                        n: n(u)?,
+                    },
+                    _ => RefWrite::Set {
+                        table,
+                        slot: slot(u)?,
+                        value: value(u, false)?,
+                    },
+                }
+            });
+        }
+        writes.sort_by_key(|w| !matches!(w, RefWrite::Global { .. }));
+        Ok(writes)
+    }
+
+    /// The funcref tables of the module (places in
+    /// [`ModuleExports::tables`]).
+    fn func_tables(exports: &ModuleExports) -> Vec<usize> {
+        (exports.tables.iter().enumerate())
+            .filter(|(_, t)| {
+                t.ty.element_type.is_nullable()
+                    && RefKind::of(t.ty.element_type) == Some(RefKind::Func)
+            })
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// The tables, globals and functions, each as (instance, place in
+    /// [`ModuleExports`]), that the glue imports to make `writes` on
+    /// instances `0..initialized` (of `instances`).
+    fn imports(writes: &[RefWrite], instances: u32, initialized: u32) -> [Items; 3] {
+        let (mut tables, mut globals, mut funcs) = (Items::new(), Items::new(), Items::new());
+        let value = |i: u32, v: &RefValue, tables: &mut Items, funcs: &mut Items| match *v {
+            RefValue::Null => {}
+            RefValue::Func(f) => {
+                funcs.insert((i, f));
+            }
+            RefValue::Slot { table, other, .. } => {
+                let j = if other { instances - 1 - i } else { i };
+                tables.insert((j, table));
+            }
+        };
+        for i in 0..initialized {
+            for w in writes {
+                match w {
+                    RefWrite::Set {
+                        table, value: v, ..
+                    }
+                    | RefWrite::Grow {
+                        table, value: v, ..
+                    }
+                    | RefWrite::Fill {
+                        table, value: v, ..
+                    } => {
+                        tables.insert((i, *table));
+                        value(i, v, &mut tables, &mut funcs);
+                    }
+                    RefWrite::Copy { table, .. } => {
+                        tables.insert((i, *table));
+                    }
+                    RefWrite::Global { global, value: v } => {
+                        globals.insert((i, *global));
+                        value(i, v, &mut tables, &mut funcs);
+                    }
+                }
+            }
+        }
+        [tables, globals, funcs]
+    }
+}
+
+/// Items of the instances of the module: (instance, place in
+/// [`ModuleExports`]).
+type Items = std::collections::BTreeSet<(u32, usize)>;
 
 /// The glue module's index spaces, as [`build`] lays them out.
 struct GlueLayout<'a> {
@@ -657,6 +938,10 @@ struct GlueLayout<'a> {
     /// The imported global written on instance i is global i; the imported
     /// memory, memory i.
     acc: u32,
+    /// Imported tables: (instance, table) to table index.
+    tables: BTreeMap<(u32, usize), u32>,
+    /// Imported funcref globals: (instance, global) to global index.
+    ref_globals: BTreeMap<(u32, usize), u32>,
 }
 
 impl GlueLayout<'_> {
@@ -679,7 +964,126 @@ impl GlueLayout<'_> {
         if let Some((m, offset)) = self.writes.memory {
             common::write_memory(f, self.acc, i, self.exports.memories[m].ty, offset);
         }
+        for w in &self.writes.refs {
+            self.ref_write(f, i, w);
+        }
         Ok(())
+    }
+
+    /// Pushes `v` as a table index or count of table `t` of the module.
+    fn table_int(&self, f: &mut enc::Function, t: usize, v: u64) {
+        f.instruction(&if self.exports.tables[t].ty.table64 {
+            enc::Instruction::I64Const(v as i64)
+        } else {
+            enc::Instruction::I32Const(v as i32)
+        });
+    }
+
+    /// Pushes whether `end` is at most the size of the glue's table
+    /// `table` (table `t` of the module).
+    fn fits(&self, f: &mut enc::Function, t: usize, table: u32, end: u64) {
+        use enc::Instruction as I;
+        f.instruction(&I::I64Const(end as i64))
+            .instruction(&I::TableSize(table));
+        if !self.exports.tables[t].ty.table64 {
+            f.instruction(&I::I64ExtendI32U);
+        }
+        f.instruction(&I::I64LeU);
+    }
+
+    /// Pushes `v` for instance `i`.
+    fn ref_value(&self, f: &mut enc::Function, i: u32, v: &RefValue) {
+        use enc::Instruction as I;
+        let null = I::RefNull(enc::HeapType::FUNC);
+        match *v {
+            RefValue::Null => {
+                f.instruction(&null);
+            }
+            RefValue::Func(func) => {
+                f.instruction(&I::RefFunc(self.funcs[&(i, func)]));
+            }
+            RefValue::Slot {
+                table: t,
+                slot,
+                other,
+            } => {
+                let j = if other {
+                    self.plan.instances - 1 - i
+                } else {
+                    i
+                };
+                let table = self.tables[&(j, t)];
+                self.fits(f, t, table, slot + 1);
+                f.instruction(&I::If(enc::BlockType::Result(enc::ValType::FUNCREF)));
+                self.table_int(f, t, slot);
+                f.instruction(&I::TableGet(table))
+                    .instruction(&I::Else)
+                    .instruction(&null)
+                    .instruction(&I::End);
+            }
+        }
+    }
+
+    /// Makes `w` on instance `i`.
+    fn ref_write(&self, f: &mut enc::Function, i: u32, w: &RefWrite) {
+        use enc::Instruction as I;
+        let guarded = |f: &mut enc::Function, t: usize, end: u64| {
+            self.fits(f, t, self.tables[&(i, t)], end);
+            f.instruction(&I::If(enc::BlockType::Empty));
+        };
+        match *w {
+            RefWrite::Set {
+                table: t,
+                slot,
+                value,
+            } => {
+                guarded(f, t, slot + 1);
+                self.table_int(f, t, slot);
+                self.ref_value(f, i, &value);
+                f.instruction(&I::TableSet(self.tables[&(i, t)]))
+                    .instruction(&I::End);
+            }
+            RefWrite::Grow { table: t, n, value } => {
+                self.ref_value(f, i, &value);
+                self.table_int(f, t, n);
+                f.instruction(&I::TableGrow(self.tables[&(i, t)]))
+                    .instruction(&I::Drop);
+            }
+            RefWrite::Fill {
+                table: t,
+                slot,
+                n,
+                value,
+            } => {
+                guarded(f, t, slot + n);
+                self.table_int(f, t, slot);
+                self.ref_value(f, i, &value);
+                self.table_int(f, t, n);
+                f.instruction(&I::TableFill(self.tables[&(i, t)]))
+                    .instruction(&I::End);
+            }
+            RefWrite::Copy {
+                table: t,
+                dst,
+                src,
+                n,
+            } => {
+                let table = self.tables[&(i, t)];
+                guarded(f, t, dst.max(src) + n);
+                self.table_int(f, t, dst);
+                self.table_int(f, t, src);
+                self.table_int(f, t, n);
+                f.instruction(&I::TableCopy {
+                    dst_table: table,
+                    src_table: table,
+                })
+                .instruction(&I::End);
+            }
+            RefWrite::Global { global, value } => {
+                self.ref_value(f, i, &value);
+                f.instruction(&I::GlobalSet(self.ref_globals[&(i, global)]));
+            }
+        }
     }
 }
 
@@ -708,6 +1112,8 @@ struct Glue {
     /// Its own globals: (type, initial value).
     globals: Vec<(enc::ValType, Const)>,
     imported_globals: u32,
+    /// Functions `ref.func` names (declared by an element segment).
+    declared: Vec<u32>,
 }
 
 impl Glue {
@@ -766,12 +1172,17 @@ impl Glue {
                 &init,
             );
         }
+        let mut elements = enc::ElementSection::new();
+        if !self.declared.is_empty() {
+            elements.declared(enc::Elements::Functions(self.declared.as_slice().into()));
+        }
         module
             .section(&self.types.section())
             .section(&self.imports)
             .section(&functions)
             .section(&globals)
             .section(&exports)
+            .section(&elements)
             .section(&code);
         Ok(module)
     }
@@ -783,6 +1194,376 @@ fn zero(ty: enc::ValType) -> Const {
         enc::ValType::F32 => Const::F32(0.0),
         enc::ValType::F64 => Const::F64(0.0),
         _ => Const::I32(0),
+    }
+}
+
+/// What an observer function reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Observes {
+    /// A memory (`list<u8>`).
+    Memory,
+    /// A global's bits (`s64` when `wide`, else `s32`).
+    Global { wide: bool },
+    /// The tables and reference-typed globals (`list<u8>`, [`RefReads`]).
+    Refs,
+    /// Calls of their functions (`s64`, [`RefReads::calls`]).
+    RefCalls,
+}
+
+/// Export names of the observer's [`RefReads`] functions.
+const REFS: &str = "refs";
+const REF_CALLS: &str = "ref-calls";
+
+/// The references an observer can tell apart: a function's, whose type it
+/// tests, or an `externref`, only null or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefKind {
+    Func,
+    Extern,
+}
+
+impl RefKind {
+    fn of(ty: wp::RefType) -> Option<RefKind> {
+        match ty.heap_type() {
+            wp::HeapType::Abstract {
+                shared: false,
+                ty: wp::AbstractHeapType::Func,
+            } => Some(RefKind::Func),
+            wp::HeapType::Abstract {
+                shared: false,
+                ty: wp::AbstractHeapType::Extern,
+            } => Some(RefKind::Extern),
+            _ => None,
+        }
+    }
+
+    fn local(self) -> enc::ValType {
+        enc::ValType::Ref(match self {
+            RefKind::Func => enc::RefType::FUNCREF,
+            RefKind::Extern => enc::RefType::EXTERNREF,
+        })
+    }
+}
+
+/// A function type a reference is tested against, and the arguments a
+/// function of it is called with (`None`: a parameter no constant has).
+struct RefType {
+    params: Vec<wp::ValType>,
+    results: Vec<wp::ValType>,
+    args: Option<Vec<Const>>,
+}
+
+/// How an observer reads the tables and mutable reference-typed globals
+/// its instance of the module exports, as no core-module API can from a
+/// component: `refs` returns a `list<u8>`, for each table its size (4
+/// bytes, little-endian) and a byte a slot (the first [`RefReads::SLOTS`]),
+/// then a byte a global: 0 for null, `1 + k` for a function of type `k` of
+/// [`RefReads::types`] (found with `ref.test`), [`RefReads::OTHER_FUNC`]
+/// for a function of none, [`RefReads::EXTERN`] for a non-null
+/// `externref`. `ref-calls` calls every non-null function slot (each
+/// table's, through `call_indirect` with the type `ref.test` found) and
+/// function global (`call_ref`), with fixed arguments, and folds the type
+/// and results of each call into an `s64` (a trap is the step's outcome).
+struct RefReads {
+    /// The tables observed: their place in [`ModuleExports::tables`] (the
+    /// observer imports them in this order) and kind.
+    tables: Vec<(usize, RefKind)>,
+    /// The globals observed: their place in [`ModuleExports::globals`]
+    /// (the observer's index of the global) and kind.
+    globals: Vec<(u32, RefKind)>,
+    /// The function types of the module's functions, each once, at the
+    /// observer's type indices [`RefReads::FIRST_TYPE`] on.
+    types: Vec<RefType>,
+}
+
+impl RefReads {
+    /// Slots read of each table, at most.
+    const SLOTS: i32 = 256;
+    /// The observer's first type index of [`RefReads::types`].
+    const FIRST_TYPE: u32 = 2;
+    const OTHER_FUNC: i32 = 0xff;
+    const EXTERN: i32 = 0xfe;
+
+    fn new(exports: &ModuleExports, u: &mut Unstructured<'_>) -> Result<RefReads> {
+        let tables = (exports.tables.iter().enumerate())
+            .filter_map(|(k, t)| Some((k, RefKind::of(t.ty.element_type)?)))
+            .collect();
+        let globals = (exports.globals.iter().enumerate())
+            .filter_map(|(k, g)| match g.ty {
+                wp::ValType::Ref(r) => Some((k as u32, RefKind::of(r)?)),
+                _ => None,
+            })
+            .collect();
+        let mut types: Vec<RefType> = Vec::new();
+        for f in &exports.funcs {
+            if types.len() >= 200
+                || (types.iter()).any(|t| t.params == f.params && t.results == f.results)
+            {
+                continue;
+            }
+            let args = (f.params.iter())
+                .map(|p| Const::new(*p, u, false))
+                .collect::<arbitrary::Result<Option<Vec<_>>>>()?;
+            types.push(RefType {
+                params: f.params.clone(),
+                results: f.results.clone(),
+                args,
+            });
+        }
+        Ok(RefReads {
+            tables,
+            globals,
+            types,
+        })
+    }
+
+    /// Adds [`RefReads::types`] to the observer's types.
+    fn declare_types(&self, types: &mut enc::TypeSection) -> Result<()> {
+        for ty in &self.types {
+            let params = ty.params.iter().map(|t| enc_val(*t));
+            let results = ty.results.iter().map(|t| enc_val(*t));
+            types.ty().function(
+                params.collect::<Result<Vec<_>>>()?,
+                results.collect::<Result<Vec<_>>>()?,
+            );
+        }
+        Ok(())
+    }
+
+    fn observes_anything(&self) -> bool {
+        !self.tables.is_empty() || !self.globals.is_empty()
+    }
+
+    fn heap_type(k: usize) -> enc::HeapType {
+        enc::HeapType::Concrete(RefReads::FIRST_TYPE + k as u32)
+    }
+
+    /// Pushes slot `i` (a local) of table `t` as its index type.
+    fn slot_index(f: &mut enc::Function, exports: &ModuleExports, t: usize, i: u32) {
+        f.instruction(&enc::Instruction::LocalGet(i));
+        if exports.tables[t].ty.table64 {
+            f.instruction(&enc::Instruction::I64ExtendI32U);
+        }
+    }
+
+    /// Opens a loop over the first [`RefReads::SLOTS`] slots of table `t`
+    /// (the observer's `table`), local `i` the slot and `n` the count;
+    /// close it with [`RefReads::end_slots`].
+    fn slots(f: &mut enc::Function, exports: &ModuleExports, t: usize, table: u32, n: u32, i: u32) {
+        use enc::Instruction as I;
+        f.instruction(&I::TableSize(table));
+        if exports.tables[t].ty.table64 {
+            f.instruction(&I::I32WrapI64);
+        }
+        f.instruction(&I::LocalTee(n))
+            .instruction(&I::I32Const(RefReads::SLOTS))
+            .instruction(&I::I32GtU)
+            .instruction(&I::If(enc::BlockType::Empty))
+            .instruction(&I::I32Const(RefReads::SLOTS))
+            .instruction(&I::LocalSet(n))
+            .instruction(&I::End)
+            .instruction(&I::I32Const(0))
+            .instruction(&I::LocalSet(i))
+            .instruction(&I::Block(enc::BlockType::Empty))
+            .instruction(&I::Loop(enc::BlockType::Empty))
+            .instruction(&I::LocalGet(i))
+            .instruction(&I::LocalGet(n))
+            .instruction(&I::I32GeU)
+            .instruction(&I::BrIf(1));
+    }
+
+    fn end_slots(f: &mut enc::Function, i: u32) {
+        use enc::Instruction as I;
+        f.instruction(&I::LocalGet(i))
+            .instruction(&I::I32Const(1))
+            .instruction(&I::I32Add)
+            .instruction(&I::LocalSet(i))
+            .instruction(&I::Br(0))
+            .instruction(&I::End)
+            .instruction(&I::End);
+    }
+
+    /// Pushes the byte that tells the reference in local `r` (of `kind`).
+    fn tag(&self, f: &mut enc::Function, kind: RefKind, r: u32) {
+        use enc::Instruction as I;
+        f.instruction(&I::Block(enc::BlockType::Result(enc::ValType::I32)))
+            .instruction(&I::I32Const(0))
+            .instruction(&I::LocalGet(r))
+            .instruction(&I::RefIsNull)
+            .instruction(&I::BrIf(0))
+            .instruction(&I::Drop);
+        match kind {
+            RefKind::Func => {
+                for k in 0..self.types.len() {
+                    f.instruction(&I::I32Const(1 + k as i32))
+                        .instruction(&I::LocalGet(r))
+                        .instruction(&I::RefTestNonNull(RefReads::heap_type(k)))
+                        .instruction(&I::BrIf(0))
+                        .instruction(&I::Drop);
+                }
+                f.instruction(&I::I32Const(RefReads::OTHER_FUNC));
+            }
+            RefKind::Extern => {
+                f.instruction(&I::I32Const(RefReads::EXTERN));
+            }
+        }
+        f.instruction(&I::End);
+    }
+
+    /// The body of `refs` (`[] -> i32`, a pointer to the list in memory
+    /// `own`, the observer's).
+    fn read(&self, exports: &ModuleExports, own: u32) -> enc::Function {
+        use enc::Instruction as I;
+        // locals: the write cursor, the slot count and slot, a reference of
+        // each kind
+        let (cur, n, i, func, ext) = (0, 1, 2, 3, 4);
+        let mut f = enc::Function::new([
+            (3, enc::ValType::I32),
+            (1, RefKind::Func.local()),
+            (1, RefKind::Extern.local()),
+        ]);
+        let local = |kind| if kind == RefKind::Func { func } else { ext };
+        let byte = enc::MemArg {
+            offset: 0,
+            align: 0,
+            memory_index: own,
+        };
+        let advance = |f: &mut enc::Function, by: i32| {
+            f.instruction(&I::LocalGet(cur))
+                .instruction(&I::I32Const(by))
+                .instruction(&I::I32Add)
+                .instruction(&I::LocalSet(cur));
+        };
+        // a page is room enough
+        f.instruction(&I::MemorySize(own))
+            .instruction(&I::I32Eqz)
+            .instruction(&I::If(enc::BlockType::Empty))
+            .instruction(&I::I32Const(1))
+            .instruction(&I::MemoryGrow(own))
+            .instruction(&I::Drop)
+            .instruction(&I::End)
+            .instruction(&I::I32Const(8))
+            .instruction(&I::LocalSet(cur));
+        for (table, &(t, kind)) in self.tables.iter().enumerate() {
+            let table = table as u32;
+            f.instruction(&I::LocalGet(cur))
+                .instruction(&I::TableSize(table));
+            if exports.tables[t].ty.table64 {
+                f.instruction(&I::I32WrapI64);
+            }
+            f.instruction(&I::I32Store(byte));
+            advance(&mut f, 4);
+            RefReads::slots(&mut f, exports, t, table, n, i);
+            f.instruction(&I::LocalGet(cur));
+            RefReads::slot_index(&mut f, exports, t, i);
+            f.instruction(&I::TableGet(table))
+                .instruction(&I::LocalSet(local(kind)));
+            self.tag(&mut f, kind, local(kind));
+            f.instruction(&I::I32Store8(byte));
+            advance(&mut f, 1);
+            RefReads::end_slots(&mut f, i);
+        }
+        for &(g, kind) in &self.globals {
+            f.instruction(&I::LocalGet(cur))
+                .instruction(&I::GlobalGet(g))
+                .instruction(&I::LocalSet(local(kind)));
+            self.tag(&mut f, kind, local(kind));
+            f.instruction(&I::I32Store8(byte));
+            advance(&mut f, 1);
+        }
+        f.instruction(&I::I32Const(0))
+            .instruction(&I::I32Const(8))
+            .instruction(&I::I32Store(mem_arg(own, 0)))
+            .instruction(&I::I32Const(0))
+            .instruction(&I::LocalGet(cur))
+            .instruction(&I::I32Const(8))
+            .instruction(&I::I32Sub)
+            .instruction(&I::I32Store(mem_arg(own, 4)))
+            .instruction(&I::I32Const(0))
+            .instruction(&I::End);
+        f
+    }
+
+    /// For each type of [`RefReads::types`] a function of which can be
+    /// called: if the reference in local `r` is one, fold the type's
+    /// number into global `acc`, call it (`call` pushes what to call it
+    /// with after the arguments, and calls), fold its results.
+    fn call_each_type(
+        &self,
+        f: &mut enc::Function,
+        r: u32,
+        acc: u32,
+        call: &dyn Fn(&mut enc::Function, u32),
+    ) -> Result<()> {
+        use enc::Instruction as I;
+        for (k, ty) in self.types.iter().enumerate() {
+            let Some(args) = &ty.args else {
+                continue;
+            };
+            f.instruction(&I::LocalGet(r))
+                .instruction(&I::RefTestNonNull(RefReads::heap_type(k)))
+                .instruction(&I::If(enc::BlockType::Empty))
+                .instruction(&I::I64Const(k as i64));
+            common::mix(f, acc);
+            for c in args {
+                f.instruction(&c.instr()?);
+            }
+            call(f, RefReads::FIRST_TYPE + k as u32);
+            // A `v128` result: only that there was one (lanes may hold NaNs).
+            common::fold_results(f, &ty.results, 0, acc, false);
+            f.instruction(&I::End);
+        }
+        Ok(())
+    }
+
+    /// The body of `ref-calls` (`[] -> i64`); `acc` is the observer's own
+    /// global.
+    fn calls(&self, exports: &ModuleExports, acc: u32) -> Result<enc::Function> {
+        use enc::Instruction as I;
+        // locals: the temporaries `fold_results` needs, the slot count and
+        // slot, a function reference
+        let (n, i, r) = (2, 3, 4);
+        let mut f = enc::Function::new([
+            (1, enc::ValType::F32),
+            (1, enc::ValType::F64),
+            (2, enc::ValType::I32),
+            (1, RefKind::Func.local()),
+        ]);
+        f.instruction(&I::I64Const(0))
+            .instruction(&I::GlobalSet(acc));
+        for (table, &(t, kind)) in self.tables.iter().enumerate() {
+            if kind != RefKind::Func {
+                continue;
+            }
+            let table = table as u32;
+            RefReads::slots(&mut f, exports, t, table, n, i);
+            RefReads::slot_index(&mut f, exports, t, i);
+            f.instruction(&I::TableGet(table))
+                .instruction(&I::LocalSet(r));
+            let call = |f: &mut enc::Function, ty: u32| {
+                RefReads::slot_index(f, exports, t, i);
+                f.instruction(&I::CallIndirect {
+                    type_index: ty,
+                    table_index: table,
+                });
+            };
+            self.call_each_type(&mut f, r, acc, &call)?;
+            RefReads::end_slots(&mut f, i);
+        }
+        for &(g, kind) in &self.globals {
+            if kind != RefKind::Func {
+                continue;
+            }
+            f.instruction(&I::GlobalGet(g)).instruction(&I::LocalSet(r));
+            let call = |f: &mut enc::Function, ty: u32| {
+                f.instruction(&I::LocalGet(r))
+                    .instruction(&I::RefCastNonNull(enc::HeapType::Concrete(ty)))
+                    .instruction(&I::CallRef(ty));
+            };
+            self.call_each_type(&mut f, r, acc, &call)?;
+        }
+        f.instruction(&I::GlobalGet(acc)).instruction(&I::End);
+        Ok(f)
     }
 }
 
@@ -841,13 +1622,19 @@ fn build(
     } else {
         None
     };
-    let writes = Writes { global, memory };
+    let writes = Writes {
+        global,
+        memory,
+        refs: RefWrite::draw(exports, instances, u)?,
+    };
+    let refs = RefReads::new(exports, u)?;
 
     // The observer: imports state from "s", reads it.
     let mut observer = enc::Module::new();
     let mut types = enc::TypeSection::new();
     types.ty().function([], [enc::ValType::I32]); // 0
     types.ty().function([], [enc::ValType::I64]); // 1
+    refs.declare_types(&mut types)?; // RefReads::FIRST_TYPE on
     let mut imports = enc::ImportSection::new();
     for m in &exports.memories {
         imports.import(
@@ -873,12 +1660,15 @@ fn build(
             },
         );
     }
+    for &(t, _) in &refs.tables {
+        let t = &exports.tables[t];
+        imports.import("s", &t.name, table_import(t)?);
+    }
     let own = exports.memories.len() as u32;
     let mut functions = enc::FunctionSection::new();
     let mut code = enc::CodeSection::new();
     let mut observer_exports = enc::ExportSection::new();
-    // (export name, is memory, is 64-bit)
-    let mut observer_funcs: Vec<(String, bool, bool)> = Vec::new();
+    let mut observer_funcs: Vec<(String, Observes)> = Vec::new();
     for (k, m) in exports.memories.iter().enumerate() {
         use enc::Instruction as I;
         let k = k as u32;
@@ -930,7 +1720,7 @@ fn build(
         observer_exports.export(&name, enc::ExportKind::Func, observer_funcs.len() as u32);
         functions.function(0);
         code.function(&f);
-        observer_funcs.push((name, true, false));
+        observer_funcs.push((name, Observes::Memory));
     }
     for (k, g) in exports.globals.iter().enumerate() {
         use enc::Instruction as I;
@@ -943,7 +1733,7 @@ fn build(
                 (format!("g{k}-lo"), vec![I::I64x2ExtractLane(0)], true),
                 (format!("g{k}-hi"), vec![I::I64x2ExtractLane(1)], true),
             ],
-            // reference-typed globals cannot be observed (nor snapshotted)
+            // reference-typed globals: through `refs`
             _ => vec![],
         };
         for (name, convert, wide) in reads {
@@ -956,7 +1746,31 @@ fn build(
             observer_exports.export(&name, enc::ExportKind::Func, observer_funcs.len() as u32);
             functions.function(u32::from(wide));
             code.function(&f);
-            observer_funcs.push((name, false, wide));
+            observer_funcs.push((name, Observes::Global { wide }));
+        }
+    }
+    // The tables and reference-typed globals, and calls of their functions
+    // (with `acc`, a global of the observer's own, after the imported ones).
+    let mut globals = enc::GlobalSection::new();
+    if refs.observes_anything() {
+        let acc = exports.globals.len() as u32;
+        globals.global(
+            enc::GlobalType {
+                val_type: enc::ValType::I64,
+                mutable: true,
+                shared: false,
+            },
+            &enc::ConstExpr::i64_const(0),
+        );
+        // (name, body, type: 0 returns an `i32`, 1 an `i64`, what it reads)
+        for (name, body, ty, observes) in [
+            (REFS, refs.read(exports, own), 0, Observes::Refs),
+            (REF_CALLS, refs.calls(exports, acc)?, 1, Observes::RefCalls),
+        ] {
+            observer_exports.export(name, enc::ExportKind::Func, observer_funcs.len() as u32);
+            functions.function(ty);
+            code.function(&body);
+            observer_funcs.push((name.to_string(), observes));
         }
     }
     let mut memories = enc::MemorySection::new();
@@ -973,6 +1787,7 @@ fn build(
         .section(&imports)
         .section(&functions)
         .section(&memories)
+        .section(&globals)
         .section(&observer_exports)
         .section(&code);
 
@@ -985,11 +1800,15 @@ fn build(
         funcs: Vec::new(),
         globals: Vec::new(),
         imported_globals: 0,
+        declared: Vec::new(),
     };
+    let [ref_tables, ref_globals, ref_funcs] =
+        RefWrite::imports(&writes.refs, instances, plan.initialized);
     let mut needed = std::collections::BTreeSet::new();
     for i in 0..plan.initialized {
         needed.extend(plan.chain.iter().map(|f| (i, *f)));
     }
+    needed.extend(ref_funcs.iter().copied());
     needed.extend(
         (export_plans.iter())
             .filter(|e| e.lift.is_async())
@@ -1075,6 +1894,34 @@ fn build(
             );
         }
     }
+    // The tables and funcref globals the glue writes (or reads) during
+    // init, after the rest.
+    let mut tables = BTreeMap::new();
+    for &(i, t) in &ref_tables {
+        let table = &exports.tables[t];
+        glue.imports.import(
+            &instance_names[i as usize],
+            &table.name,
+            table_import(table)?,
+        );
+        tables.insert((i, t), tables.len() as u32);
+    }
+    let mut ref_global_indices = BTreeMap::new();
+    for &(i, g) in &ref_globals {
+        let global = &exports.globals[g];
+        glue.imports.import(
+            &instance_names[i as usize],
+            &global.name,
+            enc::GlobalType {
+                val_type: enc_val(global.ty)?,
+                mutable: true,
+                shared: false,
+            },
+        );
+        ref_global_indices.insert((i, g), glue.imported_globals);
+        glue.imported_globals += 1;
+    }
+    glue.declared = ref_funcs.iter().map(|k| funcs[k]).collect();
     let acc = glue.global(enc::ValType::I64, Const::I64(0));
     let layout = GlueLayout {
         exports,
@@ -1083,6 +1930,8 @@ fn build(
         funcs,
         builtins,
         acc,
+        tables,
+        ref_globals: ref_global_indices,
     };
     let task_return = |kind: Option<ScalarKind>| layout.builtins[&Builtin::TaskReturn(kind)];
     use enc::Instruction as I;
@@ -1341,6 +2190,7 @@ fn build(
     );
     let mut calls = Vec::new();
     let mut observations = Vec::new();
+    let mut ref_calls = Vec::new();
     for i in 0..instances {
         let plans = (export_plans.iter().enumerate()).filter(|(_, e)| e.instance == i);
         for (k, (n, e)) in plans.enumerate() {
@@ -1377,29 +2227,22 @@ fn build(
         });
         // the observers' memories are aliased one per instance, in order
         let memory = i;
-        for (name, is_memory, wide) in &observer_funcs {
+        for (name, observes) in &observer_funcs {
             let export = format!("i{i}-{name}");
             let core = alias_func(&mut aliases, observer_instance, name);
-            let (result, step) = if *is_memory {
-                (
-                    enc::ComponentValType::Type(list_u8),
-                    Step::Memory(export.clone()),
-                )
-            } else if *wide {
-                (
-                    enc::ComponentValType::Primitive(enc::PrimitiveValType::S64),
-                    Step::Global(export.clone(), true),
-                )
-            } else {
-                (
-                    enc::ComponentValType::Primitive(enc::PrimitiveValType::S32),
-                    Step::Global(export.clone(), false),
-                )
+            let s64 = enc::ComponentValType::Primitive(enc::PrimitiveValType::S64);
+            let s32 = enc::ComponentValType::Primitive(enc::PrimitiveValType::S32);
+            let list = enc::ComponentValType::Type(list_u8);
+            let (result, step) = match observes {
+                Observes::Memory => (list, Step::Memory(export.clone())),
+                Observes::Global { wide: true } => (s64, Step::Global(export.clone(), true)),
+                Observes::Global { wide: false } => (s32, Step::Global(export.clone(), false)),
+                Observes::Refs => (list, Step::Refs(export.clone())),
+                Observes::RefCalls => (s64, Step::Call(export.clone(), vec![], Lift::Sync)),
             };
-            let options = if *is_memory {
-                vec![enc::CanonicalOption::Memory(memory)]
-            } else {
-                vec![]
+            let options = match observes {
+                Observes::Memory | Observes::Refs => vec![enc::CanonicalOption::Memory(memory)],
+                _ => vec![],
             };
             lift(
                 &mut type_section,
@@ -1411,7 +2254,10 @@ fn build(
                 Some(result),
                 options,
             );
-            observations.push(step);
+            match observes {
+                Observes::RefCalls => ref_calls.push(step),
+                _ => observations.push(step),
+            }
         }
     }
     let acc_func = alias_func(&mut aliases, glue_instance, "acc");
@@ -1433,6 +2279,7 @@ fn build(
 
     let observation_count = observations.len();
     let mut steps = observations.clone();
+    steps.extend(ref_calls);
     steps.extend(calls);
     steps.extend(observations);
     Ok(Case {
@@ -1541,7 +2388,7 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T, String
 async fn step(store: &mut Store<()>, instance: &Instance, step: &Step) -> Outcome {
     let fuel = match step {
         Step::Call(..) => FUEL,
-        Step::Memory(_) | Step::Global(..) => OBSERVATION_FUEL,
+        Step::Memory(_) | Step::Global(..) | Step::Refs(_) => OBSERVATION_FUEL,
     };
     store.set_fuel(fuel).expect("fuel is enabled");
     step_result(store, instance, step)
@@ -1563,7 +2410,7 @@ async fn step_result(
             func.call_async(&mut *store, args, &mut results).await?;
             Outcome::Values(results)
         }
-        Step::Memory(_) => {
+        Step::Memory(_) | Step::Refs(_) => {
             let func = instance.get_typed_func::<(), (Vec<u8>,)>(&mut *store, name)?;
             Outcome::Bytes(func.call_async(&mut *store, ()).await?.0)
         }
@@ -1734,14 +2581,22 @@ pub fn check_case(case: &Case, pre_init: PreInit<'_>) -> Result<(Verdict, usize)
         Original::InitOutOfFuel => return Ok((Verdict::Skipped(INIT_OUT_OF_FUEL), 0)),
         Original::Traps(why, overflow) => (why, overflow),
         Original::Ran { expected, before } => {
-            // Did init change anything? Anything the observers see, and
+            // Did init change anything? Anything the observers see,
             // anything of the wasm-smith instances (all but the glue's
-            // `acc`).
-            let (changed, module_changed) =
+            // `acc`), and their tables and reference-typed globals.
+            let (state, module_state) =
                 common::init_changes(&case.steps, &before, &expected, same, |s| {
                     s.name() == GLUE_ACC
                 });
-            return compare(case, pre_init, expected, changed, module_changed).map_err(fail);
+            let (_, tables) = common::init_changes(&case.steps, &before, &expected, same, |s| {
+                !matches!(s, Step::Refs(_))
+            });
+            let changes = Changes {
+                state,
+                module_state,
+                tables,
+            };
+            return compare(case, pre_init, expected, changes).map_err(fail);
         }
     };
 
@@ -1759,14 +2614,32 @@ pub fn check_case(case: &Case, pre_init: PreInit<'_>) -> Result<(Verdict, usize)
 }
 
 /// What a pre-initialization error reports as a documented limitation
-/// ([`common::documented_limitation`]) counts as skipped.
-const DOCUMENTED: [&str; 5] = [
-    "a mutable global of an unsupported type (documented)",
-    "a start function changes a table or reference-typed global (documented)",
-    "init changes a table (documented)",
-    "init changes a reference-typed global (documented)",
-    "init changes other unsnapshottable state (documented)",
-];
+/// ([`common::limitation`]) counts as skipped; `None`: a bug, since
+/// component-init carries tables and reference-typed globals that init
+/// changes (only values no segment can express are refused:
+/// [`common::uncarried_reference`]).
+fn documented(limitation: common::Limitation) -> Option<&'static str> {
+    use common::Limitation as L;
+    Some(match limitation {
+        L::UnsupportedGlobal => "a mutable global of an unsupported type (documented)",
+        L::AtInstantiation => {
+            "a start function changes a table or reference-typed global (documented)"
+        }
+        L::InitChangesOther => "init changes other unsnapshottable state (documented)",
+        L::InitChangesTable | L::InitChangesRefGlobal => return None,
+    })
+}
+
+/// What init changed, as the observers see it (before init, on a fresh
+/// instance, and after).
+struct Changes {
+    /// Anything the observers see.
+    state: bool,
+    /// State of the wasm-smith instances (not only the glue's `acc`).
+    module_state: bool,
+    /// Their tables and reference-typed globals.
+    tables: bool,
+}
 
 /// Pre-initializes and compares the output's run with `expected`, the
 /// original's.
@@ -1774,15 +2647,23 @@ fn compare(
     case: &Case,
     pre_init: PreInit<'_>,
     expected: Vec<Outcome>,
-    init_changed_state: bool,
-    module_state_changed: bool,
+    changes: Changes,
 ) -> Result<(Verdict, usize), String> {
     let output = match catch_panic(|| pre_init(&case.component)) {
         Err(panic) => return Err(format!("pre-initialization panicked: {panic}")),
         Ok(Err(e)) => {
             let msg = format!("{e:#}");
-            if let Some(why) = common::documented_limitation(&msg, &DOCUMENTED) {
+            if let Some(why) = common::uncarried_reference(&msg) {
                 return Ok((Verdict::Skipped(why), 0));
+            }
+            if let Some(limitation) = common::limitation(&msg) {
+                return match documented(limitation) {
+                    Some(why) => Ok((Verdict::Skipped(why), 0)),
+                    None => Err(format!(
+                        "pre-initialization refused a table or reference-typed global that \
+                         init changed, which it carries: {msg}"
+                    )),
+                };
             }
             if msg.contains("call stack exhausted") {
                 // The instrumented code may use more stack than the original.
@@ -1852,13 +2733,19 @@ fn compare(
             actual.len()
         ));
     }
-    let async_calls = (case.steps.iter().take(expected.len()))
+    let ran = &case.steps[..expected.len()];
+    let async_calls = (ran.iter())
         .filter(|s| matches!(s, Step::Call(_, _, lift) if lift.is_async()))
+        .count();
+    let ref_calls = (ran.iter())
+        .filter(|s| matches!(s, Step::Call(name, ..) if name.ends_with(REF_CALLS)))
         .count();
     Ok((
         Verdict::Compared {
-            init_changed_state,
-            module_state_changed,
+            init_changed_state: changes.state,
+            module_state_changed: changes.module_state,
+            tables_changed: changes.tables,
+            ref_calls,
             init_lift: case.init_lift.name(),
             async_calls,
         },

@@ -1,10 +1,15 @@
 //! Differential testing: for a fixed range of seeds, generate a component
 //! around a wasm-smith module, run it as is and pre-initialized, and compare
-//! every call's result (traps included) and the final memories and globals.
+//! every call's result (traps included), the memories and globals, and the
+//! tables and funcref globals (sizes, each slot null or of which function
+//! type, and a call of every function in them) after init and at the end.
+//! Init changes tables through the module's code and the glue's writes.
 //! Init and some exports are lifted with the async ABI (callback, callback
 //! yielding, stackful). The oracle lives in `fuzz/src/oracle.rs`, shared
-//! with the `differential` fuzz target. `a_wrong_snapshot_fails_the_check`
-//! checks the check: a pre-initializer that runs init twice must fail it.
+//! with the `differential` fuzz target. Two tests check the check: a
+//! pre-initializer that runs init twice must fail it
+//! (`a_wrong_snapshot_fails_the_check`), and so must one whose snapshot
+//! loses what init did to tables (`a_snapshot_losing_table_changes_fails_the_check`).
 //!
 //! `hostile_inputs` feeds arbitrary bytes, mutated components, arbitrary
 //! snapshots and tampered plans to parse, instrument and `Plan::apply`
@@ -21,7 +26,7 @@ mod oracle;
 
 use crate::seeds::{Tally, common, seeds};
 use arbitrary::Unstructured;
-use component_init::InstrumentOptions;
+use component_init::{GlobalValue, InstrumentOptions, Probe, State, Value, WasmtimeRuntime};
 use oracle::{Lift, Stats, Verdict};
 use std::ops::Range;
 
@@ -60,10 +65,22 @@ fn differential() {
         stats.cases
     );
     // Over the default range, and any as long: most compared cases snapshot
-    // state of the wasm-smith instances, and every shape of async lift is
-    // compared (600 seeds: 468 compared, 447 of them with such state, each
-    // async shape of init about 90 times, 272 async calls).
+    // state of the wasm-smith instances, init changes tables or funcref
+    // globals in some, the functions in them are called, and every shape
+    // of async lift is compared (600 seeds: 479 compared, 459 of them with
+    // such state, 54 with tables changed, 354 calls of what the tables
+    // hold, each async shape of init about 90 times, 279 async calls).
     if seeds.end - seeds.start >= DEFAULT_SEEDS.end - DEFAULT_SEEDS.start {
+        assert!(
+            stats.tables_changed >= 20,
+            "init changed tables or funcref globals in only {} compared cases:\n{stats}",
+            stats.tables_changed
+        );
+        assert!(
+            stats.ref_calls >= 100,
+            "only {} calls of the functions in tables compared:\n{stats}",
+            stats.ref_calls
+        );
         assert!(
             stats.changed_module * 4 >= stats.compared * 3,
             "init changed the instances' state in only {} of {} compared cases:\n{stats}",
@@ -118,6 +135,61 @@ fn a_wrong_snapshot_fails_the_check() {
     println!("a wrong snapshot: {caught} cases caught");
     assert!(missed.is_empty(), "not caught: {missed:?}");
     assert!(caught >= 20, "only {caught} cases caught");
+}
+
+/// A pre-initializer whose snapshot loses what init did to tables and
+/// funcref globals: component-init's, with the probe that records a table
+/// change cleared, so that the output starts with the tables as
+/// instantiation leaves them (as if init had not changed them).
+fn losing_table_changes(component: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let instrumented = component_init::instrument(component, &InstrumentOptions::default())?;
+    let mut snapshot = WasmtimeRuntime::new()?.take_snapshot(&instrumented)?;
+    let plan = &instrumented.plan;
+    for (accessor, value) in plan.accessors.iter().zip(&mut snapshot.values) {
+        if let State::Probe {
+            probe: Probe::TablesChanged,
+            ..
+        } = accessor.state
+        {
+            *value = Value::Global(GlobalValue::I32(0));
+        }
+    }
+    plan.apply(component, &snapshot)
+}
+
+/// Every case of the first seeds in which init changes what the observers
+/// see of tables and funcref globals fails the check with a snapshot that
+/// loses those changes, at an observation of the tables.
+#[test]
+fn a_snapshot_losing_table_changes_fails_the_check() {
+    let mut caught = Vec::new();
+    let mut missed = Vec::new();
+    for seed in DEFAULT_SEEDS {
+        let bytes = oracle::seed_bytes(seed);
+        let right = oracle::check(&mut Unstructured::new(&bytes));
+        if !matches!(
+            right,
+            Ok((
+                Verdict::Compared {
+                    tables_changed: true,
+                    ..
+                },
+                _
+            ))
+        ) {
+            continue;
+        }
+        match oracle::check_with(&mut Unstructured::new(&bytes), &losing_table_changes) {
+            Err(failure) if failure.what.contains("-refs`) differs") => caught.push(seed),
+            other => missed.push((seed, other.map_err(|f| f.what))),
+        }
+        if caught.len() == 6 {
+            break;
+        }
+    }
+    println!("a snapshot losing table changes: caught in seeds {caught:?}");
+    assert!(missed.is_empty(), "not caught at a table: {missed:?}");
+    assert!(caught.len() == 6, "only {} cases caught", caught.len());
 }
 
 #[test]
