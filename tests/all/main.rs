@@ -33,6 +33,7 @@ mod probes;
 mod reproducible;
 mod shapes;
 mod split;
+mod staged_tables;
 mod state_kinds;
 mod transform;
 mod wasi;
