@@ -108,8 +108,12 @@ pub(crate) fn carry(
                 |i| info.modules[i.definition].index.to_string(),
             )
     };
-    // every function slot is claimed by its own instance
+    // who writes each function slot: the instance the reader saw answer,
+    // when it has the table; else any instance that has the table and
+    // names the same function (an import resolves to what it imports)
+    let mut writers: BTreeMap<TableRef, Vec<Option<(u32, u32)>>> = BTreeMap::new();
     for (&(owner, table), slots) in &tables {
+        let mut column = Vec::with_capacity(slots.len());
         for (slot, id) in slots.iter().enumerate() {
             let place = || {
                 format!(
@@ -117,8 +121,8 @@ pub(crate) fn carry(
                     module_of(owner)
                 )
             };
-            match *id {
-                RefId::Null => {}
+            column.push(match *id {
+                RefId::Null => None,
                 RefId::Func { instance, func } => {
                     if func >= links.funcs(instance) {
                         bail!(
@@ -127,15 +131,20 @@ pub(crate) fn carry(
                             place()
                         );
                     }
-                    if !links.has(instance, (owner, table)) {
+                    let writer = match links.has(instance, (owner, table)) {
+                        true => Some((instance, func)),
+                        false => links.name_with(instance, func, |i| links.has(i, (owner, table))),
+                    };
+                    let Some(writer) = writer else {
                         bail!(
                             "{} holds function {func} of core instance {instance} (core module \
-                             {}), which neither defines nor imports that table: no instance of \
-                             the output can put the function there",
+                             {}), and no instance that defines or imports that table can name \
+                             it: no instance of the output can put the function there",
                             place(),
                             module_of(instance)
                         );
-                    }
+                    };
+                    Some(writer)
                 }
                 RefId::Unknown => bail!(
                     "{} holds a function the table reader could not identify (a function \
@@ -148,13 +157,14 @@ pub(crate) fn carry(
                      GC object); no element segment can express it, so init must leave it null",
                     place()
                 ),
-            }
+            });
         }
+        writers.insert((owner, table), column);
     }
     for (&instance, state) in states.iter_mut() {
         let mut edit = TableEdit::default();
         for (index, origin) in links.space(instance).iter().enumerate() {
-            let slots = tables.get(origin).with_context(|| {
+            let slots = writers.get(origin).with_context(|| {
                 format!(
                     "internal error: table {} of core instance {} was not read",
                     origin.1, origin.0
@@ -162,8 +172,8 @@ pub(crate) fn carry(
             })?;
             let own: Vec<Option<u32>> = slots
                 .iter()
-                .map(|id| match *id {
-                    RefId::Func { instance: i, func } if i == instance => Some(func),
+                .map(|w| match *w {
+                    Some((writer, func)) if writer == instance => Some(func),
                     _ => None,
                 })
                 .collect();
@@ -175,15 +185,26 @@ pub(crate) fn carry(
         for &(_, index, id) in globals.iter().filter(|(i, _, _)| *i == instance) {
             let value = match id {
                 RefId::Null => None,
-                RefId::Func { instance: i, func } if i == instance && func < links.funcs(i) => {
-                    Some(func)
+                RefId::Func { instance: i, func } if func < links.funcs(i) => {
+                    let named = match i == instance {
+                        true => Some(func),
+                        false => links.name_with(i, func, |j| j == instance).map(|(_, f)| f),
+                    };
+                    match named {
+                        Some(func) => Some(func),
+                        None => bail!(
+                            "global {index} of core instance {instance} (core module {}) holds \
+                             function {func} of core instance {i}, which that instance cannot \
+                             name (it neither defines nor imports it), so no initializer can \
+                             express it",
+                            module_of(instance)
+                        ),
+                    }
                 }
                 RefId::Func { instance: i, func } => bail!(
                     "global {index} of core instance {instance} (core module {}) holds function \
-                     {func} of core instance {i}; only functions of its own instance (which has \
-                     {} functions) can initialize a global",
-                    module_of(instance),
-                    links.funcs(instance)
+                     {func} of core instance {i}, which has no such function",
+                    module_of(instance)
                 ),
                 RefId::Unknown | RefId::NotAFunction => bail!(
                     "global {index} of core instance {instance} (core module {}) holds a \
@@ -207,6 +228,25 @@ struct TableLinks {
     spaces: BTreeMap<u32, Vec<TableRef>>,
     /// The number of functions of each instance's module.
     funcs: BTreeMap<u32, u32>,
+    /// Each instance's imported functions, resolved to what they import.
+    imports: BTreeMap<u32, Vec<Option<FuncOrigin>>>,
+}
+
+/// Where a core function comes from: a module instance's own function, or
+/// a core function of the component (a lowered function or a builtin, by
+/// its index in the level's core function index space).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FuncOrigin {
+    Defined(u32, u32),
+    Canonical(u32),
+}
+
+/// A core function of the level's index space.
+enum CoreFunc {
+    /// An export of a core instance.
+    Alias(u32, String),
+    /// Made by a `canon` definition.
+    Canonical,
 }
 
 /// A core instance of a level, as its section says.
@@ -225,6 +265,7 @@ enum CoreInstance {
 #[derive(Default)]
 struct ModuleLinks {
     table_imports: Vec<(String, String)>,
+    func_imports: Vec<(String, String)>,
     exports: Vec<(String, ExternalKind, u32)>,
     defined_tables: u32,
     /// Functions, imported and defined.
@@ -243,7 +284,12 @@ impl ModuleLinks {
                             wasmparser::TypeRef::Table(_) => links
                                 .table_imports
                                 .push((import.module.to_string(), import.name.to_string())),
-                            wasmparser::TypeRef::Func(_) => links.funcs += 1,
+                            wasmparser::TypeRef::Func(_) => {
+                                links.funcs += 1;
+                                links
+                                    .func_imports
+                                    .push((import.module.to_string(), import.name.to_string()));
+                            }
                             _ => {}
                         }
                     }
@@ -270,6 +316,7 @@ impl TableLinks {
     fn of(bytes: &[u8], info: &ComponentInfo) -> Result<TableLinks> {
         let mut instances: Vec<CoreInstance> = Vec::new();
         let mut tables: Vec<(u32, String)> = Vec::new();
+        let mut funcs: Vec<CoreFunc> = Vec::new();
         let mut modules = BTreeMap::new();
         for instance in &info.instances {
             if let std::collections::btree_map::Entry::Vacant(e) =
@@ -319,12 +366,27 @@ impl TableLinks {
                 6 => {
                     for alias in wasmparser::ComponentAliasSectionReader::new(reader)? {
                         if let ComponentAlias::CoreInstanceExport {
-                            kind: ExternalKind::Table,
+                            kind,
                             instance_index,
                             name,
                         } = alias?
                         {
-                            tables.push((instance_index, name.to_string()));
+                            match kind {
+                                ExternalKind::Table => {
+                                    tables.push((instance_index, name.to_string()))
+                                }
+                                ExternalKind::Func => {
+                                    funcs.push(CoreFunc::Alias(instance_index, name.to_string()))
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                8 => {
+                    for canonical in wasmparser::ComponentCanonicalSectionReader::new(reader)? {
+                        if !matches!(canonical?, wasmparser::CanonicalFunction::Lift { .. }) {
+                            funcs.push(CoreFunc::Canonical);
                         }
                     }
                 }
@@ -334,9 +396,11 @@ impl TableLinks {
         let resolver = Resolver {
             instances: &instances,
             tables: &tables,
+            funcs: &funcs,
             modules: &modules,
         };
         let mut spaces = BTreeMap::new();
+        let mut imports = BTreeMap::new();
         let mut funcs = BTreeMap::new();
         for (index, instance) in instances.iter().enumerate() {
             let CoreInstance::Module { definition, .. } = instance else {
@@ -344,6 +408,14 @@ impl TableLinks {
             };
             let links = &modules[definition];
             funcs.insert(index as u32, links.funcs);
+            imports.insert(
+                index as u32,
+                links
+                    .func_imports
+                    .iter()
+                    .map(|(module, name)| resolver.func_import(index as u32, module, name, 0))
+                    .collect(),
+            );
             let mut space = Vec::new();
             for (module, name) in &links.table_imports {
                 space.push(
@@ -363,7 +435,45 @@ impl TableLinks {
             }
             spaces.insert(index as u32, space);
         }
-        Ok(TableLinks { spaces, funcs })
+        Ok(TableLinks {
+            spaces,
+            funcs,
+            imports,
+        })
+    }
+
+    /// Where function `func` of instance `instance` comes from.
+    fn origin(&self, instance: u32, func: u32) -> Option<FuncOrigin> {
+        match self.imports.get(&instance)?.get(func as usize) {
+            Some(import) => *import,
+            None => Some(FuncOrigin::Defined(instance, func)),
+        }
+    }
+
+    /// An instance that `accept`s and names the function `func` of
+    /// `instance` names (defines it, or imports it), with its index there.
+    fn name_with(
+        &self,
+        instance: u32,
+        func: u32,
+        accept: impl Fn(u32) -> bool,
+    ) -> Option<(u32, u32)> {
+        let origin = self.origin(instance, func)?;
+        for (&other, imports) in &self.imports {
+            if !accept(other) {
+                continue;
+            }
+            if let FuncOrigin::Defined(i, f) = origin
+                && i == other
+                && f >= imports.len() as u32
+            {
+                return Some((other, f));
+            }
+            if let Some(k) = imports.iter().position(|o| *o == Some(origin)) {
+                return Some((other, k as u32));
+            }
+        }
+        None
     }
 
     /// The number of functions of core instance `instance`'s module (0 for
@@ -385,10 +495,55 @@ impl TableLinks {
 struct Resolver<'a> {
     instances: &'a [CoreInstance],
     tables: &'a [(u32, String)],
+    funcs: &'a [CoreFunc],
     modules: &'a BTreeMap<usize, ModuleLinks>,
 }
 
 impl Resolver<'_> {
+    /// The function that instance `instance` imports as `module` `name`.
+    fn func_import(
+        &self,
+        instance: u32,
+        module: &str,
+        name: &str,
+        depth: usize,
+    ) -> Option<FuncOrigin> {
+        let CoreInstance::Module { args, .. } = self.instances.get(instance as usize)? else {
+            return None;
+        };
+        let (_, arg) = args.iter().find(|(n, _)| n == module)?;
+        self.func_export(*arg, name, depth + 1)
+    }
+
+    /// The function that instance `instance` exports as `name`.
+    fn func_export(&self, instance: u32, name: &str, depth: usize) -> Option<FuncOrigin> {
+        if depth > self.instances.len() + self.funcs.len() {
+            return None;
+        }
+        match self.instances.get(instance as usize)? {
+            CoreInstance::Module { definition, .. } => {
+                let links = self.modules.get(definition)?;
+                let &(_, _, index) = links
+                    .exports
+                    .iter()
+                    .find(|(n, k, _)| n == name && *k == ExternalKind::Func)?;
+                match links.func_imports.get(index as usize) {
+                    Some((module, field)) => self.func_import(instance, module, field, depth + 1),
+                    None => Some(FuncOrigin::Defined(instance, index)),
+                }
+            }
+            CoreInstance::Bundle(items) => {
+                let &(_, _, index) = items
+                    .iter()
+                    .find(|(n, k, _)| n == name && *k == ExternalKind::Func)?;
+                match self.funcs.get(index as usize)? {
+                    CoreFunc::Alias(from, export) => self.func_export(*from, export, depth + 1),
+                    CoreFunc::Canonical => Some(FuncOrigin::Canonical(index)),
+                }
+            }
+        }
+    }
+
     /// The table that instance `instance` imports as `module` `name`.
     fn import(&self, instance: u32, module: &str, name: &str, depth: usize) -> Option<TableRef> {
         let CoreInstance::Module { args, .. } = self.instances.get(instance as usize)? else {

@@ -172,7 +172,8 @@ fn a_slot_no_instance_of_the_output_can_name_is_refused() {
     assert!(
         err.contains(
             "slot 0 of table 0 of core instance 0 (core module 0) holds function 0 of core \
-             instance 1 (core module 1), which neither defines nor imports that table"
+             instance 1 (core module 1), and no instance that defines or imports that table \
+             can name it"
         ),
         "{err}"
     );
@@ -505,4 +506,60 @@ fn typed_function_reference_tables_are_refused_only_when_init_changes_them() {
         ),
         "{err}"
     );
+}
+
+/// The reader sees an imported function answer as the importer's (its
+/// wrapper): a slot or global is still carried when the instance that
+/// writes it names the same function another way (it defines it, or
+/// imports it too). Here a glue instance stores the owner's own function,
+/// which it imports, into the owner's funcref global and (through a table
+/// of its own, which a third instance copies from) into the owner's table.
+#[test]
+fn a_function_imported_by_the_instance_that_stored_it_is_named_by_its_owner() {
+    let input = wat(r#"
+(component
+  (core module $owner
+    (type $ii (func (param i32) (result i32)))
+    (table $t (export "t") 1 funcref)
+    (global $g (export "g") (mut funcref) (ref.null func))
+    (func $double (export "double") (type $ii) (i32.mul (local.get 0) (i32.const 2)))
+    (func (export "via-table") (param i32) (result i32)
+      (call_indirect (type $ii) (local.get 0) (i32.const 0)))
+    (func (export "via-global") (param i32) (result i32)
+      (call_ref $ii (local.get 0) (ref.cast (ref $ii) (global.get $g)))))
+  (core module $glue
+    (type $ii (func (param i32) (result i32)))
+    (import "owner" "double" (func $double (type $ii)))
+    (import "owner" "g" (global $g (mut funcref)))
+    (table $mine (export "mine") 1 funcref)
+    (elem declare func $double)
+    (func (export "init")
+      (global.set $g (ref.func $double))
+      (table.set $mine (i32.const 0) (ref.func $double))))
+  (core module $copier
+    (import "owner" "t" (table $t 1 funcref))
+    (import "glue" "mine" (table $mine 1 funcref))
+    (import "glue" "init" (func $glue-init))
+    (func (export "init")
+      (call $glue-init)
+      (table.copy $t $mine (i32.const 0) (i32.const 0) (i32.const 1))))
+  (core instance $o (instantiate $owner))
+  (core instance $g (instantiate $glue (with "owner" (instance $o))))
+  (core instance $c (instantiate $copier (with "owner" (instance $o)) (with "glue" (instance $g))))
+  (func (export "component-init") (canon lift (core func $c "init")))
+  (func (export "via-table") (param "x" s32) (result s32) (canon lift (core func $o "via-table")))
+  (func (export "via-global") (param "x" s32) (result s32) (canon lift (core func $o "via-global"))))"#);
+    let output = pre_init(&input).unwrap();
+    validate(&output);
+    let calls: &[(&str, &[Val])] = &[
+        ("via-table", &[Val::S32(21)]),
+        ("via-global", &[Val::S32(5)]),
+    ];
+    let mut with_init = vec![("component-init", &[][..])];
+    with_init.extend_from_slice(calls);
+    let mut before = run(&input, &with_init).unwrap();
+    before.remove(0);
+    let after = run(&output, calls).unwrap();
+    assert_eq!(before, after);
+    assert_eq!(after, [[Val::S32(42)], [Val::S32(10)]]);
 }
