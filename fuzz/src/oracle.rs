@@ -776,15 +776,10 @@ enum RefWrite {
 
 impl RefWrite {
     /// Three times in four, when the module exports a funcref table or
-    /// mutable funcref global: one to three writes of them, to slots mostly
-    /// in bounds.
-    ///
-    /// A global is written first, and never with a function the glue names
-    /// (its own import of the module's function): component-init identifies
-    /// such a function as the glue's and refuses it in the module's global
-    /// ("only functions of its own instance can initialize a global"),
-    /// although the module could name it itself (in a table the glue can
-    /// reach, it is carried).
+    /// mutable funcref global: one to three writes of them, in any order, to
+    /// slots mostly in bounds. A function the glue names (its own import of
+    /// the module's function) reaches a table or global as the glue's; the
+    /// module names the same function, which writes it.
     fn draw(
         exports: &ModuleExports,
         instances: u32,
@@ -823,7 +818,6 @@ impl RefWrite {
                     // refusal).
                     other: instances == 2 && u.ratio(1, 8)?,
                 },
-                _ if global => RefValue::Null,
                 _ => RefValue::Func(u.choose_index(exports.funcs.len())?),
             })
         };
@@ -863,7 +857,6 @@ impl RefWrite {
                 }
             });
         }
-        writes.sort_by_key(|w| !matches!(w, RefWrite::Global { .. }));
         Ok(writes)
     }
 
