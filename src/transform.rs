@@ -43,7 +43,8 @@
 //!      and GC (Wasmtime does; Node 20 does not).
 //! 4. The values read become a [`Snapshot`](crate::Snapshot), which is baked
 //!    into the original component ([`Plan::apply`](crate::Plan::apply)), or,
-//!    staged, into stage 2 ([`Plan::retarget`](crate::Plan::retarget) first).
+//!    staged, into stage 2 ([`Plan::retarget_from`](crate::Plan::retarget_from)
+//!    first, which carries tables too).
 //!    The output keeps every export of the input, the init export included.
 //!
 //! An invoker that calls the export it is given by name (as
@@ -139,7 +140,8 @@ pub type Stage2Map<'a> = Option<(&'a [u8], &'a dyn Fn(u32) -> u32)>;
 
 /// Like [`initialize`], but the snapshot taken in `component_stage1` is
 /// baked into the stage 2 component of `component_stage2_and_map_module_index`
-/// (when given), module by module through its map; see [`Plan::retarget`](crate::Plan::retarget).
+/// (when given), module by module through its map; see
+/// [`Plan::retarget_from`](crate::Plan::retarget_from).
 pub async fn initialize_staged(
     component_stage1: &[u8],
     component_stage2_and_map_module_index: Stage2Map<'_>,
@@ -171,7 +173,7 @@ pub async fn initialize_staged(
         None => plan.apply(component_stage1, &snapshot),
         Some((stage2, map)) => {
             let retargeted = plan
-                .retarget(&snapshot, stage2, map)
+                .retarget_from(component_stage1, &snapshot, stage2, map)
                 .context("failed to carry the snapshot over to stage 2")?;
             retargeted.plan.apply(stage2, &retargeted.snapshot)
         }

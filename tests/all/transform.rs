@@ -823,3 +823,63 @@ fn tables_that_init_changes_are_read_through_the_invoker() {
         "{called:?}"
     );
 }
+
+/// The same component staged: init runs in stage 1 (here, the component
+/// itself) and the tables it changed are carried into stage 2.
+#[test]
+fn staged_init_carries_tables() {
+    let stage1 = wat(r#"
+(component
+  (core module $m
+    (type $ii (func (param i32) (result i32)))
+    (table $t 1 funcref)
+    (global $g (mut funcref) (ref.null func))
+    (func $double (type $ii) (i32.mul (local.get 0) (i32.const 2)))
+    (func $square (type $ii) (i32.mul (local.get 0) (local.get 0)))
+    (elem declare func $double $square)
+    (func (export "init")
+      (drop (table.grow (ref.func $square) (i32.const 2)))
+      (table.set (i32.const 0) (ref.func $double))
+      (global.set $g (ref.func $square)))
+    (func (export "get") (result i32)
+      (i32.add
+        (i32.add
+          (call_indirect (type $ii) (i32.const 3) (i32.const 0))
+          (call_indirect (type $ii) (i32.const 3) (i32.const 2)))
+        (i32.mul (table.size) (i32.const 1000)))))
+  (core instance $i (instantiate $m))
+  (func (export "init") (canon lift (core func $i "init")))
+  (func (export "get") (result s32) (canon lift (core func $i "get"))))"#);
+    // stage 2: an extra module without state, instantiated first
+    let stage2 = wat(
+        &String::from_utf8(wasmprinter::print_bytes(&stage1).unwrap().into_bytes())
+            .unwrap()
+            .replacen(
+                "(core module",
+                "(core module $extra (func (export \"nop\")))\n  (core module",
+                1,
+            )
+            .replacen(
+                "(core instance",
+                "(core instance $x (instantiate $extra))\n  (core instance",
+                1,
+            ),
+    );
+    let map = |m: u32| m.saturating_sub(1);
+    let output = block_on(initialize_staged(&stage1, Some((&stage2, &map)), call_init)).unwrap();
+    validate(&output);
+    // stage 2's, with its extra module
+    assert!(
+        wasmprinter::print_bytes(&output)
+            .unwrap()
+            .contains("(export \"nop\"")
+    );
+    assert_eq!(
+        call1(&output, &["get"]).unwrap(),
+        call1(&stage1, &["init", "get"]).unwrap()
+    );
+    assert_eq!(
+        call1(&output, &["get"]).unwrap(),
+        wasmtime::component::Val::S32(3015)
+    );
+}
