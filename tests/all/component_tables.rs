@@ -563,3 +563,25 @@ fn a_function_imported_by_the_instance_that_stored_it_is_named_by_its_owner() {
     assert_eq!(before, after);
     assert_eq!(after, [[Val::S32(42)], [Val::S32(10)]]);
 }
+
+/// `examples/callbacks.wat`, the example the docs give: the CLI's output,
+/// without init, calls the handlers init registered.
+#[test]
+fn the_callbacks_example_runs_as_its_comment_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/callbacks.wat");
+    let output = dir.path().join("callbacks.init.wasm");
+    run_command(
+        std::process::Command::new(env!("CARGO_BIN_EXE_component-init"))
+            .arg(example)
+            .arg("-o")
+            .arg(&output),
+    );
+    let output = std::fs::read(&output).unwrap();
+    let calls: Vec<Vec<Val>> = (0..5).map(|s| vec![Val::U32(s), Val::S32(7)]).collect();
+    let calls: Vec<(&str, &[Val])> = calls.iter().map(|a| ("call", &a[..])).collect();
+    let results = run(&output, &calls).unwrap();
+    let answers: Vec<Val> = results.into_iter().map(|r| r[0].clone()).collect();
+    assert_eq!(answers, [7, 14, -7, 49, -1].map(Val::S32));
+    assert_eq!(call1(&output, &["registered"]).unwrap(), Val::U32(3));
+}
