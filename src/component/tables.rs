@@ -40,85 +40,164 @@ pub(crate) fn carry(
         .find_map(|(&instance, s)| s.tables_changed.map(|fired| (instance, fired)));
     let read = states.values().any(|s| !s.table_reads.is_empty());
     if let (Some((instance, fired)), false) = (changed, read) {
-        let module = info
-            .instances
-            .iter()
-            .find(|i| i.index == instance)
-            .map(|i| &info.modules[i.definition])
-            .context("internal error: a probe of no core instance")?;
-        let name = crate::edit::probe::function_name(&bytes[module.range.clone()], fired.func);
-        return Err(fired.during_init(
-            module.index,
-            instance,
-            name.as_deref(),
-            "",
-            ", in a component level with a table or global of typed references, whose tables \
-             component-init does not read",
-        ));
+        return Err(unread_level(bytes, info, instance, fired));
     }
-    let changed = changed.is_some();
-    let mut tables: BTreeMap<TableRef, Vec<RefId>> = BTreeMap::new();
-    let mut globals: Vec<(u32, u32, RefId)> = Vec::new();
-    for (&instance, state) in states.iter_mut() {
-        for (what, image) in std::mem::take(&mut state.table_reads) {
-            if !changed {
-                continue;
-            }
-            match what {
-                State::Table { index } => {
-                    let slots = image.len() / 8;
-                    if slots > MAX_SLOTS {
-                        bail!(
-                            "the snapshot of table {index} of core instance {instance} has \
-                             {slots} slots, more than the {MAX_SLOTS} this tool carries"
-                        );
-                    }
-                    tables.insert((instance, index), RefId::slots(image));
-                }
-                State::RefGlobal { index } => {
-                    if image.len() != 8 {
-                        bail!(
-                            "the snapshot of global {index} of core instance {instance} is {} \
-                             bytes, not one 8-byte slot",
-                            image.len()
-                        );
-                    }
-                    let id = RefId::slots(image).first().copied().with_context(|| {
-                        format!(
-                            "the snapshot of global {index} of core instance {instance} is empty"
-                        )
-                    })?;
-                    globals.push((instance, index, id));
-                }
-                _ => bail!("internal error: {what:?} read as a table"),
-            }
-        }
-        state.tables_changed = None;
-    }
-    if !changed {
+    let reads = Reads::take(states, changed.is_some())?;
+    if changed.is_none() {
         return Ok(());
     }
     let links = TableLinks::of(bytes, info)?;
-    let module_of = |instance: u32| {
-        info.instances
+    let names = Names {
+        info,
+        links: &links,
+    };
+    let mut writers = BTreeMap::new();
+    for (&(owner, table), slots) in &reads.tables {
+        writers.insert((owner, table), names.writers(owner, table, slots)?);
+    }
+    for (&instance, state) in states.iter_mut() {
+        let mut edit = TableEdit::default();
+        for (index, origin) in links.space(instance).iter().enumerate() {
+            let slots: &Vec<Option<(u32, u32)>> = writers.get(origin).with_context(|| {
+                format!(
+                    "internal error: table {} of core instance {} was not read",
+                    origin.1, origin.0
+                )
+            })?;
+            edit.tables.push(TableImage {
+                index: index as u32,
+                slots: slots
+                    .iter()
+                    .map(|w| w.filter(|(writer, _)| *writer == instance).map(|(_, f)| f))
+                    .collect(),
+            });
+        }
+        for &(_, index, id) in reads.globals.iter().filter(|(i, _, _)| *i == instance) {
+            edit.globals
+                .push((index, names.global(instance, index, id)?));
+        }
+        if !edit.tables.is_empty() || !edit.globals.is_empty() {
+            state.tables = Some(edit);
+        }
+    }
+    Ok(())
+}
+
+/// The error for a table change, `fired` in `instance`, at a level whose
+/// tables are not read (it has a table or global of typed references).
+fn unread_level(
+    bytes: &[u8],
+    info: &ComponentInfo,
+    instance: u32,
+    fired: crate::edit::probe::Fired,
+) -> anyhow::Error {
+    let Some(module) = info
+        .instances
+        .iter()
+        .find(|i| i.index == instance)
+        .map(|i| &info.modules[i.definition])
+    else {
+        return anyhow::anyhow!("internal error: a probe of no core instance");
+    };
+    let name = crate::edit::probe::function_name(&bytes[module.range.clone()], fired.func);
+    fired.during_init(
+        module.index,
+        instance,
+        name.as_deref(),
+        "",
+        ", in a component level with a table or global of typed references, whose tables \
+         component-init does not read",
+    )
+}
+
+/// What the level's table accessors read.
+struct Reads {
+    /// Each table's slots.
+    tables: BTreeMap<TableRef, Vec<RefId>>,
+    /// (instance, global index, what it holds)
+    globals: Vec<(u32, u32, RefId)>,
+}
+
+impl Reads {
+    /// Takes the reads out of `states` (and their probes), decoding them
+    /// when `keep`.
+    fn take(states: &mut BTreeMap<u32, InstanceState<'_>>, keep: bool) -> Result<Reads> {
+        let mut reads = Reads {
+            tables: BTreeMap::new(),
+            globals: Vec::new(),
+        };
+        for (&instance, state) in states.iter_mut() {
+            state.tables_changed = None;
+            for (what, image) in std::mem::take(&mut state.table_reads) {
+                if !keep {
+                    continue;
+                }
+                match what {
+                    State::Table { index } => {
+                        let slots = image.len() / 8;
+                        if slots > MAX_SLOTS {
+                            bail!(
+                                "the snapshot of table {index} of core instance {instance} has \
+                                 {slots} slots, more than the {MAX_SLOTS} this tool carries"
+                            );
+                        }
+                        reads.tables.insert((instance, index), RefId::slots(image));
+                    }
+                    State::RefGlobal { index } => {
+                        if image.len() != 8 {
+                            bail!(
+                                "the snapshot of global {index} of core instance {instance} is \
+                                 {} bytes, not one 8-byte slot",
+                                image.len()
+                            );
+                        }
+                        let id = RefId::slots(image).first().copied().with_context(|| {
+                            format!(
+                                "the snapshot of global {index} of core instance {instance} is \
+                                 empty"
+                            )
+                        })?;
+                        reads.globals.push((instance, index, id));
+                    }
+                    _ => bail!("internal error: {what:?} read as a table"),
+                }
+            }
+        }
+        Ok(reads)
+    }
+}
+
+/// Which instance of the output names which function.
+struct Names<'a> {
+    info: &'a ComponentInfo,
+    links: &'a TableLinks,
+}
+
+impl Names<'_> {
+    /// The core module of `instance`, for messages.
+    fn module_of(&self, instance: u32) -> String {
+        self.info
+            .instances
             .iter()
             .find(|i| i.index == instance)
             .map_or_else(
                 || "?".to_string(),
-                |i| info.modules[i.definition].index.to_string(),
+                |i| self.info.modules[i.definition].index.to_string(),
             )
-    };
-    // who writes each function slot: the instance the reader saw answer,
-    // when it has the table; else any instance that has the table and
-    // names the same function (an import resolves to what it imports)
-    let mut writers: BTreeMap<TableRef, Vec<Option<(u32, u32)>>> = BTreeMap::new();
-    for (&(owner, table), slots) in &tables {
+    }
+
+    /// Who writes each function slot of table `table` of `owner`: the
+    /// instance the reader saw answer, when it has the table; else any
+    /// instance that has the table and names the same function (an import
+    /// resolves to what it imports).
+    fn writers(&self, owner: u32, table: u32, slots: &[RefId]) -> Result<Vec<Option<(u32, u32)>>> {
+        let links = self.links;
         let mut column = Vec::with_capacity(slots.len());
         for (slot, id) in slots.iter().enumerate() {
             let place = || {
                 format!(
                     "slot {slot} of table {table} of core instance {owner} (core module {})",
-                    module_of(owner)
+                    self.module_of(owner)
                 )
             };
             column.push(match *id {
@@ -141,7 +220,7 @@ pub(crate) fn carry(
                              {}), and no instance that defines or imports that table can name \
                              it: no instance of the output can put the function there",
                             place(),
-                            module_of(instance)
+                            self.module_of(instance)
                         );
                     };
                     Some(writer)
@@ -159,67 +238,43 @@ pub(crate) fn carry(
                 ),
             });
         }
-        writers.insert((owner, table), column);
+        Ok(column)
     }
-    for (&instance, state) in states.iter_mut() {
-        let mut edit = TableEdit::default();
-        for (index, origin) in links.space(instance).iter().enumerate() {
-            let slots = writers.get(origin).with_context(|| {
-                format!(
-                    "internal error: table {} of core instance {} was not read",
-                    origin.1, origin.0
-                )
-            })?;
-            let own: Vec<Option<u32>> = slots
-                .iter()
-                .map(|w| match *w {
-                    Some((writer, func)) if writer == instance => Some(func),
-                    _ => None,
-                })
-                .collect();
-            edit.tables.push(TableImage {
-                index: index as u32,
-                slots: own,
-            });
-        }
-        for &(_, index, id) in globals.iter().filter(|(i, _, _)| *i == instance) {
-            let value = match id {
-                RefId::Null => None,
-                RefId::Func { instance: i, func } if func < links.funcs(i) => {
-                    let named = match i == instance {
-                        true => Some(func),
-                        false => links.name_with(i, func, |j| j == instance).map(|(_, f)| f),
-                    };
-                    match named {
-                        Some(func) => Some(func),
-                        None => bail!(
-                            "global {index} of core instance {instance} (core module {}) holds \
-                             function {func} of core instance {i}, which that instance cannot \
-                             name (it neither defines nor imports it), so no initializer can \
-                             express it",
-                            module_of(instance)
-                        ),
-                    }
+
+    /// The function global `index` of `instance` starts with, as `instance`
+    /// names it, for `id` read from it.
+    fn global(&self, instance: u32, index: u32, id: RefId) -> Result<Option<u32>> {
+        let links = self.links;
+        Ok(match id {
+            RefId::Null => None,
+            RefId::Func { instance: i, func } if func < links.funcs(i) => {
+                let named = match i == instance {
+                    true => Some(func),
+                    false => links.name_with(i, func, |j| j == instance).map(|(_, f)| f),
+                };
+                match named {
+                    Some(func) => Some(func),
+                    None => bail!(
+                        "global {index} of core instance {instance} (core module {}) holds \
+                         function {func} of core instance {i}, which that instance cannot name \
+                         (it neither defines nor imports it), so no initializer can express it",
+                        self.module_of(instance)
+                    ),
                 }
-                RefId::Func { instance: i, func } => bail!(
-                    "global {index} of core instance {instance} (core module {}) holds function \
-                     {func} of core instance {i}, which has no such function",
-                    module_of(instance)
-                ),
-                RefId::Unknown | RefId::NotAFunction => bail!(
-                    "global {index} of core instance {instance} (core module {}) holds a \
-                     reference no initializer can express (a function no module of the \
-                     component has, an externref or a GC object)",
-                    module_of(instance)
-                ),
-            };
-            edit.globals.push((index, value));
-        }
-        if !edit.tables.is_empty() || !edit.globals.is_empty() {
-            state.tables = Some(edit);
-        }
+            }
+            RefId::Func { instance: i, func } => bail!(
+                "global {index} of core instance {instance} (core module {}) holds function \
+                 {func} of core instance {i}, which has no such function",
+                self.module_of(instance)
+            ),
+            RefId::Unknown | RefId::NotAFunction => bail!(
+                "global {index} of core instance {instance} (core module {}) holds a reference \
+                 no initializer can express (a function no module of the component has, an \
+                 externref or a GC object)",
+                self.module_of(instance)
+            ),
+        })
     }
-    Ok(())
 }
 
 /// The table index space of every core instance of a level that
@@ -314,91 +369,9 @@ impl ModuleLinks {
 
 impl TableLinks {
     fn of(bytes: &[u8], info: &ComponentInfo) -> Result<TableLinks> {
-        let mut instances: Vec<CoreInstance> = Vec::new();
-        let mut tables: Vec<(u32, String)> = Vec::new();
-        let mut funcs: Vec<CoreFunc> = Vec::new();
-        let mut modules = BTreeMap::new();
-        for instance in &info.instances {
-            if let std::collections::btree_map::Entry::Vacant(e) =
-                modules.entry(instance.definition)
-            {
-                let range = info.modules[instance.definition].range.clone();
-                e.insert(ModuleLinks::of(&bytes[range])?);
-            }
-        }
-        for section in &info.sections {
-            if !matches!(section.kind, SectionKind::Other) {
-                continue;
-            }
-            let reader = wasmparser::BinaryReader::new(&bytes[section.range.clone()], 0);
-            match section.id {
-                2 => {
-                    for instance in wasmparser::InstanceSectionReader::new(reader)? {
-                        instances.push(match instance? {
-                            Instance::Instantiate { args, .. } => {
-                                let index = instances.len() as u32;
-                                let definition = info
-                                    .instances
-                                    .iter()
-                                    .find(|i| i.index == index)
-                                    .with_context(|| {
-                                        format!(
-                                            "internal error: core instance {index} was not parsed"
-                                        )
-                                    })?
-                                    .definition;
-                                let args = args
-                                    .iter()
-                                    .filter(|a| a.kind == InstantiationArgKind::Instance)
-                                    .map(|a| (a.name.to_string(), a.index))
-                                    .collect();
-                                CoreInstance::Module { definition, args }
-                            }
-                            Instance::FromExports(exports) => CoreInstance::Bundle(
-                                exports
-                                    .iter()
-                                    .map(|e| (e.name.to_string(), e.kind, e.index))
-                                    .collect(),
-                            ),
-                        });
-                    }
-                }
-                6 => {
-                    for alias in wasmparser::ComponentAliasSectionReader::new(reader)? {
-                        if let ComponentAlias::CoreInstanceExport {
-                            kind,
-                            instance_index,
-                            name,
-                        } = alias?
-                        {
-                            match kind {
-                                ExternalKind::Table => {
-                                    tables.push((instance_index, name.to_string()))
-                                }
-                                ExternalKind::Func => {
-                                    funcs.push(CoreFunc::Alias(instance_index, name.to_string()))
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-                8 => {
-                    for canonical in wasmparser::ComponentCanonicalSectionReader::new(reader)? {
-                        if !matches!(canonical?, wasmparser::CanonicalFunction::Lift { .. }) {
-                            funcs.push(CoreFunc::Canonical);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        let resolver = Resolver {
-            instances: &instances,
-            tables: &tables,
-            funcs: &funcs,
-            modules: &modules,
-        };
+        let resolver = Resolver::read(bytes, info)?;
+        let modules = &resolver.modules;
+        let instances = &resolver.instances;
         let mut spaces = BTreeMap::new();
         let mut imports = BTreeMap::new();
         let mut funcs = BTreeMap::new();
@@ -492,14 +465,112 @@ impl TableLinks {
     }
 }
 
-struct Resolver<'a> {
-    instances: &'a [CoreInstance],
-    tables: &'a [(u32, String)],
-    funcs: &'a [CoreFunc],
-    modules: &'a BTreeMap<usize, ModuleLinks>,
+/// The core index spaces of a level, as its sections build them.
+struct Resolver {
+    instances: Vec<CoreInstance>,
+    /// Core tables: aliases of core instance exports.
+    tables: Vec<(u32, String)>,
+    funcs: Vec<CoreFunc>,
+    /// The links of each instantiated module (by index into `info.modules`).
+    modules: BTreeMap<usize, ModuleLinks>,
 }
 
-impl Resolver<'_> {
+impl Resolver {
+    /// Reads the level `info`'s core instance, alias and canonical sections.
+    fn read(bytes: &[u8], info: &ComponentInfo) -> Result<Resolver> {
+        let mut resolver = Resolver {
+            instances: Vec::new(),
+            tables: Vec::new(),
+            funcs: Vec::new(),
+            modules: BTreeMap::new(),
+        };
+        for instance in &info.instances {
+            if let std::collections::btree_map::Entry::Vacant(e) =
+                resolver.modules.entry(instance.definition)
+            {
+                let range = info.modules[instance.definition].range.clone();
+                e.insert(ModuleLinks::of(&bytes[range])?);
+            }
+        }
+        for section in &info.sections {
+            if !matches!(section.kind, SectionKind::Other) {
+                continue;
+            }
+            let reader = wasmparser::BinaryReader::new(&bytes[section.range.clone()], 0);
+            match section.id {
+                2 => resolver.read_instances(info, reader)?,
+                6 => resolver.read_aliases(reader)?,
+                8 => {
+                    for canonical in wasmparser::ComponentCanonicalSectionReader::new(reader)? {
+                        if !matches!(canonical?, wasmparser::CanonicalFunction::Lift { .. }) {
+                            resolver.funcs.push(CoreFunc::Canonical);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(resolver)
+    }
+
+    /// A core instance section.
+    fn read_instances(
+        &mut self,
+        info: &ComponentInfo,
+        reader: wasmparser::BinaryReader<'_>,
+    ) -> Result<()> {
+        for instance in wasmparser::InstanceSectionReader::new(reader)? {
+            let instance = match instance? {
+                Instance::Instantiate { args, .. } => {
+                    let index = self.instances.len() as u32;
+                    let definition = info
+                        .instances
+                        .iter()
+                        .find(|i| i.index == index)
+                        .with_context(|| {
+                            format!("internal error: core instance {index} was not parsed")
+                        })?
+                        .definition;
+                    let args = args
+                        .iter()
+                        .filter(|a| a.kind == InstantiationArgKind::Instance)
+                        .map(|a| (a.name.to_string(), a.index))
+                        .collect();
+                    CoreInstance::Module { definition, args }
+                }
+                Instance::FromExports(exports) => CoreInstance::Bundle(
+                    exports
+                        .iter()
+                        .map(|e| (e.name.to_string(), e.kind, e.index))
+                        .collect(),
+                ),
+            };
+            self.instances.push(instance);
+        }
+        Ok(())
+    }
+
+    /// An alias section: the core tables and functions it aliases.
+    fn read_aliases(&mut self, reader: wasmparser::BinaryReader<'_>) -> Result<()> {
+        for alias in wasmparser::ComponentAliasSectionReader::new(reader)? {
+            if let ComponentAlias::CoreInstanceExport {
+                kind,
+                instance_index,
+                name,
+            } = alias?
+            {
+                match kind {
+                    ExternalKind::Table => self.tables.push((instance_index, name.to_string())),
+                    ExternalKind::Func => self
+                        .funcs
+                        .push(CoreFunc::Alias(instance_index, name.to_string())),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The function that instance `instance` imports as `module` `name`.
     fn func_import(
         &self,
