@@ -183,34 +183,6 @@ pub fn probe_carrying_tables(
     imported_funcs: u32,
     ref_globals: &[u32],
 ) -> Result<Option<Probed>> {
-    probe_with(bytes, globals, imported_funcs, ref_globals, true)
-}
-
-/// Which probe global an unsnapshottable instruction sets.
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Unsnapshottable,
-    TablesChanged,
-}
-
-fn probe_with(
-    bytes: &[u8],
-    globals: u32,
-    imported_funcs: u32,
-    ref_globals: &[u32],
-    carry_tables: bool,
-) -> Result<Option<Probed>> {
-    let classify = |op: &Operator<'_>| -> Option<(Kind, u32)> {
-        let code = unsnapshottable(op, ref_globals)?;
-        match carried(code) && carry_tables {
-            true => Some((Kind::TablesChanged, code)),
-            false => Some((Kind::Unsnapshottable, code)),
-        }
-    };
-    let is_probed = |op: &Operator<'_>| {
-        classify(op).is_some()
-            || matches!(op, Operator::DataDrop { .. } | Operator::ElemDrop { .. })
-    };
     // Pass 1: which bodies contain probed instructions, and which segments
     // are dropped.
     let mut bodies = Vec::new();
@@ -224,19 +196,18 @@ fn probe_with(
             let mut probed = false;
             let mut reader = body.get_operators_reader()?;
             while !reader.eof() {
-                let op = reader.read()?;
-                match op {
+                match reader.read()? {
                     Operator::DataDrop { data_index } => {
                         data.insert(data_index);
                     }
                     Operator::ElemDrop { elem_index } => {
                         elems.insert(elem_index);
                     }
-                    ref op if classify(op).is_some() => match classify(op) {
+                    ref op => match classify(op, ref_globals) {
                         Some((Kind::TablesChanged, _)) => tables_changed = true,
-                        _ => unsnapshottables = true,
+                        Some((Kind::Unsnapshottable, _)) => unsnapshottables = true,
+                        None => continue,
                     },
-                    _ => continue,
                 }
                 probed = true;
             }
@@ -251,27 +222,105 @@ fn probe_with(
     if unsnapshottables {
         probes.push(Probe::Unsnapshottable);
     }
-
     probes.extend(data.iter().map(|&segment| Probe::DataDropped { segment }));
     probes.extend(elems.iter().map(|&segment| Probe::ElemDropped { segment }));
-    // the tables' probe global comes after the others
-    let tables_changed = tables_changed.then_some(globals + probes.len() as u32);
-    let global_of = |probe: Probe| -> Result<u32> {
-        let position = probes
-            .iter()
-            .position(|p| *p == probe)
-            .with_context(|| format!("internal error: no probe global for {probe:?}"))?;
-        Ok(globals + position as u32)
+    let globals = ProbeGlobals {
+        first: globals,
+        // the tables' probe global comes after the others
+        tables_changed: tables_changed.then_some(globals + probes.len() as u32),
+        probes,
+        ref_globals,
     };
 
     // Pass 2: the new code section.
     let mut code = wasm_encoder::CodeSection::new();
     for (i, (body, probed)) in bodies.iter().enumerate() {
-        if !probed {
-            code.raw(&bytes[body.range()]);
-            continue;
-        }
-        let func_index = imported_funcs + i as u32;
+        match probed {
+            false => code.raw(&bytes[body.range()]),
+            true => code.function(&globals.probed_body(body, imported_funcs + i as u32)?),
+        };
+    }
+    let mut sized = Vec::new();
+    wasm_encoder::Encode::encode(&code, &mut sized);
+    Ok(Some(Probed {
+        tables_changed: globals.tables_changed,
+        probes: globals.probes,
+        first_global: globals.first,
+        code: crate::edit::codegen::strip_size(sized)?,
+    }))
+}
+
+/// Which probe global an unsnapshottable instruction sets.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Unsnapshottable,
+    TablesChanged,
+}
+
+/// The probe global `op` sets, and its [`UNSNAPSHOTTABLE`] code; `None`
+/// for an instruction that is not probed this way.
+fn classify(op: &Operator<'_>, ref_globals: &[u32]) -> Option<(Kind, u32)> {
+    let code = unsnapshottable(op, ref_globals)?;
+    match carried(code) {
+        true => Some((Kind::TablesChanged, code)),
+        false => Some((Kind::Unsnapshottable, code)),
+    }
+}
+
+/// The probe globals of a module.
+struct ProbeGlobals<'a> {
+    first: u32,
+    probes: Vec<Probe>,
+    tables_changed: Option<u32>,
+    ref_globals: &'a [u32],
+}
+
+impl ProbeGlobals<'_> {
+    /// The global of `probe`.
+    fn of(&self, probe: Probe) -> Result<u32> {
+        let position = self
+            .probes
+            .iter()
+            .position(|p| *p == probe)
+            .with_context(|| format!("internal error: no probe global for {probe:?}"))?;
+        Ok(self.first + position as u32)
+    }
+
+    /// The global `op` sets, in function `func`, and the value; `None` for
+    /// an instruction that is not probed.
+    fn set_by(&self, op: &Operator<'_>, func: u32) -> Result<Option<(u32, i32)>> {
+        Ok(Some(match *op {
+            Operator::DataDrop { data_index } => (
+                self.of(Probe::DataDropped {
+                    segment: data_index,
+                })?,
+                1,
+            ),
+            Operator::ElemDrop { elem_index } => (
+                self.of(Probe::ElemDropped {
+                    segment: elem_index,
+                })?,
+                1,
+            ),
+            ref op => {
+                let Some((kind, code)) = classify(op, self.ref_globals) else {
+                    return Ok(None);
+                };
+                let global = match (kind, self.tables_changed) {
+                    (Kind::TablesChanged, Some(global)) => global,
+                    (Kind::TablesChanged, None) => {
+                        bail!("internal error: a table mutation was probed without its global")
+                    }
+                    (Kind::Unsnapshottable, _) => self.of(Probe::Unsnapshottable)?,
+                };
+                (global, ((code << 24) | ((func + 1) & 0x00ff_ffff)) as i32)
+            }
+        }))
+    }
+
+    /// `body`, function `func`, with each probed instruction preceded by
+    /// the write of its probe global.
+    fn probed_body(&self, body: &wasmparser::FunctionBody<'_>, func: u32) -> Result<Function> {
         let mut locals = Vec::new();
         for local in body.get_locals_reader()? {
             let (count, ty) = local?;
@@ -281,37 +330,7 @@ fn probe_with(
         let mut reader = body.get_operators_reader()?;
         while !reader.eof() {
             let op = reader.read()?;
-            if is_probed(&op) {
-                let (global, value) = match op {
-                    Operator::DataDrop { data_index } => (
-                        global_of(Probe::DataDropped {
-                            segment: data_index,
-                        })?,
-                        1,
-                    ),
-                    Operator::ElemDrop { elem_index } => (
-                        global_of(Probe::ElemDropped {
-                            segment: elem_index,
-                        })?,
-                        1,
-                    ),
-                    ref op => {
-                        let (kind, code) = classify(op).with_context(|| {
-                            format!("internal error: `{op:?}` was probed but is not listed")
-                        })?;
-                        let global = match (kind, tables_changed) {
-                            (Kind::TablesChanged, Some(global)) => global,
-                            (Kind::TablesChanged, None) => bail!(
-                                "internal error: a table mutation was probed without its global"
-                            ),
-                            (Kind::Unsnapshottable, _) => global_of(Probe::Unsnapshottable)?,
-                        };
-                        (
-                            global,
-                            ((code << 24) | ((func_index + 1) & 0x00ff_ffff)) as i32,
-                        )
-                    }
-                };
+            if let Some((global, value)) = self.set_by(&op, func)? {
                 f.instruction(&Instruction::I32Const(value));
                 f.instruction(&Instruction::GlobalSet(global));
             }
@@ -321,16 +340,8 @@ fn probe_with(
                     .context("failed to re-encode an instruction")?,
             );
         }
-        code.function(&f);
+        Ok(f)
     }
-    let mut sized = Vec::new();
-    wasm_encoder::Encode::encode(&code, &mut sized);
-    Ok(Some(Probed {
-        probes,
-        tables_changed,
-        first_global: globals,
-        code: crate::edit::codegen::strip_size(sized)?,
-    }))
 }
 
 /// The name the module's `name` section gives function `index`, if any.
