@@ -651,7 +651,7 @@ impl Retargeter<'_> {
         let Value::Memory(image) = &self.out.snapshot.values[o] else {
             bail!("internal error: the snapshot of {what} is not a table image");
         };
-        let held = non_null_slots(image);
+        let held = RefId::non_null(image);
         if held.is_empty() {
             return Ok(());
         }
@@ -703,7 +703,7 @@ impl Retargeter<'_> {
                 other => other,
             };
             renamed.push_zeros((slot - next) * 8);
-            renamed.push(&encode(id).to_le_bytes());
+            renamed.push(&id.encode().to_le_bytes());
             next = slot + 1;
         }
         renamed.push_zeros((slots - next) * 8);
@@ -732,7 +732,7 @@ impl Retargeter<'_> {
                 else {
                     continue;
                 };
-                let held = non_null_slots(image).len();
+                let held = RefId::non_null(image).len();
                 if held > 0 {
                     let what = match accessor.state {
                         State::Table { index } => format!("table {index}"),
@@ -770,41 +770,6 @@ impl Retargeter<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// The slots of a table image (8 bytes each) that are not null, in order:
-/// each slot's index and its bytes as a little-endian `u64`. Read from the
-/// image's runs, so that a large table of nulls costs nothing.
-fn non_null_slots(image: &MemoryImage) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    for (offset, bytes) in image.runs() {
-        let end = offset + bytes.len() as u64;
-        // runs never share an aligned word
-        for slot in offset / 8..end.div_ceil(8) {
-            let mut word = [0u8; 8];
-            for (k, byte) in word.iter_mut().enumerate() {
-                let at = slot * 8 + k as u64;
-                if (offset..end).contains(&at) {
-                    *byte = bytes[(at - offset) as usize];
-                }
-            }
-            let bits = u64::from_le_bytes(word);
-            if bits != 0 {
-                out.push((slot, bits));
-            }
-        }
-    }
-    out
-}
-
-/// The encoding of `id`, as a table reader writes it.
-fn encode(id: RefId) -> u64 {
-    match id {
-        RefId::Null => 0,
-        RefId::Func { instance, func } => ((u64::from(instance) + 1) << 32) | u64::from(func),
-        RefId::Unknown => RefId::UNKNOWN,
-        RefId::NotAFunction => RefId::NOT_A_FUNCTION,
     }
 }
 
@@ -1100,9 +1065,9 @@ mod tests {
                 .map(|(i, c)| (i as u64, u64::from_le_bytes(c.try_into().unwrap())))
                 .filter(|(_, bits)| *bits != 0)
                 .collect();
-            assert_eq!(non_null_slots(&image), expected);
+            assert_eq!(RefId::non_null(&image), expected);
             for (_, bits) in expected {
-                assert_eq!(encode(RefId::decode(bits)), bits);
+                assert_eq!(RefId::decode(bits).encode(), bits);
             }
         }
     }

@@ -160,6 +160,42 @@ impl RefId {
         }
     }
 
+    /// The encoding of `self`, as a table reader writes it: the inverse of
+    /// [`RefId::decode`].
+    pub fn encode(self) -> u64 {
+        match self {
+            RefId::Null => 0,
+            RefId::Func { instance, func } => ((u64::from(instance) + 1) << 32) | u64::from(func),
+            RefId::Unknown => RefId::UNKNOWN,
+            RefId::NotAFunction => RefId::NOT_A_FUNCTION,
+        }
+    }
+
+    /// The slots of a table image (8 bytes each) that are not null, in
+    /// order: each slot's index and its bytes as a little-endian `u64`. Read
+    /// from the image's runs, so that a large table of nulls costs nothing.
+    pub fn non_null(image: &MemoryImage) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        for (offset, bytes) in image.runs() {
+            let end = offset + bytes.len() as u64;
+            // runs never share an aligned word
+            for slot in offset / 8..end.div_ceil(8) {
+                let mut word = [0u8; 8];
+                for (k, byte) in word.iter_mut().enumerate() {
+                    let at = slot * 8 + k as u64;
+                    if (offset..end).contains(&at) {
+                        *byte = bytes[(at - offset) as usize];
+                    }
+                }
+                let bits = u64::from_le_bytes(word);
+                if bits != 0 {
+                    out.push((slot, bits));
+                }
+            }
+        }
+        out
+    }
+
     /// The slots of a table image (8 bytes each).
     pub fn slots(image: &MemoryImage) -> Vec<RefId> {
         let bytes = image.to_vec();
