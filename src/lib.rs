@@ -132,10 +132,11 @@ async fn instrument_and_snapshot<R: Runtime>(
 #[cfg(feature = "wasmtime")]
 pub fn initialize_with_wasmtime(component: &[u8], options: &InstrumentOptions) -> Result<Vec<u8>> {
     let mut runtime = WasmtimeRuntime::new()?;
-    let (plan, snapshot) =
-        run::wasmtime::block_on(instrument_and_snapshot(component, options, &mut runtime))??;
-    // The guest's memory goes before the rewrite, which needs room for the
-    // output: the two are not held at once.
+    let instrumented = instrument(component, options)?;
+    let snapshot = runtime.take_snapshot(&instrumented)?;
+    // The guest's memory and the instrumented component go before the
+    // rewrite, which needs room for the output: they are not held at once.
+    let Instrumented { plan, .. } = instrumented;
     drop(runtime);
     rewrite::apply_to_validated(component, &plan, &snapshot)
 }
@@ -157,7 +158,10 @@ impl WasmtimeRuntime {
     /// [`crate::initialize`] driven on a Tokio runtime of its own (which
     /// WASI's host functions need).
     pub fn initialize(&mut self, component: &[u8], options: &InstrumentOptions) -> Result<Vec<u8>> {
-        run::wasmtime::block_on(initialize(component, options, self))?
+        let instrumented = instrument(component, options)?;
+        let snapshot = self.take_snapshot(&instrumented)?;
+        let Instrumented { plan, .. } = instrumented;
+        rewrite::apply_to_validated(component, &plan, &snapshot)
     }
 
     /// Pre-initializes the core module `module` in this runtime, as Wizer
@@ -174,6 +178,7 @@ impl WasmtimeRuntime {
 
     /// Phase 3 alone, blocking until done: [`crate::take_snapshot`].
     pub fn take_snapshot(&mut self, instrumented: &Instrumented) -> Result<Snapshot> {
+        self.prepare_for(&instrumented.plan)?;
         run::wasmtime::block_on(take_snapshot(self, instrumented))?
     }
 }

@@ -495,6 +495,7 @@ async fn pre_initialize(
     // takes one thread: the input's function bodies are validated, and the
     // instrumented component checked against the plan's interface, on
     // others meanwhile. Nothing runs before all three are done.
+    runtime.prepare_for(&instrumented.plan)?;
     let start = Instant::now();
     let (valid, checked, compiled) = std::thread::scope(|scope| {
         let valid = scope.spawn(|| bodies.validate());

@@ -121,6 +121,7 @@ impl SnapshotOpts {
         let instrumented = read_input(self.io.input_path())?;
         let plan = read_plan(&self.plan)?;
         let mut runtime = self.run.runtime(self.io.output_path().is_none())?;
+        runtime.prepare_for(&plan)?;
         let snapshot = wasmtime_runtime::block_on(snapshot::take(
             &mut runtime,
             &instrumented,

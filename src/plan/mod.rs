@@ -333,6 +333,14 @@ impl State {
 }
 
 impl Plan {
+    /// Whether the plan reads tables or reference-typed globals (the
+    /// instrumented component then has a table reader).
+    pub fn reads_tables(&self) -> bool {
+        self.accessors
+            .iter()
+            .any(|a| matches!(a.state, State::Table { .. } | State::RefGlobal { .. }))
+    }
+
     /// Checks that `snapshot` has one value of the right kind per accessor.
     pub fn check_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
         if snapshot.values.len() != self.accessors.len() {

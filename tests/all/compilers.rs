@@ -186,3 +186,31 @@ fn cli_compiler_flag() {
         "error: fuel needs the Cranelift compiler; Winch cannot meter fuel"
     );
 }
+
+/// A component whose code can change tables is read with GC instructions,
+/// which Winch does not compile: it goes to Cranelift at once, and the
+/// fallback says why.
+#[test]
+fn a_component_whose_tables_are_read_compiles_with_cranelift_at_once() {
+    let input = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/callbacks.wat"
+    ))
+    .map(|text| wat(std::str::from_utf8(&text).unwrap()))
+    .unwrap();
+    let mut runtime = WasmtimeRuntime::builder()
+        .limits(Limits::default())
+        .compiler(Compiler::Winch)
+        .build()
+        .unwrap();
+    let output = runtime
+        .initialize(&input, &InstrumentOptions::default())
+        .unwrap();
+    assert_eq!(runtime.compiled_with(), Some(Compiler::Cranelift));
+    let reason = runtime.winch_fallback().unwrap();
+    assert!(
+        reason.contains("its table reader uses GC instructions"),
+        "{reason}"
+    );
+    assert_eq!(call1(&output, &["registered"]).unwrap(), Val::U32(3));
+}

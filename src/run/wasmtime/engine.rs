@@ -117,6 +117,22 @@ impl WasmtimeRuntime {
         Ok(Component::new(&self.engine, component)?)
     }
 
+    /// Readies the runtime for the instrumented component of `plan`: one
+    /// that reads tables does it with GC instructions (`ref.test`,
+    /// `call_ref`), which Winch does not compile, so it goes to Cranelift
+    /// at once rather than after Winch fails on it.
+    pub(crate) fn prepare_for(&mut self, plan: &crate::plan::Plan) -> Result<()> {
+        if self.compiler == Some(Compiler::Winch) && plan.reads_tables() {
+            self.switch_to_cranelift()?;
+            self.winch_fallback = Some(
+                "its table reader uses GC instructions (`ref.test`, `call_ref`), which Winch \
+                 does not compile"
+                    .to_string(),
+            );
+        }
+        Ok(())
+    }
+
     /// Replaces the engine with a Cranelift one of the same settings, and
     /// the store with one on it. Nothing may have run in the old store: its
     /// host data (WASI context, limiter) moves over as it is.
