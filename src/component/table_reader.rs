@@ -111,15 +111,11 @@ pub(crate) fn table_reader(
         &[ValType::I64],
         &[],
         &[
-            I::LocalGet(0),
-            I::RefIsNull,
-            I::If(BlockType::Result(ValType::I64)),
-            I::I64Const(0),
-            I::Else,
-            I::I64Const(RefId::NOT_A_FUNCTION as i64),
-            I::End,
-            I::End,
-        ],
+            [I::LocalGet(0)].as_slice(),
+            &null_or_not_a_function(),
+            &[I::End],
+        ]
+        .concat(),
     );
     let mut reads_funcs = Vec::with_capacity(reads.len());
     for (n, (read, &index)) in reads.iter().zip(&imported).enumerate() {
@@ -377,15 +373,21 @@ fn read_global(global: u32, own: u32, to_id: Option<u32>) -> Vec<I<'static>> {
 fn id_of(to_id: Option<u32>) -> Vec<I<'static>> {
     match to_id {
         Some(func) => vec![I::Call(func)],
-        None => vec![
-            I::RefIsNull,
-            I::If(BlockType::Result(ValType::I64)),
-            I::I64Const(0),
-            I::Else,
-            I::I64Const(RefId::NOT_A_FUNCTION as i64),
-            I::End,
-        ],
+        None => null_or_not_a_function().to_vec(),
     }
+}
+
+/// Turns the reference on the stack, which cannot be a function, into its
+/// [`RefId`]: null, or not a function.
+fn null_or_not_a_function() -> [I<'static>; 6] {
+    [
+        I::RefIsNull,
+        I::If(BlockType::Result(ValType::I64)),
+        I::I64Const(0),
+        I::Else,
+        I::I64Const(RefId::NOT_A_FUNCTION as i64),
+        I::End,
+    ]
 }
 
 /// Stores at `own[8 + address]`.

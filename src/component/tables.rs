@@ -284,23 +284,24 @@ struct TableLinks {
     /// The number of functions of each instance's module.
     funcs: BTreeMap<u32, u32>,
     /// Each instance's imported functions, resolved to what they import.
-    imports: BTreeMap<u32, Vec<Option<FuncOrigin>>>,
+    imports: BTreeMap<u32, Vec<Option<Origin>>>,
 }
 
-/// Where a core function comes from: a module instance's own function, or
-/// a core function of the component (a lowered function or a builtin, by
-/// its index in the level's core function index space).
+/// Where a core table or function comes from: a module instance's own
+/// (instance, index), or a core function of the component (a lowered
+/// function or a builtin, by its index in the level's core function index
+/// space).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum FuncOrigin {
+enum Origin {
     Defined(u32, u32),
     Canonical(u32),
 }
 
-/// A core function of the level's index space.
-enum CoreFunc {
+/// An item of the level's core table or function index space.
+enum Aliased {
     /// An export of a core instance.
-    Alias(u32, String),
-    /// Made by a `canon` definition.
+    Export(u32, String),
+    /// Made by a `canon` definition (functions only).
     Canonical,
 }
 
@@ -386,21 +387,24 @@ impl TableLinks {
                 links
                     .func_imports
                     .iter()
-                    .map(|(module, name)| resolver.func_import(index as u32, module, name, 0))
+                    .map(|(module, name)| {
+                        resolver.import(index as u32, module, name, ExternalKind::Func, 0)
+                    })
                     .collect(),
             );
             let mut space = Vec::new();
             for (module, name) in &links.table_imports {
-                space.push(
-                    resolver
-                        .import(index as u32, module, name, 0)
-                        .with_context(|| {
-                            format!(
-                                "cannot tell which table core instance {index} imports as \
+                let table =
+                    match resolver.import(index as u32, module, name, ExternalKind::Table, 0) {
+                        Some(Origin::Defined(instance, table)) => Some((instance, table)),
+                        _ => None,
+                    };
+                space.push(table.with_context(|| {
+                    format!(
+                        "cannot tell which table core instance {index} imports as \
                                  `{module}` `{name}`"
-                            )
-                        })?,
-                );
+                    )
+                })?);
             }
             let imported = links.table_imports.len() as u32;
             for t in 0..links.defined_tables {
@@ -416,10 +420,10 @@ impl TableLinks {
     }
 
     /// Where function `func` of instance `instance` comes from.
-    fn origin(&self, instance: u32, func: u32) -> Option<FuncOrigin> {
+    fn origin(&self, instance: u32, func: u32) -> Option<Origin> {
         match self.imports.get(&instance)?.get(func as usize) {
             Some(import) => *import,
-            None => Some(FuncOrigin::Defined(instance, func)),
+            None => Some(Origin::Defined(instance, func)),
         }
     }
 
@@ -436,7 +440,7 @@ impl TableLinks {
             if !accept(other) {
                 continue;
             }
-            if let FuncOrigin::Defined(i, f) = origin
+            if let Origin::Defined(i, f) = origin
                 && i == other
                 && f >= imports.len() as u32
             {
@@ -469,8 +473,8 @@ impl TableLinks {
 struct Resolver {
     instances: Vec<CoreInstance>,
     /// Core tables: aliases of core instance exports.
-    tables: Vec<(u32, String)>,
-    funcs: Vec<CoreFunc>,
+    tables: Vec<Aliased>,
+    funcs: Vec<Aliased>,
     /// The links of each instantiated module (by index into `info.modules`).
     modules: BTreeMap<usize, ModuleLinks>,
 }
@@ -503,7 +507,7 @@ impl Resolver {
                 8 => {
                     for canonical in wasmparser::ComponentCanonicalSectionReader::new(reader)? {
                         if !matches!(canonical?, wasmparser::CanonicalFunction::Lift { .. }) {
-                            resolver.funcs.push(CoreFunc::Canonical);
+                            resolver.funcs.push(Aliased::Canonical);
                         }
                     }
                 }
@@ -560,10 +564,12 @@ impl Resolver {
             } = alias?
             {
                 match kind {
-                    ExternalKind::Table => self.tables.push((instance_index, name.to_string())),
+                    ExternalKind::Table => self
+                        .tables
+                        .push(Aliased::Export(instance_index, name.to_string())),
                     ExternalKind::Func => self
                         .funcs
-                        .push(CoreFunc::Alias(instance_index, name.to_string())),
+                        .push(Aliased::Export(instance_index, name.to_string())),
                     _ => {}
                 }
             }
@@ -571,24 +577,32 @@ impl Resolver {
         Ok(())
     }
 
-    /// The function that instance `instance` imports as `module` `name`.
-    fn func_import(
+    /// The item of `kind` (a table or a function) that instance `instance`
+    /// imports as `module` `name`.
+    fn import(
         &self,
         instance: u32,
         module: &str,
         name: &str,
+        kind: ExternalKind,
         depth: usize,
-    ) -> Option<FuncOrigin> {
+    ) -> Option<Origin> {
         let CoreInstance::Module { args, .. } = self.instances.get(instance as usize)? else {
             return None;
         };
         let (_, arg) = args.iter().find(|(n, _)| n == module)?;
-        self.func_export(*arg, name, depth + 1)
+        self.export(*arg, name, kind, depth + 1)
     }
 
-    /// The function that instance `instance` exports as `name`.
-    fn func_export(&self, instance: u32, name: &str, depth: usize) -> Option<FuncOrigin> {
-        if depth > self.instances.len() + self.funcs.len() {
+    /// The item of `kind` that instance `instance` exports as `name`.
+    fn export(
+        &self,
+        instance: u32,
+        name: &str,
+        kind: ExternalKind,
+        depth: usize,
+    ) -> Option<Origin> {
+        if depth > self.instances.len() + self.tables.len() + self.funcs.len() {
             return None;
         }
         match self.instances.get(instance as usize)? {
@@ -597,56 +611,26 @@ impl Resolver {
                 let &(_, _, index) = links
                     .exports
                     .iter()
-                    .find(|(n, k, _)| n == name && *k == ExternalKind::Func)?;
-                match links.func_imports.get(index as usize) {
-                    Some((module, field)) => self.func_import(instance, module, field, depth + 1),
-                    None => Some(FuncOrigin::Defined(instance, index)),
+                    .find(|(n, k, _)| n == name && *k == kind)?;
+                let imports = match kind {
+                    ExternalKind::Table => &links.table_imports,
+                    _ => &links.func_imports,
+                };
+                match imports.get(index as usize) {
+                    Some((module, field)) => self.import(instance, module, field, kind, depth + 1),
+                    None => Some(Origin::Defined(instance, index)),
                 }
             }
             CoreInstance::Bundle(items) => {
-                let &(_, _, index) = items
-                    .iter()
-                    .find(|(n, k, _)| n == name && *k == ExternalKind::Func)?;
-                match self.funcs.get(index as usize)? {
-                    CoreFunc::Alias(from, export) => self.func_export(*from, export, depth + 1),
-                    CoreFunc::Canonical => Some(FuncOrigin::Canonical(index)),
+                let &(_, _, index) = items.iter().find(|(n, k, _)| n == name && *k == kind)?;
+                let space = match kind {
+                    ExternalKind::Table => &self.tables,
+                    _ => &self.funcs,
+                };
+                match space.get(index as usize)? {
+                    Aliased::Export(from, export) => self.export(*from, export, kind, depth + 1),
+                    Aliased::Canonical => Some(Origin::Canonical(index)),
                 }
-            }
-        }
-    }
-
-    /// The table that instance `instance` imports as `module` `name`.
-    fn import(&self, instance: u32, module: &str, name: &str, depth: usize) -> Option<TableRef> {
-        let CoreInstance::Module { args, .. } = self.instances.get(instance as usize)? else {
-            return None;
-        };
-        let (_, arg) = args.iter().find(|(n, _)| n == module)?;
-        self.export(*arg, name, depth + 1)
-    }
-
-    /// The table that instance `instance` exports as `name`.
-    fn export(&self, instance: u32, name: &str, depth: usize) -> Option<TableRef> {
-        if depth > self.instances.len() + self.tables.len() {
-            return None;
-        }
-        match self.instances.get(instance as usize)? {
-            CoreInstance::Module { definition, .. } => {
-                let links = self.modules.get(definition)?;
-                let &(_, _, index) = links
-                    .exports
-                    .iter()
-                    .find(|(n, k, _)| n == name && *k == ExternalKind::Table)?;
-                match links.table_imports.get(index as usize) {
-                    Some((module, field)) => self.import(instance, module, field, depth + 1),
-                    None => Some((instance, index)),
-                }
-            }
-            CoreInstance::Bundle(items) => {
-                let &(_, _, index) = items
-                    .iter()
-                    .find(|(n, k, _)| n == name && *k == ExternalKind::Table)?;
-                let (from, export) = self.tables.get(index as usize)?;
-                self.export(*from, export, depth + 1)
             }
         }
     }

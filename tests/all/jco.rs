@@ -99,6 +99,32 @@ fn through_jco_in(input: &Path, node: &Path) -> (Vec<u8>, Vec<u8>, u64) {
     )
 }
 
+/// Runs the pipeline on `dir/app.wat` through jco in the system's Node:
+/// when `supported` (the Node has what the component needs), the output
+/// must equal Wasmtime's; otherwise the driver must fail with one line
+/// starting with `error` and write no snapshot.
+fn equal_else_one_line_error(dir: &Path, supported: bool, error: &str) {
+    let d = |name: &str| dir.join(name);
+    if supported {
+        let (jco, wasmtime) = through_jco(&d("app.wat"));
+        assert!(jco == wasmtime, "outputs differ");
+        return;
+    }
+    instrument_and_transpile(&d("app.wat"), dir);
+    let output = Command::new("node")
+        .arg(jco_dir().join("driver.mjs"))
+        .arg(d("js/inst.js"))
+        .arg(d("plan.json"))
+        .arg(d("snapshot.bin"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with(error), "{stderr}");
+    assert!(!d("snapshot.bin").exists());
+}
+
 /// A 64 MiB memory holding 64 words: the driver writes the sparse format
 /// (a few KiB, not 64 MiB), and `apply` reads it into the same output as
 /// the one-step pipeline.
@@ -205,27 +231,11 @@ fn jco_async_init_equals_wasmtimes_with_jspi_else_fails_in_one_line() {
         .status()
         .unwrap()
         .success();
-    if has_jspi {
-        let (jco, wasmtime) = through_jco(&d("app.wat"));
-        assert!(jco == wasmtime, "outputs differ");
-        return;
-    }
-    instrument_and_transpile(&d("app.wat"), dir.path());
-    let output = Command::new("node")
-        .arg(jco_dir().join("driver.mjs"))
-        .arg(d("js/inst.js"))
-        .arg(d("plan.json"))
-        .arg(d("snapshot.bin"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("error: jco runs this component's async functions with JSPI"),
-        "{stderr}"
+    equal_else_one_line_error(
+        dir.path(),
+        has_jspi,
+        "error: jco runs this component's async functions with JSPI",
     );
-    assert!(!d("snapshot.bin").exists());
 }
 
 /// A component whose init grows a table shared by two instances: the
@@ -248,27 +258,11 @@ fn jco_tables_equal_wasmtimes_with_wasm_gc_else_fail_in_one_line() {
         .status()
         .unwrap()
         .success();
-    if has_gc {
-        let (jco, wasmtime) = through_jco(&d("app.wat"));
-        assert!(jco == wasmtime, "outputs differ");
-        return;
-    }
-    instrument_and_transpile(&d("app.wat"), dir.path());
-    let output = Command::new("node")
-        .arg(jco_dir().join("driver.mjs"))
-        .arg(d("js/inst.js"))
-        .arg(d("plan.json"))
-        .arg(d("snapshot.bin"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("error: the instrumented component reads its tables with ref.test"),
-        "{stderr}"
+    equal_else_one_line_error(
+        dir.path(),
+        has_gc,
+        "error: the instrumented component reads its tables with ref.test",
     );
-    assert!(!d("snapshot.bin").exists());
 }
 
 /// The same two tables in Node 22 (from npm, on Linux x86-64), which has

@@ -758,13 +758,9 @@ fn an_async_init_runs_in_a_callers_engine_with_the_async_features() {
     );
 }
 
-/// A component whose init grows its table and writes a funcref global,
-/// read through the invoker (`component-init-get-table-0`, a cursor over
-/// the slots) and baked in: the output, without init, calls the same
-/// functions through the same slots.
-#[test]
-fn tables_that_init_changes_are_read_through_the_invoker() {
-    let input = wat(r#"
+/// A component whose init grows its table and writes a funcref global;
+/// `get` calls slots 0 and 2 with 3 and adds 1000 times the table size.
+const GROWS_A_TABLE: &str = r#"
 (component
   (core module $m
     (type $ii (func (param i32) (result i32)))
@@ -785,7 +781,15 @@ fn tables_that_init_changes_are_read_through_the_invoker() {
         (i32.mul (table.size) (i32.const 1000)))))
   (core instance $i (instantiate $m))
   (func (export "init") (canon lift (core func $i "init")))
-  (func (export "get") (result s32) (canon lift (core func $i "get"))))"#);
+  (func (export "get") (result s32) (canon lift (core func $i "get"))))"#;
+
+/// A component whose init grows its table and writes a funcref global,
+/// read through the invoker (`component-init-get-table-0`, a cursor over
+/// the slots) and baked in: the output, without init, calls the same
+/// functions through the same slots.
+#[test]
+fn tables_that_init_changes_are_read_through_the_invoker() {
+    let input = wat(GROWS_A_TABLE);
     let called = Arc::new(Mutex::new(Vec::new()));
     let logged = called.clone();
     let output = block_on(initialize(&input, move |instrumented| -> InitFuture {
@@ -828,28 +832,7 @@ fn tables_that_init_changes_are_read_through_the_invoker() {
 /// itself) and the tables it changed are carried into stage 2.
 #[test]
 fn staged_init_carries_tables() {
-    let stage1 = wat(r#"
-(component
-  (core module $m
-    (type $ii (func (param i32) (result i32)))
-    (table $t 1 funcref)
-    (global $g (mut funcref) (ref.null func))
-    (func $double (type $ii) (i32.mul (local.get 0) (i32.const 2)))
-    (func $square (type $ii) (i32.mul (local.get 0) (local.get 0)))
-    (elem declare func $double $square)
-    (func (export "init")
-      (drop (table.grow (ref.func $square) (i32.const 2)))
-      (table.set (i32.const 0) (ref.func $double))
-      (global.set $g (ref.func $square)))
-    (func (export "get") (result i32)
-      (i32.add
-        (i32.add
-          (call_indirect (type $ii) (i32.const 3) (i32.const 0))
-          (call_indirect (type $ii) (i32.const 3) (i32.const 2)))
-        (i32.mul (table.size) (i32.const 1000)))))
-  (core instance $i (instantiate $m))
-  (func (export "init") (canon lift (core func $i "init")))
-  (func (export "get") (result s32) (canon lift (core func $i "get"))))"#);
+    let stage1 = wat(GROWS_A_TABLE);
     // stage 2: an extra module without state, instantiated first
     let stage2 = wat(
         &String::from_utf8(wasmprinter::print_bytes(&stage1).unwrap().into_bytes())
