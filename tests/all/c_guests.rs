@@ -24,7 +24,7 @@ use std::time::Instant;
 use wasmtime::component::Val;
 use wasmtime::{Engine, Instance, Module, Store};
 
-use crate::support::{cli_in, export_names, run, validate};
+use crate::support::{cli_in, export_names, pip_install, run, run_tool, validate};
 
 /// The `ziglang` package the tests compile C with, pinned.
 const ZIGLANG: &str = "0.17.1";
@@ -46,21 +46,6 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs `command`, returning an error naming `what` with its stderr.
-fn run_tool(command: &mut Command, what: &str) -> Result<String, String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("{what}: failed to start {:?}: {e}", command.get_program()))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{what} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 /// The Python of `target/tools/zig-venv`, where `ziglang` is installed
 /// when it is missing or another version (once per test run).
 fn zig_python() -> &'static Path {
@@ -74,21 +59,7 @@ fn zig_python() -> &'static Path {
                 .output()
                 .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == ZIGLANG);
             if !installed {
-                let start = Instant::now();
-                run_tool(
-                    Command::new("python3").args(["-m", "venv"]).arg(&venv),
-                    "python3 -m venv (is Python 3 installed, with venv?)",
-                )?;
-                let package = format!("ziglang=={ZIGLANG}");
-                run_tool(
-                    Command::new(venv.join("bin/pip")).args(["install", "--quiet", &package]),
-                    &format!("pip install {package} (the network is needed the first time)"),
-                )?;
-                eprintln!(
-                    "installed Zig {ZIGLANG} into {} in {:.1?}",
-                    venv.display(),
-                    start.elapsed()
-                );
+                pip_install(&venv, &format!("ziglang=={ZIGLANG}"))?;
             }
             Ok(python)
         })

@@ -22,22 +22,6 @@ use crate::support::*;
 /// it (the one `benches/pre_init/workloads.rs` uses).
 const COMPONENTIZE_PY: &str = "componentize-py 0.25.1";
 
-/// Runs `command`, returning its stdout or an error naming `what` with its
-/// stderr.
-fn run_tool(command: &mut Command, what: &str) -> Result<String, String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("{what}: failed to start {:?}: {e}", command.get_program()))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{what} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 /// The `componentize-py` executable, installed into `target/tools/venv`
 /// when it is missing or another version (once per test run).
 fn componentize_py() -> &'static Path {
@@ -51,21 +35,7 @@ fn componentize_py() -> &'static Path {
                 .output()
                 .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == COMPONENTIZE_PY);
             if !installed {
-                let start = Instant::now();
-                let version = COMPONENTIZE_PY.replace(' ', "==");
-                run_tool(
-                    Command::new("python3").args(["-m", "venv"]).arg(&venv),
-                    "python3 -m venv (is Python 3 installed?)",
-                )?;
-                run_tool(
-                    Command::new(venv.join("bin/pip")).args(["install", "--quiet", &version]),
-                    &format!("pip install {version} (the network is needed the first time)"),
-                )?;
-                eprintln!(
-                    "installed {COMPONENTIZE_PY} into {} in {:.1?}",
-                    venv.display(),
-                    start.elapsed()
-                );
+                pip_install(&venv, &COMPONENTIZE_PY.replace(' ', "=="))?;
             }
             Ok(exe)
         })

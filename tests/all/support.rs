@@ -209,3 +209,41 @@ pub fn npm_ci(dir: &std::path::Path) {
             .arg(dir),
     );
 }
+
+/// Runs `command`, returning its stdout or an error naming `what` with its
+/// stderr.
+pub fn run_tool(command: &mut std::process::Command, what: &str) -> Result<String, String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("{what}: failed to start {:?}: {e}", command.get_program()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{what} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Makes the Python venv `venv` and pip-installs `requirement` into it,
+/// saying how long it took (the network is needed the first time).
+pub fn pip_install(venv: &std::path::Path, requirement: &str) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    run_tool(
+        std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(venv),
+        "python3 -m venv (is Python 3 installed, with venv?)",
+    )?;
+    run_tool(
+        std::process::Command::new(venv.join("bin/pip")).args(["install", "--quiet", requirement]),
+        &format!("pip install {requirement} (the network is needed the first time)"),
+    )?;
+    eprintln!(
+        "installed {requirement} into {} in {:.1?}",
+        venv.display(),
+        start.elapsed()
+    );
+    Ok(())
+}
