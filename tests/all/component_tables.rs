@@ -471,31 +471,36 @@ fn a_slot_the_reader_cannot_identify_is_refused() {
     );
 }
 
+/// A component with a table of typed function references, whose init is
+/// its export `init`: `quiet` (changes nothing) or `loud` (sets a slot);
+/// `get` calls slot 0, or answers -1 when it is null.
+pub(crate) fn typed_table(init: &str) -> Vec<u8> {
+    wat(&format!(
+        r#"
+(component
+  (core module $m
+(type $f (func (result i32)))
+(table $t 1 (ref null $f))
+(func $seven (type $f) (i32.const 7))
+(elem declare func $seven)
+(func (export "quiet"))
+(func (export "loud") (table.set $t (i32.const 0) (ref.func $seven)))
+(func (export "get") (result i32)
+  (if (ref.is_null (table.get $t (i32.const 0))) (then (return (i32.const -1))))
+  (call_ref $f (table.get $t (i32.const 0)))))
+  (core instance $i (instantiate $m))
+  (func (export "component-init") (canon lift (core func $i "{init}")))
+  (func (export "get") (result s32) (canon lift (core func $i "get"))))"#
+    ))
+}
+
 /// A level with a table of typed function references is not read (the
 /// reader would need the module's types): its table code is accepted as
 /// long as it does not run during init, and refused naming the instruction
 /// when it does.
 #[test]
 fn typed_function_reference_tables_are_refused_only_when_init_changes_them() {
-    let component = |init: &str| {
-        wat(&format!(
-            r#"
-(component
-  (core module $m
-    (type $f (func (result i32)))
-    (table $t 1 (ref null $f))
-    (func $seven (type $f) (i32.const 7))
-    (elem declare func $seven)
-    (func (export "quiet"))
-    (func (export "loud") (table.set $t (i32.const 0) (ref.func $seven)))
-    (func (export "get") (result i32)
-      (if (ref.is_null (table.get $t (i32.const 0))) (then (return (i32.const -1))))
-      (call_ref $f (table.get $t (i32.const 0)))))
-  (core instance $i (instantiate $m))
-  (func (export "component-init") (canon lift (core func $i "{init}")))
-  (func (export "get") (result s32) (canon lift (core func $i "get"))))"#
-        ))
-    };
+    let component = typed_table;
     let output = pre_init(&component("quiet")).unwrap();
     assert_eq!(call1(&output, &["get"]).unwrap(), Val::S32(-1));
     let err = format!("{:#}", pre_init(&component("loud")).unwrap_err());

@@ -426,25 +426,7 @@ fn retarget_without_stage_1_refuses_changed_tables_and_a_wrong_stage_1_is_refuse
 /// init, and refused naming the instruction when it does.
 #[test]
 fn typed_function_reference_tables_are_refused_only_when_init_changes_them() {
-    let component = |init: &str| {
-        wat(&format!(
-            r#"
-(component
-  (core module $m
-    (type $f (func (result i32)))
-    (table $t 1 (ref null $f))
-    (func $seven (type $f) (i32.const 7))
-    (elem declare func $seven)
-    (func (export "quiet"))
-    (func (export "loud") (table.set $t (i32.const 0) (ref.func $seven)))
-    (func (export "get") (result i32)
-      (if (ref.is_null (table.get $t (i32.const 0))) (then (return (i32.const -1))))
-      (call_ref $f (table.get $t (i32.const 0)))))
-  (core instance $i (instantiate $m))
-  (func (export "component-init") (canon lift (core func $i "{init}")))
-  (func (export "get") (result s32) (canon lift (core func $i "get"))))"#
-        ))
-    };
+    let component = crate::component_tables::typed_table;
     let (quiet, loud) = (component("quiet"), component("loud"));
     let output = staged(&quiet, &quiet, &|m| m).unwrap();
     assert_eq!(call1(&output, &["get"]).unwrap(), Val::S32(-1));
