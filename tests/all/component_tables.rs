@@ -5,8 +5,8 @@
 
 use crate::support::*;
 use anyhow::Result;
-use wasmtime::component::{Component, Linker, Val};
-use wasmtime::{Engine, Store};
+use wasmtime::Store;
+use wasmtime::component::{Linker, Val};
 
 /// Calls `call(slot, x)` for every slot below `slots` (after `before`, the
 /// calls that run first: init for the input, nothing for the output).
@@ -202,10 +202,10 @@ const LOWERED: &str = r#"
     (canon lift (core func $i "call")))
   (func (export "size") (result u32) (canon lift (core func $i "size"))))"#;
 
-/// Runs `calls` on `component` with the import `triple` defined.
-fn run_with_triple(component: &[u8], calls: &[(&str, &[Val])]) -> Result<Vec<Vec<Val>>> {
-    let engine = Engine::default();
-    let component = Component::new(&engine, component)?;
+/// Runs `calls` on `component` with the component import `triple`
+/// defined (tripling).
+pub(crate) fn run_with_triple(component: &[u8], calls: &[(&str, &[Val])]) -> Result<Vec<Vec<Val>>> {
+    let (engine, component) = compile(component)?;
     let mut linker = Linker::<()>::new(&engine);
     linker
         .root()

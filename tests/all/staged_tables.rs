@@ -8,8 +8,7 @@
 use crate::support::*;
 use anyhow::Result;
 use component_init::{InstrumentOptions, Plan, Snapshot, WasmtimeRuntime};
-use wasmtime::Store;
-use wasmtime::component::{Linker, Val};
+use wasmtime::component::Val;
 
 /// The application module: a table (exported) and a funcref global that
 /// init changes, with an imported function among the slots.
@@ -140,28 +139,6 @@ fn staged(stage1: &[u8], stage2: &[u8], map: &dyn Fn(u32) -> u32) -> Result<Vec<
     retargeted.plan.apply(stage2, &retargeted.snapshot)
 }
 
-/// Runs `calls` on `component` with the component import `triple`
-/// defined (tripling).
-fn run_with_triple(component: &[u8], calls: &[(&str, &[Val])]) -> Result<Vec<Vec<Val>>> {
-    let (engine, component) = compile(component)?;
-    let mut linker = Linker::<()>::new(&engine);
-    linker
-        .root()
-        .func_wrap("triple", |_, (x,): (i32,)| Ok((x * 3,)))?;
-    let mut store = Store::new(&engine, ());
-    let instance = linker.instantiate(&mut store, &component)?;
-    let mut out = Vec::new();
-    for (name, args) in calls {
-        let func = instance
-            .get_func(&mut store, *name)
-            .ok_or_else(|| anyhow::anyhow!("no export {name}"))?;
-        let mut results = vec![Val::Bool(false); func.ty(&store).results().len()];
-        func.call(&mut store, args, &mut results)?;
-        out.push(results);
-    }
-    Ok(out)
-}
-
 /// Every slot below `slots` called with 5, the table's size, and the
 /// global's function called with 4.
 fn probe_calls(slots: u32) -> Vec<(&'static str, Vec<Val>)> {
@@ -200,14 +177,14 @@ fn stage_2_starts_with_the_tables_and_funcref_global_init_left_in_stage_1() {
     assert_eq!(flat(&stage1_after_init), answers);
 
     // Stage 2 as it is: one slot, no global.
-    let stage2_as_is = run_with_triple(&stage2, &calls[4..]).unwrap();
+    let stage2_as_is = crate::component_tables::run_with_triple(&stage2, &calls[4..]).unwrap();
     assert_eq!(stage2_as_is, [[Val::U32(1)], [Val::S32(-999)]]);
 
     let output = staged(&stage1, &stage2, &map).unwrap();
     validate(&output);
     // The output is stage 2 (it imports `triple`; slot 2 holds that import,
     // where stage 1 held its stub), initialized as stage 1 was.
-    let after = run_with_triple(&output, &calls).unwrap();
+    let after = crate::component_tables::run_with_triple(&output, &calls).unwrap();
     assert_eq!(after, stage1_after_init);
     assert!(!export_names(&output).contains(&"component-init".to_string()));
 }

@@ -611,6 +611,12 @@ fn memories_inside_nested_components_are_refused_with_a_reason() {
 /// A closure for components without imports whose init is the export
 /// `init: func()`.
 fn call_init(instrumented: Vec<u8>) -> InitFuture {
+    call_init_logged(instrumented, Arc::default())
+}
+
+/// [`call_init`], with the invoker logging what it is asked to call in
+/// `called`.
+fn call_init_logged(instrumented: Vec<u8>, called: Arc<Mutex<Vec<String>>>) -> InitFuture {
     Box::pin(async move {
         let engine = engine();
         let component = Component::new(&engine, &instrumented)?;
@@ -623,7 +629,7 @@ fn call_init(instrumented: Vec<u8>) -> InitFuture {
         Ok(Box::new(WasmtimeInvoker {
             store,
             instance,
-            called: Arc::default(),
+            called,
         }) as Box<dyn Invoker>)
     })
 }
@@ -792,22 +798,8 @@ fn tables_that_init_changes_are_read_through_the_invoker() {
     let input = wat(GROWS_A_TABLE);
     let called = Arc::new(Mutex::new(Vec::new()));
     let logged = called.clone();
-    let output = block_on(initialize(&input, move |instrumented| -> InitFuture {
-        Box::pin(async move {
-            let engine = engine();
-            let component = Component::new(&engine, &instrumented)?;
-            let mut store = Store::new(&engine, Host::default());
-            let instance = Linker::<Host>::new(&engine)
-                .instantiate_async(&mut store, &component)
-                .await?;
-            let init = instance.get_typed_func::<(), ()>(&mut store, "init")?;
-            init.call_async(&mut store, ()).await?;
-            Ok(Box::new(WasmtimeInvoker {
-                store,
-                instance,
-                called: logged,
-            }) as Box<dyn Invoker>)
-        })
+    let output = block_on(initialize(&input, move |instrumented| {
+        call_init_logged(instrumented, logged)
     }))
     .unwrap();
     validate(&output);
