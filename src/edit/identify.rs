@@ -407,4 +407,23 @@ mod tests {
         assert!(facts.refs.contains(&4) && !facts.refs.contains(&0));
         Ok(())
     }
+
+    #[test]
+    fn a_module_without_functions_of_its_own_gets_its_wrappers() -> Result<()> {
+        // no function, code or global section to extend: they are inserted
+        let bytes = wat::parse_str(
+            r#"(module
+                (import "host" "f" (func $f (param i32) (result i32)))
+                (import "host" "probing" (global (mut i32)))
+                (import "host" "found" (global (mut i32)))
+                (table (export "t") 1 funcref)
+                (elem (i32.const 0) func $f))"#,
+        )?;
+        let out = add_prologues(&bytes, 0, 1)?;
+        wasmparser::Validator::new_with_features(crate::edit::features()).validate_all(&out)?;
+        let facts = FuncFacts::of(&out)?;
+        assert_eq!(facts.funcs.len(), 2);
+        assert!(facts.refs.contains(&1) && !facts.refs.contains(&0));
+        Ok(())
+    }
 }
