@@ -190,15 +190,14 @@ pub fn add_prologues(bytes: &[u8], probing: u32, found: u32) -> Result<Vec<u8>> 
         wrappers.insert(func, total + wrappers.len() as u32);
     }
     let mut pass = Prologues {
+        next_body: facts.imported,
         facts,
         wrappers,
         probing,
         found,
-        next_body: 0,
         functions_done: false,
         code_done: false,
     };
-    pass.next_body = pass.facts.imported;
     let mut module = wasm_encoder::Module::new();
     pass.parse_core_module(&mut module, Parser::new(0), bytes)
         .map_err(|e| anyhow::anyhow!("{e}"))
