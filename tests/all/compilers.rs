@@ -108,11 +108,7 @@ fn cranelift_takes_over_what_winch_cannot_compile() {
       (core instance $i (instantiate $m))
       (func (export "component-init") (canon lift (core func $i "init")))
       (func (export "g") (result s32) (canon lift (core func $i "g"))))"#);
-    let mut runtime = WasmtimeRuntime::builder()
-        .limits(Limits::default())
-        .compiler(Compiler::Winch)
-        .build()
-        .unwrap();
+    let mut runtime = winch_runtime();
     let output = runtime
         .initialize(&input, &InstrumentOptions::default())
         .unwrap();
@@ -192,17 +188,8 @@ fn cli_compiler_flag() {
 /// fallback says why.
 #[test]
 fn a_component_whose_tables_are_read_compiles_with_cranelift_at_once() {
-    let input = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/callbacks.wat"
-    ))
-    .map(|text| wat(std::str::from_utf8(&text).unwrap()))
-    .unwrap();
-    let mut runtime = WasmtimeRuntime::builder()
-        .limits(Limits::default())
-        .compiler(Compiler::Winch)
-        .build()
-        .unwrap();
+    let input = wat(include_str!("../../examples/callbacks.wat"));
+    let mut runtime = winch_runtime();
     let output = runtime
         .initialize(&input, &InstrumentOptions::default())
         .unwrap();
@@ -213,4 +200,13 @@ fn a_component_whose_tables_are_read_compiles_with_cranelift_at_once() {
         "{reason}"
     );
     assert_eq!(call1(&output, &["registered"]).unwrap(), Val::U32(3));
+}
+
+/// A runtime that starts with Winch.
+fn winch_runtime() -> WasmtimeRuntime {
+    WasmtimeRuntime::builder()
+        .limits(Limits::default())
+        .compiler(Compiler::Winch)
+        .build()
+        .unwrap()
 }
