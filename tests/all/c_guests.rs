@@ -119,14 +119,7 @@ fn c_callbacks_component() -> Vec<u8> {
     let (package, _) = resolve
         .push_path(root().join("tests/programs/c-callbacks/world.wit"))
         .unwrap();
-    let world = resolve.select_world(&[package], Some("callbacks")).unwrap();
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .unwrap();
+    crate::support::embed_world(&mut module, &resolve, package, "callbacks");
     wit_component::ComponentEncoder::default()
         .module(&module)
         .unwrap()

@@ -51,14 +51,7 @@ fn libmain() -> Vec<u8> {
     let mut module = wat(LIBMAIN);
     let mut resolve = wit_parser::Resolve::default();
     let package = resolve.push_str("app.wit", WIT).unwrap();
-    let world = resolve.select_world(&[package], Some("app")).unwrap();
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .unwrap();
+    crate::support::embed_world(&mut module, &resolve, package, "app");
     module
 }
 

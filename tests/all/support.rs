@@ -247,3 +247,21 @@ pub fn pip_install(venv: &std::path::Path, requirement: &str) -> Result<(), Stri
     );
     Ok(())
 }
+
+/// Embeds world `world` of `package` (in `resolve`) into the core `module`,
+/// as `wasm-tools component embed` does.
+pub fn embed_world(
+    module: &mut Vec<u8>,
+    resolve: &wit_parser::Resolve,
+    package: wit_parser::PackageId,
+    world: &str,
+) {
+    let world = resolve.select_world(&[package], Some(world)).unwrap();
+    wit_component::embed_component_metadata(
+        module,
+        resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+}
